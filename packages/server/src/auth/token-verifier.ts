@@ -1,0 +1,106 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { isValidId } from '@switchboard/protocol';
+
+/** The identity a valid token grants. */
+export interface Identity {
+  user: string;
+  groups: string[];
+  channels: string[];
+  admin: boolean;
+  /** Token expiry, seconds since the epoch, when present. */
+  exp: number | undefined;
+}
+
+/** How tokens are checked. */
+export interface TokenVerifierOptions {
+  jwtSecret?: string | undefined;
+  jwtPublicKey?: string | undefined;
+  jwtAlgorithm?: 'HS256' | 'RS256' | 'ES256' | undefined;
+  /** @default true */
+  requireExp?: boolean;
+}
+
+/** Why a token was refused; the text goes into the 4001 close reason, never the token itself. */
+export class TokenError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenError';
+  }
+}
+
+/**
+ * Verifies client JWTs with one pinned algorithm: HS256 with a shared secret, or RS256/ES256 with
+ * a public key. The token's own `alg` header never chooses the algorithm.
+ */
+export class TokenVerifier {
+  readonly algorithm: 'HS256' | 'RS256' | 'ES256';
+  private readonly key: Uint8Array | KeyObject;
+  private readonly requireExp: boolean;
+
+  /** @throws Error when neither a secret nor a public key is given, or the key does not fit the algorithm. */
+  constructor(options: TokenVerifierOptions) {
+    this.requireExp = options.requireExp ?? true;
+    if (options.jwtSecret !== undefined) {
+      this.algorithm = 'HS256';
+      this.key = new TextEncoder().encode(options.jwtSecret);
+      return;
+    }
+    if (options.jwtPublicKey === undefined) throw new Error('a JWT secret or public key is required');
+    const pem = readPem(options.jwtPublicKey);
+    const key = createPublicKey(pem);
+    const inferred = key.asymmetricKeyType === 'rsa' ? 'RS256' : key.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
+    const algorithm = options.jwtAlgorithm ?? inferred;
+    if (algorithm === undefined || algorithm === 'HS256' || algorithm !== inferred) {
+      throw new Error(`SWITCHBOARD_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'unknown'} key, which does not fit ${algorithm ?? 'RS256/ES256'}`);
+    }
+    this.algorithm = algorithm;
+    this.key = key;
+  }
+
+  /**
+   * Checks signature, algorithm, `exp`/`nbf` and claims.
+   * @throws TokenError with a short reason.
+   */
+  async verify(token: string): Promise<Identity> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key, {
+        algorithms: [this.algorithm],
+        requiredClaims: this.requireExp ? ['sub', 'exp'] : ['sub'],
+        clockTolerance: 5,
+      }));
+    } catch (err) {
+      throw new TokenError(reasonOf(err));
+    }
+    const user = payload.sub;
+    if (typeof user !== 'string' || !isValidId(user)) throw new TokenError('sub is not a valid user id');
+    const groups = stringList(payload.groups, 'groups');
+    const channels = stringList(payload.channels, 'channels');
+    if (groups.some((g) => !isValidId(g))) throw new TokenError('groups holds an invalid group id');
+    return { user, groups, channels, admin: payload.role === 'admin', exp: payload.exp };
+  }
+}
+
+function stringList(value: unknown, claim: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string') || value.length > 1000) {
+    throw new TokenError(`${claim} must be an array of strings`);
+  }
+  return [...new Set(value as string[])];
+}
+
+function reasonOf(err: unknown): string {
+  if (err instanceof joseErrors.JWTExpired) return 'token expired';
+  if (err instanceof joseErrors.JWTClaimValidationFailed) return `claim ${err.claim} ${err.reason === 'missing' ? 'missing' : 'invalid'}`;
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
+  return 'malformed token';
+}
+
+function readPem(value: string): string {
+  if (value.includes('-----BEGIN')) return value;
+  if (existsSync(value)) return readFileSync(value, 'utf8');
+  throw new Error('SWITCHBOARD_JWT_PUBLIC_KEY is neither PEM text nor a readable file');
+}

@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { Command } from 'commander';
+import { mintToken, parseDuration } from './auth/token-minter.js';
+import { collectConfig, loadConfig } from './config.js';
+import { SwitchboardNode } from './node.js';
+import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
+
+/** Runs the `switchboard` command line. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    fail(err);
+  }
+}
+
+/** The commander program (exported for tests of the help text). */
+export function buildProgram(): Command {
+  const program = new Command('switchboard')
+    .description('Clustered WebSocket messaging server')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  withNodeOptions(program.command('start'))
+    .description('run one node on the memory engine with the demo page at /; without a JWT secret it runs in dev mode')
+    .action(async (flags: Record<string, unknown>) => {
+      const env = process.env;
+      const input = collectConfig({ flags, env, file: flags.config as string | undefined });
+      const dev = input.jwtSecret === undefined && input.jwtPublicKey === undefined;
+      if (dev) {
+        input.jwtSecret = randomBytes(32).toString('base64url');
+        input.apiKey ??= randomBytes(24).toString('base64url');
+      }
+      const options = resolveOptions(input);
+      await run(options, dev ? 'dev' : 'start');
+    });
+
+  withNodeOptions(program.command('node'))
+    .description('run one node for production: no demo page, no dev endpoints; needs a JWT secret or public key')
+    .action(async (flags: Record<string, unknown>) => {
+      const options = loadConfig({ flags, env: process.env, file: flags.config as string | undefined });
+      if (options.jwtSecret === undefined && options.jwtPublicKey === undefined) {
+        throw new OptionsError('switchboard node needs SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key)');
+      }
+      await run(options, 'node');
+    });
+
+  program
+    .command('token')
+    .description('mint an HS256 client token with the configured secret')
+    .requiredOption('--user <id>', 'user id (the token\'s sub)')
+    .option('--groups <list>', 'comma-separated groups the user is in', '')
+    .option('--channels <list>', 'comma-separated extra channels the user may subscribe to', '')
+    .option('--admin', 'role admin: may publish to broadcast', false)
+    .option('--ttl <duration>', 'lifetime, e.g. 90s, 15m, 1h, 7d', '1h')
+    .option('--secret <secret>', 'HS256 secret (default: SWITCHBOARD_JWT_SECRET or the config file)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (flags: { user: string; groups: string; channels: string; admin: boolean; ttl: string; secret?: string; config?: string }) => {
+      const input = collectConfig({ env: process.env, file: flags.config });
+      const secret = flags.secret ?? (input.jwtSecret as string | undefined);
+      if (!secret) throw new OptionsError('switchboard token needs a secret: --secret, SWITCHBOARD_JWT_SECRET or jwtSecret in --config');
+      resolveOptions({ jwtSecret: secret });
+      const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+      const token = await mintToken(secret, {
+        user: flags.user,
+        groups: list(flags.groups),
+        channels: list(flags.channels),
+        admin: flags.admin,
+        ttlSeconds: parseDuration(flags.ttl),
+      });
+      process.stdout.write(token + '\n');
+    });
+
+  return program;
+}
+
+function withNodeOptions(command: Command): Command {
+  command.option('--config <file>', 'JSON config file (keys are option names, see docs/config.md)');
+  for (const [key, spec] of Object.entries(OPTION_SPECS)) {
+    command.option(`${flagOf(key)} <value>`, `${spec.doc} [env ${spec.env}]`); // commander camel-cases the flag back to `key`
+  }
+  return command;
+}
+
+async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promise<void> {
+  const node = new SwitchboardNode(options, { mode });
+  const { url } = await node.start();
+  const ws = url.replace(/^http/, 'ws') + options.wsPath;
+  const lines = [`switchboard ${mode === 'node' ? 'node' : 'start'}: node ${options.nodeId} on ${url}  (WebSocket ${ws})`];
+  if (mode !== 'node') lines.push(`  demo page:  ${url}/`);
+  if (mode === 'dev') {
+    lines.push(
+      '  DEV MODE: no JWT secret was configured, so this one was made for this run only.',
+      `  SWITCHBOARD_JWT_SECRET=${options.jwtSecret}`,
+      `  SWITCHBOARD_API_KEY=${options.apiKey}`,
+      `  dev tokens: ${url}/dev/token?user=alice&groups=lobby  (this endpoint exists in dev mode only)`,
+    );
+  }
+  process.stderr.write(lines.join('\n') + '\n');
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    node.log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      node.log.error('drain took too long; exiting');
+      process.exit(1);
+    }, options.drainTimeoutMs + 2000);
+    force.unref();
+    void node.drain().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+function fail(err: unknown): never {
+  if (err instanceof OptionsError) {
+    process.stderr.write(`switchboard: ${err.message}\n`);
+    process.exit(2);
+  }
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') {
+    process.stderr.write(`switchboard: port already in use: ${(err as Error).message} (set PORT or --port)\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`switchboard: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+}

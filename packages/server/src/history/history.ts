@@ -1,0 +1,32 @@
+import type { StreamPosition } from '@switchboard/protocol';
+import type { Publication, PublicationInput } from '../publication.js';
+
+/** A slice of a channel's history. */
+export interface HistoryPage {
+  /** The channel's current epoch. */
+  epoch: string;
+  /** The channel's latest offset (0 when nothing was ever published in this epoch). */
+  offset: number;
+  /** Publications after the requested offset, oldest first. */
+  publications: Publication[];
+  /** The lowest offset still kept; `offset + 1` when the history is empty. */
+  firstOffset: number;
+}
+
+/**
+ * Per-channel bounded stream of publications with dense offsets and an epoch.
+ * Offsets start at 1 and grow by exactly 1 per append within an epoch; the epoch changes when the
+ * channel's history is lost, so that a client is never silently handed a gap.
+ */
+export interface History {
+  /** Appends and assigns the next offset. Rejects when the store is unreachable. */
+  append(channel: string, input: PublicationInput): Promise<Publication>;
+  /** The channel's current epoch and latest offset. */
+  position(channel: string): Promise<StreamPosition>;
+  /** Publications with offset > `since`, oldest first, at most `limit`. */
+  read(channel: string, since: number, limit: number): Promise<HistoryPage>;
+  /** True while the store is reachable. */
+  readonly ready: boolean;
+  /** Releases resources. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import type { StreamPosition } from '@switchboard/protocol';
+import type { Publication, PublicationInput } from '../publication.js';
+import type { History, HistoryPage } from './history.js';
+
+/** Options of {@link MemoryHistory}. */
+export interface MemoryHistoryOptions {
+  /** Publications kept per channel. @default 200 */
+  historySize: number;
+  /** Age after which a publication is dropped. @default 300_000 (5 minutes) */
+  historyTtlMs: number;
+  /** A channel with no publication for this long forgets its epoch and offset. @default 86_400_000 (24 h) */
+  historyMetaTtlMs: number;
+  /** Clock, replaceable in tests. @default Date.now */
+  now?: () => number;
+}
+
+interface Stream {
+  epoch: string;
+  offset: number;
+  /** Kept publications, oldest first; `entries[i].offset === firstOffset + i`. */
+  entries: Publication[];
+  touchedAt: number;
+}
+
+/**
+ * History in process memory: the embedded default. Lost on restart, which gives every channel a
+ * new epoch, so resuming clients are told `recovered:false`.
+ */
+export class MemoryHistory implements History {
+  private readonly streams = new Map<string, Stream>();
+  private readonly now: () => number;
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly options: MemoryHistoryOptions) {
+    this.now = options.now ?? Date.now;
+    const every = Math.max(1000, Math.min(60_000, options.historyTtlMs));
+    this.sweeper = setInterval(() => this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  get ready(): boolean {
+    return !this.closed;
+  }
+
+  async append(channel: string, input: PublicationInput): Promise<Publication> {
+    const stream = this.stream(channel);
+    stream.offset += 1;
+    stream.touchedAt = this.now();
+    const pub: Publication = { channel, epoch: stream.epoch, offset: stream.offset, ...input };
+    if (this.options.historySize > 0) {
+      stream.entries.push(pub);
+      if (stream.entries.length > this.options.historySize) stream.entries.shift();
+    }
+    return pub;
+  }
+
+  async position(channel: string): Promise<StreamPosition> {
+    const stream = this.stream(channel);
+    return { epoch: stream.epoch, offset: stream.offset };
+  }
+
+  async read(channel: string, since: number, limit: number): Promise<HistoryPage> {
+    const stream = this.stream(channel);
+    this.expire(stream);
+    const first = stream.entries[0]?.offset ?? stream.offset + 1;
+    const start = Math.max(0, since + 1 - first);
+    return {
+      epoch: stream.epoch,
+      offset: stream.offset,
+      firstOffset: first,
+      publications: stream.entries.slice(start, start + Math.max(0, limit)),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+  }
+
+  /** Number of channels with state, for tests and metrics. */
+  get channelCount(): number {
+    return this.streams.size;
+  }
+
+  private stream(channel: string): Stream {
+    let stream = this.streams.get(channel);
+    if (!stream) {
+      stream = { epoch: randomBytes(6).toString('base64url'), offset: 0, entries: [], touchedAt: this.now() };
+      this.streams.set(channel, stream);
+    }
+    return stream;
+  }
+
+  private expire(stream: Stream): void {
+    const cutoff = this.now() - this.options.historyTtlMs;
+    let drop = 0;
+    while (drop < stream.entries.length && stream.entries[drop]!.ts < cutoff) drop++;
+    if (drop > 0) stream.entries.splice(0, drop);
+  }
+
+  private sweep(): void {
+    const idleCutoff = this.now() - this.options.historyMetaTtlMs;
+    for (const [channel, stream] of this.streams) {
+      this.expire(stream);
+      if (stream.entries.length === 0 && stream.touchedAt < idleCutoff) this.streams.delete(channel);
+    }
+  }
+}

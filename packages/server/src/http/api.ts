@@ -1,0 +1,146 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isValidId, parseChannel, userChannel } from '@switchboard/protocol';
+import { SwitchboardError } from '../errors.js';
+import type { History } from '../history/history.js';
+import type { NodeContext } from '../node-context.js';
+import type { Broker } from '../broker/broker.js';
+import type { Registry } from '../registry/registry.js';
+import { ApiKeyCheck } from './api-key.js';
+import { readJsonBody, sendError, sendJson, sendThrown } from './respond.js';
+import { CloseCode } from '@switchboard/protocol';
+
+/** What the `/v1` API needs besides the node context. */
+export interface ApiDeps {
+  ctx: NodeContext;
+  history: History;
+  broker: Broker;
+  registry: Registry;
+  /** This node's public URL. */
+  url: () => string;
+}
+
+const MAX_HISTORY_LIMIT = 1000;
+
+/**
+ * The `/v1` HTTP API of PROTOCOL.md. Every call needs `Authorization: Bearer <API key>`; errors
+ * are `{"error":{code,message}}` with the catalog's status.
+ */
+export class HttpApi {
+  private readonly key: ApiKeyCheck;
+
+  constructor(private readonly deps: ApiDeps) {
+    this.key = new ApiKeyCheck(deps.ctx.options.apiKey);
+  }
+
+  /** Handles a request whose path starts with `/v1/`. */
+  async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (!this.key.configured) return sendError(res, 'ERR_UNAUTHORIZED', 'no API key is configured on this node: set SWITCHBOARD_API_KEY');
+    if (!this.key.allows(req)) return sendError(res, 'ERR_UNAUTHORIZED', 'missing or wrong API key (Authorization: Bearer <key>)');
+    try {
+      await this.route(req, res, url);
+    } catch (err) {
+      if (!(err instanceof SwitchboardError)) this.deps.ctx.log.error({ err, path: url.pathname }, 'api call failed');
+      sendThrown(res, err);
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { ctx } = this.deps;
+    const method = req.method ?? 'GET';
+    const parts = url.pathname.split('/').slice(2).map(decodeSegment);
+    const [resource, arg] = parts;
+    if (method === 'POST' && resource === 'publish' && parts.length === 1) return this.publish(req, res);
+    if (method === 'POST' && resource === 'disconnect' && parts.length === 1) return this.disconnect(req, res);
+    if (method === 'GET' && parts.length === 2 && arg !== undefined) {
+      if (resource === 'presence') {
+        const channel = channelArg(arg);
+        if (channel.kind === 'broadcast') throw new SwitchboardError('ERR_BAD_FRAME', 'broadcast has no presence');
+        return sendJson(res, 200, { channel: arg, users: await ctx.presence.list(arg) });
+      }
+      if (resource === 'users') {
+        if (!isValidId(arg)) throw new SwitchboardError('ERR_BAD_FRAME', 'invalid user id');
+        const sessions = await ctx.presence.sessions(arg);
+        return sendJson(res, 200, { user: arg, online: sessions.length > 0, sessions });
+      }
+      if (resource === 'history') return this.history(res, arg, url);
+    }
+    if (method === 'GET' && parts.length === 1 && resource === 'nodes') {
+      return sendJson(res, 200, { nodes: await this.deps.registry.nodes() });
+    }
+    if (method === 'GET' && parts.length === 1 && resource === 'route') {
+      const user = url.searchParams.get('user') ?? '';
+      if (!isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'query parameter user must be a user id');
+      // One node (memory engine): every user's owner is this node.
+      return sendJson(res, 200, { user, node: ctx.nodeId, url: this.deps.url() });
+    }
+    throw new SwitchboardError('ERR_NOT_FOUND', `no route ${method} ${url.pathname}`);
+  }
+
+  private async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.deps.ctx.options.maxPayloadBytes);
+    const { channel, topic, data, from } = body;
+    if (typeof channel !== 'string') throw new SwitchboardError('ERR_BAD_FRAME', 'channel must be a string');
+    channelArg(channel);
+    if (typeof topic !== 'string' || topic.length === 0 || topic.length > 128) {
+      throw new SwitchboardError('ERR_BAD_FRAME', 'topic must be a string of 1-128 characters');
+    }
+    if (from !== undefined && from !== null && (typeof from !== 'string' || !isValidId(from))) {
+      throw new SwitchboardError('ERR_BAD_FRAME', 'from must be a user id or null');
+    }
+    const pub = await this.deps.ctx.publish(channel, { from: (from as string | undefined) ?? null, topic, data: data ?? null, ts: Date.now() }, 'http');
+    sendJson(res, 200, { channel, epoch: pub.epoch, offset: pub.offset });
+  }
+
+  private async disconnect(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.deps.ctx.options.maxPayloadBytes);
+    const user = body.user;
+    if (typeof user !== 'string' || !isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'user must be a user id');
+    const sessions = await this.deps.ctx.presence.sessions(user);
+    try {
+      await this.deps.broker.publish(userChannel(user), { kind: 'disconnect', user, code: CloseCode.FORBIDDEN, reason: 'disconnected by the server' });
+    } catch {
+      throw new SwitchboardError('ERR_UNAVAILABLE', 'broker unavailable');
+    }
+    sendJson(res, 200, { user, sessions: sessions.length });
+  }
+
+  private async history(res: ServerResponse, channel: string, url: URL): Promise<void> {
+    channelArg(channel);
+    const since = intParam(url, 'since', 0);
+    const limit = Math.min(intParam(url, 'limit', 100), MAX_HISTORY_LIMIT);
+    let page;
+    try {
+      page = await this.deps.history.read(channel, since, limit);
+    } catch {
+      throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable');
+    }
+    sendJson(res, 200, {
+      channel,
+      epoch: page.epoch,
+      offset: page.offset,
+      messages: page.publications.map((p) => ({ type: 'message', ...p })),
+    });
+  }
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new SwitchboardError('ERR_BAD_FRAME', 'bad percent-encoding in path');
+  }
+}
+
+function channelArg(channel: string) {
+  const ref = parseChannel(channel);
+  if (!ref) throw new SwitchboardError('ERR_BAD_FRAME', `invalid channel "${channel.slice(0, 140)}": use user:<id>, group:<id> or broadcast`);
+  return ref;
+}
+
+function intParam(url: URL, name: string, fallback: number): number {
+  const raw = url.searchParams.get(name);
+  if (raw === null) return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0) throw new SwitchboardError('ERR_BAD_FRAME', `${name} must be a non-negative integer`);
+  return n;
+}

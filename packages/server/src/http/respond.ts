@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ERRORS, SwitchboardError, errorBody, type ErrorName } from '../errors.js';
+
+/** Writes a JSON body with `status`. */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** Writes the catalog error `name` as `{"error":{code,message}}`. */
+export function sendError(res: ServerResponse, name: ErrorName, message: string): void {
+  sendJson(res, ERRORS[name].status, { error: { code: ERRORS[name].code, message } });
+}
+
+/** Writes any thrown value as an error body; unknown errors become 500 `internal`. */
+export function sendThrown(res: ServerResponse, err: unknown): void {
+  const status = err instanceof SwitchboardError ? err.status : 500;
+  sendJson(res, status, { error: errorBody(err) });
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, reason: string, message: string, code: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    () => socket.destroy(),
+  );
+}
+
+/**
+ * Reads a JSON object body of at most `limit` bytes.
+ * @throws SwitchboardError `too_large` (413) or `bad_frame` (400).
+ */
+export async function readJsonBody(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new SwitchboardError('ERR_BAD_FRAME', 'body is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SwitchboardError('ERR_BAD_FRAME', 'body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}

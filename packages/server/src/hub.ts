@@ -1,0 +1,119 @@
+import type { Logger } from 'pino';
+import type { Broker, BrokerMessage } from './broker/broker.js';
+import type { NodeMetrics } from './metrics.js';
+import { messageFrame } from './publication.js';
+
+/** What the hub needs of a session. */
+export interface HubMember {
+  readonly user: string;
+  /** A publication for a channel the member is in; `frame` is its serialised message frame. */
+  deliver(channel: string, offset: number, epoch: string, frame: string): void;
+  /** A frame to write as is (presence events). */
+  sendRaw(frame: string): void;
+  /** Close the session (cluster-wide disconnect). */
+  close(code: number, reason: string): void;
+}
+
+interface ChannelEntry {
+  members: Set<HubMember>;
+  /** Serialises broker subscribe/unsubscribe for the channel. */
+  op: Promise<void>;
+  subscribed: boolean;
+}
+
+/**
+ * The node's local channel table: which sessions are in which channel. It reference-counts broker
+ * subscriptions (interest routing: the node receives only channels with a local subscriber) and
+ * fans out what the broker delivers, serialising each publication once for all recipients.
+ */
+export class Hub {
+  private readonly channels = new Map<string, ChannelEntry>();
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly metrics: NodeMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Adds `member` to `channel`; resolves once the broker delivers the channel to this node. */
+  async add(channel: string, member: HubMember): Promise<void> {
+    let entry = this.channels.get(channel);
+    if (!entry) {
+      entry = { members: new Set(), op: Promise.resolve(), subscribed: false };
+      this.channels.set(channel, entry);
+      this.metrics.subscriptions.set(this.channels.size);
+    }
+    entry.members.add(member);
+    const e = entry;
+    if (!e.subscribed) {
+      e.op = e.op.then(async () => {
+        if (e.subscribed || e.members.size === 0) return;
+        await this.broker.subscribe(channel);
+        e.subscribed = true;
+      });
+    }
+    await e.op;
+  }
+
+  /** Removes `member` from `channel`; the broker subscription goes when the last member leaves. */
+  remove(channel: string, member: HubMember): void {
+    const entry = this.channels.get(channel);
+    if (!entry || !entry.members.delete(member) || entry.members.size > 0) return;
+    entry.op = entry.op
+      .catch(() => undefined)
+      .then(async () => {
+        if (entry.members.size > 0) return;
+        if (entry.subscribed) {
+          entry.subscribed = false;
+          await this.broker.unsubscribe(channel);
+        }
+        if (entry.members.size === 0 && this.channels.get(channel) === entry) {
+          this.channels.delete(channel);
+          this.metrics.subscriptions.set(this.channels.size);
+        }
+      })
+      .catch((err: unknown) => {
+        this.metrics.brokerErrors.inc();
+        this.log.warn({ err, channel }, 'broker unsubscribe failed');
+      });
+  }
+
+  /** Local members of `channel` (for tests and presence). */
+  members(channel: string): ReadonlySet<HubMember> {
+    return this.channels.get(channel)?.members ?? new Set();
+  }
+
+  /** Number of channels with local members. */
+  get size(): number {
+    return this.channels.size;
+  }
+
+  /** The broker's handler: fans a message out to the channel's local members. */
+  readonly onBrokerMessage = (channel: string, message: BrokerMessage): void => {
+    const entry = this.channels.get(channel);
+    if (!entry || entry.members.size === 0) return;
+    switch (message.kind) {
+      case 'message': {
+        const { pub } = message;
+        const frame = messageFrame(pub);
+        for (const member of entry.members) member.deliver(channel, pub.offset, pub.epoch, frame);
+        return;
+      }
+      case 'presence': {
+        const frame = JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts });
+        for (const member of entry.members) member.sendRaw(frame);
+        return;
+      }
+      case 'disconnect': {
+        for (const member of [...entry.members]) {
+          if (member.user === message.user) member.close(message.code, message.reason);
+        }
+        return;
+      }
+      default: {
+        const never: never = message;
+        this.log.error({ message: never }, 'unknown broker message');
+      }
+    }
+  };
+}

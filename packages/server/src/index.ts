@@ -1,0 +1,17 @@
+export { SwitchboardNode, type NodeRuntime } from './node.js';
+export { resolveOptions, OPTION_SPECS, OptionsError, flagOf, type NodeOptions, type NodeOptionsInput } from './options.js';
+export { loadConfig, collectConfig } from './config.js';
+export { TokenVerifier, TokenError, type Identity } from './auth/token-verifier.js';
+export { mintToken, parseDuration } from './auth/token-minter.js';
+export { ERRORS, SwitchboardError, type ErrorName } from './errors.js';
+export { createEngine, type Engine } from './engine.js';
+export type { Broker, BrokerHandler, BrokerMessage } from './broker/broker.js';
+export { MemoryBroker, MemoryBus } from './broker/memory-broker.js';
+export type { History, HistoryPage } from './history/history.js';
+export { MemoryHistory } from './history/memory-history.js';
+export type { PresenceStore, PresenceMember, UserSession } from './presence/presence-store.js';
+export { MemoryPresenceStore } from './presence/memory-presence-store.js';
+export type { Registry, NodeInfo } from './registry/registry.js';
+export { MemoryRegistry } from './registry/memory-registry.js';
+export type { Publication, PublicationInput } from './publication.js';
+export { redactUrl } from './logger.js';

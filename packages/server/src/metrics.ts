@@ -1,0 +1,39 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The node's Prometheus metrics, on a registry of its own (several nodes may share a process). */
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly sessions: Gauge;
+  readonly connectionsTotal: Counter<'result'>;
+  readonly framesIn: Counter<'type'>;
+  readonly messagesOut: Counter;
+  readonly publications: Counter<'source'>;
+  readonly errors: Counter<'code'>;
+  readonly closes: Counter<'code'>;
+  readonly brokerErrors: Counter;
+  readonly subscriptions: Gauge;
+  readonly recoveries: Counter<'recovered'>;
+  readonly publishLatency: Histogram;
+
+  constructor(nodeId: string, collectDefaults = true) {
+    this.registry.setDefaultLabels({ node: nodeId });
+    if (collectDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_process_' });
+    const registers = [this.registry];
+    this.sessions = new Gauge({ name: 'switchboard_sessions', help: 'Open sessions on this node', registers });
+    this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'WebSocket upgrades by result', labelNames: ['result'], registers });
+    this.framesIn = new Counter({ name: 'switchboard_frames_in_total', help: 'Client frames received by type', labelNames: ['type'], registers });
+    this.messagesOut = new Counter({ name: 'switchboard_messages_delivered_total', help: 'Message frames written to sessions', registers });
+    this.publications = new Counter({ name: 'switchboard_publications_total', help: 'Publications accepted by source (ws or http)', labelNames: ['source'], registers });
+    this.errors = new Counter({ name: 'switchboard_errors_total', help: 'Error frames and failed replies by code', labelNames: ['code'], registers });
+    this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers });
+    this.brokerErrors = new Counter({ name: 'switchboard_engine_errors_total', help: 'Failed engine (broker, history, presence) calls', registers });
+    this.subscriptions = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
+    this.recoveries = new Counter({ name: 'switchboard_recoveries_total', help: 'Channel recoveries by outcome', labelNames: ['recovered'], registers });
+    this.publishLatency = new Histogram({
+      name: 'switchboard_publish_seconds',
+      help: 'Time to accept a publication (history append + broker publish)',
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers,
+    });
+  }
+}

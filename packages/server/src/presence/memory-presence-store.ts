@@ -1,0 +1,53 @@
+import { userChannel, type PresenceUser } from '@switchboard/protocol';
+import type { PresenceMember, PresenceStore, UserSession } from './presence-store.js';
+
+/** Presence in process memory. Several nodes in one process may share one instance. */
+export class MemoryPresenceStore implements PresenceStore {
+  /** channel → user → session → member */
+  private readonly channels = new Map<string, Map<string, Map<string, PresenceMember>>>();
+  private closed = false;
+
+  get ready(): boolean {
+    return !this.closed;
+  }
+
+  async add(channel: string, member: PresenceMember): Promise<boolean> {
+    let users = this.channels.get(channel);
+    if (!users) this.channels.set(channel, (users = new Map()));
+    let sessions = users.get(member.user);
+    const first = !sessions;
+    if (!sessions) users.set(member.user, (sessions = new Map()));
+    sessions.set(member.session, member);
+    return first;
+  }
+
+  async remove(channel: string, member: PresenceMember): Promise<boolean> {
+    const users = this.channels.get(channel);
+    const sessions = users?.get(member.user);
+    if (!users || !sessions || !sessions.delete(member.session)) return false;
+    if (sessions.size > 0) return false;
+    users.delete(member.user);
+    if (users.size === 0) this.channels.delete(channel);
+    return true;
+  }
+
+  async list(channel: string): Promise<PresenceUser[]> {
+    const users = this.channels.get(channel);
+    if (!users) return [];
+    return [...users].map(([user, sessions]) => ({
+      user,
+      sessions: sessions.size,
+      nodes: [...new Set([...sessions.values()].map((m) => m.node))].sort(),
+    }));
+  }
+
+  async sessions(user: string): Promise<UserSession[]> {
+    const sessions = this.channels.get(userChannel(user))?.get(user);
+    if (!sessions) return [];
+    return [...sessions.values()].map(({ session, node, since }) => ({ session, node, since }));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}

@@ -1,0 +1,96 @@
+import { parseChannel, userChannel, type ClientFrame } from '@switchboard/protocol';
+import { publishDenial, subscribeDenial } from '../auth/permissions.js';
+import { SwitchboardError } from '../errors.js';
+import type { NodeContext } from '../node-context.js';
+import type { Session } from './session.js';
+
+/**
+ * Carries out one client frame for a session and answers it. Every frame with an `id` gets exactly
+ * one `reply`; failures without an `id` get an `error` frame.
+ */
+export async function handleFrame(session: Session, frame: ClientFrame, ctx: NodeContext): Promise<void> {
+  ctx.metrics.framesIn.inc({ type: frame.type });
+  try {
+    switch (frame.type) {
+      case 'send':
+        return await publish(session, userChannel(frame.to), frame.topic, frame.data, frame.id, ctx);
+      case 'publish':
+        return await publish(session, frame.channel, frame.topic, frame.data, frame.id, ctx);
+      case 'subscribe':
+        return await subscribe(session, frame.channel, frame, ctx);
+      case 'unsubscribe': {
+        if (!session.has(frame.channel)) {
+          return session.reply(frame.id, { ok: false, code: 'not_found', message: `not subscribed to ${frame.channel}` });
+        }
+        ctx.presenceLeave(session, frame.channel);
+        session.detach(frame.channel);
+        return session.reply(frame.id, { ok: true, channel: frame.channel });
+      }
+      case 'presence': {
+        const ref = parseChannel(frame.channel);
+        if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${frame.channel.slice(0, 140)}"` });
+        if (ref.kind === 'broadcast') return session.reply(frame.id, { ok: false, code: 'bad_frame', message: 'broadcast has no presence' });
+        const denial = subscribeDenial(session.identity, frame.channel, ref);
+        if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
+        const users = await ctx.presence.list(frame.channel);
+        return session.reply(frame.id, { ok: true, channel: frame.channel, users });
+      }
+      case 'ping':
+        session.sendFrame({ type: 'pong' });
+        if (frame.id !== undefined) session.reply(frame.id, { ok: true });
+        return;
+      default: {
+        const never: never = frame;
+        throw new Error(`unhandled frame ${JSON.stringify(never)}`);
+      }
+    }
+  } catch (err) {
+    if (err instanceof SwitchboardError) return session.reply(frame.id, { ok: false, code: err.code, message: err.message });
+    ctx.log.error({ err, session: session.id, type: frame.type }, 'frame failed');
+    session.reply(frame.id, { ok: false, code: 'internal', message: 'internal error' });
+  }
+}
+
+async function publish(
+  session: Session,
+  channel: string,
+  topic: string,
+  data: unknown,
+  id: ClientFrame['id'],
+  ctx: NodeContext,
+): Promise<void> {
+  const ref = parseChannel(channel);
+  if (!ref) return session.reply(id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
+  const denial = publishDenial(session.identity, channel, ref);
+  if (denial) return session.reply(id, { ok: false, code: 'forbidden', message: denial });
+  // `from` comes from the verified token, never from the frame.
+  const pub = await ctx.publish(channel, { from: session.user, topic, data, ts: Date.now() }, 'ws');
+  session.reply(id, { ok: true, epoch: pub.epoch, offset: pub.offset });
+}
+
+async function subscribe(
+  session: Session,
+  channel: string,
+  frame: Extract<ClientFrame, { type: 'subscribe' }>,
+  ctx: NodeContext,
+): Promise<void> {
+  const ref = parseChannel(channel);
+  if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
+  const denial = subscribeDenial(session.identity, channel, ref);
+  if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
+  if (session.has(channel)) {
+    const position = session.position(channel)!;
+    return session.reply(frame.id, { ok: true, channel, epoch: position.epoch, offset: position.offset });
+  }
+  if (session.channelNames.length >= ctx.options.maxSubscriptions) {
+    return session.reply(frame.id, {
+      ok: false,
+      code: 'too_large',
+      message: `subscription limit reached (${ctx.options.maxSubscriptions} channels per session)`,
+    });
+  }
+  const { state, flush } = await session.attach(channel, frame.since);
+  session.reply(frame.id, { ok: true, channel, ...state });
+  flush();
+  ctx.presenceJoin(session, channel);
+}

@@ -16,6 +16,6 @@ export default tseslint.config(
   },
   {
     files: ['packages/server/public/**/*.js'],
-    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', localStorage: 'readonly', sessionStorage: 'readonly', location: 'readonly', btoa: 'readonly', atob: 'readonly' } },
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', WebSocket: 'readonly', localStorage: 'readonly', sessionStorage: 'readonly', location: 'readonly', btoa: 'readonly', atob: 'readonly', navigator: 'readonly', TextEncoder: 'readonly' } },
   },
 );

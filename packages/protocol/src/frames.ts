@@ -18,8 +18,6 @@ export interface SendFrame {
   topic: string;
   data?: unknown;
   id?: FrameId;
-  /** Idempotency key (extension, see docs/protocol.md). */
-  key?: string;
 }
 
 /** Publish to a channel the session may publish to. */
@@ -29,7 +27,6 @@ export interface PublishFrame {
   topic: string;
   data?: unknown;
   id?: FrameId;
-  key?: string;
 }
 
 /** Subscribe to a channel, optionally recovering from a position. */

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
+import { isValidId } from '@switchboard/protocol';
 import { mintToken, parseDuration } from './auth/token-minter.js';
 import { collectConfig, loadConfig } from './config.js';
 import { SwitchboardNode } from './node.js';
@@ -62,12 +63,23 @@ export function buildProgram(): Command {
       if (!secret) throw new OptionsError('switchboard token needs a secret: --secret, SWITCHBOARD_JWT_SECRET or jwtSecret in --config');
       resolveOptions({ jwtSecret: secret });
       const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+      // Checked here because a node would refuse such a token only later, with a bare 4001.
+      const groups = list(flags.groups);
+      for (const id of [flags.user, ...groups]) {
+        if (!isValidId(id)) throw new OptionsError(`switchboard token: "${id}" is not a valid id for --user or --groups (no spaces or colons)`);
+      }
+      let ttlSeconds: number;
+      try {
+        ttlSeconds = parseDuration(flags.ttl);
+      } catch (err) {
+        throw new OptionsError(`switchboard token --ttl: ${(err as Error).message}`);
+      }
       const token = await mintToken(secret, {
         user: flags.user,
-        groups: list(flags.groups),
+        groups,
         channels: list(flags.channels),
         admin: flags.admin,
-        ttlSeconds: parseDuration(flags.ttl),
+        ttlSeconds,
       });
       process.stdout.write(token + '\n');
     });
@@ -107,7 +119,7 @@ async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promis
     const force = setTimeout(() => {
       node.log.error('drain took too long; exiting');
       process.exit(1);
-    }, options.drainTimeoutMs + 2000);
+    }, options.drainTimeoutMs + 1000);
     force.unref();
     void node.drain().then(() => process.exit(0));
   };

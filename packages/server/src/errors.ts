@@ -14,7 +14,7 @@ export interface ErrorSpec {
 export const ERRORS = {
   ERR_UNAUTHORIZED: { code: 'unauthorized', status: 401, description: 'Missing, malformed, wrongly signed or expired token, or a missing or wrong API key.' },
   ERR_FORBIDDEN: { code: 'forbidden', status: 403, description: 'The token does not allow this channel: not a member of the group, not admin for `broadcast`, or not in the token\'s `channels`.' },
-  ERR_BAD_FRAME: { code: 'bad_frame', status: 400, description: 'Not a JSON object, an unknown `type`, a missing or mistyped field, an invalid channel name, or a binary frame.' },
+  ERR_BAD_FRAME: { code: 'bad_frame', status: 400, description: 'Not a JSON object, an unknown `type`, a missing or mistyped field, an invalid channel name, `data` nested deeper than 128 levels, or a binary frame.' },
   ERR_TOO_LARGE: { code: 'too_large', status: 413, description: 'A body over `maxPayloadBytes`, or a session already at `maxSubscriptions`.' },
   ERR_RATE_LIMITED: { code: 'rate_limited', status: 429, description: 'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped.' },
   ERR_NOT_FOUND: { code: 'not_found', status: 404, description: 'No such route, or unsubscribing from a channel the session is not in.' },

@@ -16,7 +16,7 @@ import { createLogger, redactUrl } from './logger.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeContext, PublishSource } from './node-context.js';
 import type { NodeOptions } from './options.js';
-import type { Publication, PublicationInput } from './publication.js';
+import { MAX_DATA_DEPTH, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { Session } from './session/session.js';
 
 /** How a node is run. */
@@ -70,10 +70,15 @@ export class SwitchboardNode implements NodeContext {
     this.verifier = new TokenVerifier(options);
     const mode = runtime.mode ?? 'node';
     this.pages = mode === 'node' ? undefined : new DevPages({ devSecret: mode === 'dev' ? options.jwtSecret : undefined, wsPath: options.wsPath });
-    this.api = new HttpApi({ ctx: this, history: this.engine.history, broker: this.engine.broker, registry: this.engine.registry, url: () => this.baseUrl });
+    this.api = new HttpApi({ ctx: this, history: this.engine.history, broker: this.engine.broker, registry: this.engine.registry, url: () => this.baseUrl, connections: () => this.sessions.size });
     this.server = createServer(
       { headersTimeout: options.handshakeTimeoutMs, requestTimeout: options.handshakeTimeoutMs, connectionsCheckingInterval: Math.min(1000, options.handshakeTimeoutMs) },
-      (req, res) => void this.onRequest(req, res),
+      (req, res) =>
+        void this.onRequest(req, res).catch((err: unknown) => {
+          this.log.error({ err, url: redactUrl(req.url) }, 'request failed');
+          if (!res.headersSent) sendJson(res, 500, { error: { code: 'internal', message: 'internal error' } });
+          else res.destroy();
+        }),
     );
     this.wss = new WebSocketServer({
       noServer: true,
@@ -135,6 +140,10 @@ export class SwitchboardNode implements NodeContext {
   // ---- NodeContext ---------------------------------------------------------------------------
 
   async publish(channel: string, input: PublicationInput, source: PublishSource): Promise<Publication> {
+    // Checked before the append: a publication that cannot be serialised would poison history.
+    if (nestedDeeperThan(input.data, MAX_DATA_DEPTH)) {
+      throw new SwitchboardError('ERR_BAD_FRAME', `data is nested deeper than ${MAX_DATA_DEPTH} levels`);
+    }
     const end = this.metrics.publishLatency.startTimer();
     let pub: Publication;
     try {
@@ -254,6 +263,7 @@ export class SwitchboardNode implements NodeContext {
     } catch {
       return rejectUpgrade(socket, 400, 'Bad Request', 'bad request URL', 'bad_frame');
     }
+    this.log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
     if (url.pathname !== this.options.wsPath) return rejectUpgrade(socket, 404, 'Not Found', `no WebSocket endpoint at ${url.pathname}`, 'not_found');
     if (this.draining) return rejectUpgrade(socket, 503, 'Service Unavailable', 'node draining: connect to another node', 'unavailable');
     if (this.sessions.size + this.pendingUpgrades >= this.options.maxConnections) {
@@ -347,7 +357,8 @@ export class SwitchboardNode implements NodeContext {
       this.draining = true;
       this.log.info({ sessions: this.sessions.size }, 'draining');
       for (const session of [...this.sessions]) session.close(CloseCode.GOING_AWAY, 'node draining');
-      const deadline = Date.now() + this.options.drainTimeoutMs;
+      // Leave half a second of the budget for stopping, so the process exits within drainTimeoutMs.
+      const deadline = Date.now() + Math.max(0, this.options.drainTimeoutMs - 500);
       while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       await this.stop();
     })();

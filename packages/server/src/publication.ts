@@ -33,3 +33,21 @@ export function messageFrame(pub: Publication): string {
   };
   return JSON.stringify(frame);
 }
+
+/**
+ * Deepest nesting of arrays and objects accepted in `data`. `JSON.stringify` recurses and throws
+ * past a few thousand levels, which would leave an unserialisable publication in history.
+ */
+export const MAX_DATA_DEPTH = 128;
+
+/** True when `value` nests arrays/objects deeper than `max` levels; iterative, so it cannot overflow. */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}

@@ -17,6 +17,8 @@ export interface ApiDeps {
   registry: Registry;
   /** This node's public URL. */
   url: () => string;
+  /** This node's open sessions now (the registry's copy is refreshed every few seconds). */
+  connections: () => number;
 }
 
 const MAX_HISTORY_LIMIT = 1000;
@@ -65,7 +67,9 @@ export class HttpApi {
       if (resource === 'history') return this.history(res, arg, url);
     }
     if (method === 'GET' && parts.length === 1 && resource === 'nodes') {
-      return sendJson(res, 200, { nodes: await this.deps.registry.nodes() });
+      const nodes = await this.deps.registry.nodes();
+      for (const n of nodes) if (n.node === ctx.nodeId) n.connections = this.deps.connections();
+      return sendJson(res, 200, { nodes });
     }
     if (method === 'GET' && parts.length === 1 && resource === 'route') {
       const user = url.searchParams.get('user') ?? '';

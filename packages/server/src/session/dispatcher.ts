@@ -19,6 +19,10 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
       case 'subscribe':
         return await subscribe(session, frame.channel, frame, ctx);
       case 'unsubscribe': {
+        // An invalid name is a malformed frame (bad_frame, as for every other frame type), not an absent subscription.
+        if (!parseChannel(frame.channel)) {
+          return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${frame.channel.slice(0, 140)}"` });
+        }
         if (!session.has(frame.channel)) {
           return session.reply(frame.id, { ok: false, code: 'not_found', message: `not subscribed to ${frame.channel}` });
         }

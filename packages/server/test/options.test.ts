@@ -1,0 +1,175 @@
+/**
+ * resolveOptions: documented defaults, validation messages that say what to fix (option, flag and
+ * env name), and docs/config.md kept in step with OPTION_SPECS.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { OPTION_SPECS, OptionsError, flagOf, resolveOptions } from '../src/index.js';
+
+const SECRET = 'options-test-secret-0123456789abcdef';
+const PUBLIC_KEY = `-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEexampleexampleexampleexampleexample
+-----END PUBLIC KEY-----`;
+
+/** One invalid value per option; a new option without an entry here fails the coverage test. */
+const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
+  port: 70000,
+  host: 42,
+  nodeId: 'has space',
+  publicUrl: 'not a url',
+  wsPath: 'ws',
+  jwtSecret: 'too-short',
+  jwtPublicKey: 42,
+  jwtAlgorithm: 'none',
+  requireExp: 'maybe',
+  apiKey: 'short',
+  engine: 'postgres',
+  broker: 'carrier-pigeon',
+  allowedOrigins: 'https://example.com/path',
+  maxPayloadBytes: 12,
+  rateLimitPerSecond: 0,
+  rateLimitBurst: 0,
+  rateLimitMaxRejected: 0,
+  maxSubscriptions: 2,
+  maxConnectionsPerUser: 0,
+  maxConnections: 0,
+  maxOutboundBytes: 100,
+  heartbeatIntervalMs: 'abc',
+  handshakeTimeoutMs: 50,
+  drainTimeoutMs: -1,
+  perMessageDeflate: 'sometimes',
+  historySize: -1,
+  historyTtlMs: 10,
+  historyMetaTtlMs: 10,
+  maxRecoveryMessages: 0,
+  logLevel: 'loud',
+};
+
+/** Asserts that `fn` throws an OptionsError whose message contains every one of `parts`. */
+function assertOptionsError(fn: () => unknown, parts: string[]): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof OptionsError, `expected OptionsError, got ${String(err)}`);
+    for (const part of parts) assert.ok(err.message.includes(part), `message "${err.message}" does not name ${part}`);
+    return true;
+  });
+}
+
+describe('resolveOptions defaults', () => {
+  it('uses the documented defaults', () => {
+    const o = resolveOptions();
+    assert.equal(o.port, 8080);
+    assert.equal(o.host, '127.0.0.1');
+    assert.equal(o.wsPath, '/ws');
+    assert.equal(o.maxPayloadBytes, 65_536);
+    assert.equal(o.rateLimitPerSecond, 100);
+    assert.equal(o.rateLimitBurst, 200);
+    assert.equal(o.heartbeatIntervalMs, 25_000);
+    assert.equal(o.maxOutboundBytes, 1_048_576);
+    assert.equal(o.drainTimeoutMs, 10_000);
+    assert.equal(o.perMessageDeflate, false);
+    assert.equal(o.requireExp, true);
+    assert.deepEqual(o.allowedOrigins, []);
+    assert.equal(o.jwtSecret, undefined);
+    assert.equal(o.apiKey, undefined);
+  });
+
+  it('makes up a node id when none is given', () => {
+    const a = resolveOptions();
+    const b = resolveOptions();
+    assert.match(a.nodeId, /^n-[a-z0-9]+$/);
+    assert.notEqual(a.nodeId, b.nodeId);
+    assert.equal(resolveOptions({ nodeId: 'n7' }).nodeId, 'n7');
+  });
+
+  it('treats an empty string as unset (an empty env var keeps the default)', () => {
+    assert.equal(resolveOptions({ maxPayloadBytes: '' }).maxPayloadBytes, 65_536);
+  });
+
+  it('returns a frozen object', () => {
+    const o = resolveOptions({ port: 1234 });
+    assert.ok(Object.isFrozen(o));
+    assert.throws(() => {
+      (o as { port: number }).port = 1;
+    }, TypeError);
+    assert.equal(o.port, 1234);
+  });
+
+  it('coerces strings from env and flags to numbers and booleans', () => {
+    const o = resolveOptions({ port: '9001', heartbeatIntervalMs: '500', perMessageDeflate: 'true', requireExp: 'false' });
+    assert.equal(o.port, 9001);
+    assert.equal(o.heartbeatIntervalMs, 500);
+    assert.equal(o.perMessageDeflate, true);
+    assert.equal(o.requireExp, false);
+  });
+
+  it('reads allowedOrigins from a comma-separated string, trimming blanks', () => {
+    const o = resolveOptions({ allowedOrigins: 'https://a.example.com, http://localhost:3000,,' });
+    assert.deepEqual(o.allowedOrigins, ['https://a.example.com', 'http://localhost:3000']);
+  });
+
+  it('accepts allowedOrigins as an array (config file)', () => {
+    assert.deepEqual(resolveOptions({ allowedOrigins: ['https://a.example.com'] }).allowedOrigins, ['https://a.example.com']);
+  });
+});
+
+describe('resolveOptions validation', () => {
+  it('has an invalid-value case for every option', () => {
+    assert.deepEqual(Object.keys(INVALID).sort(), Object.keys(OPTION_SPECS).sort());
+  });
+
+  for (const [key, value] of Object.entries(INVALID) as [keyof typeof OPTION_SPECS, unknown][]) {
+    it(`rejects ${key}=${JSON.stringify(value)} naming ${key}, ${flagOf(key)} and ${OPTION_SPECS[key].env}`, () => {
+      assertOptionsError(() => resolveOptions({ [key]: value }), [key, flagOf(key), OPTION_SPECS[key].env]);
+    });
+  }
+
+  it('builds flags from option names', () => {
+    assert.equal(flagOf('heartbeatIntervalMs'), '--heartbeat-interval-ms');
+    assert.equal(flagOf('port'), '--port');
+    assert.equal(flagOf('jwtPublicKey'), '--jwt-public-key');
+  });
+
+  it('rejects a JWT secret and a public key together, naming both env names', () => {
+    assertOptionsError(() => resolveOptions({ jwtSecret: SECRET, jwtPublicKey: PUBLIC_KEY }), [
+      'SWITCHBOARD_JWT_SECRET',
+      'SWITCHBOARD_JWT_PUBLIC_KEY',
+    ]);
+  });
+
+  it('rejects an algorithm that does not fit the key material', () => {
+    assertOptionsError(() => resolveOptions({ jwtAlgorithm: 'HS256', jwtPublicKey: PUBLIC_KEY }), ['SWITCHBOARD_JWT_ALGORITHM']);
+    assertOptionsError(() => resolveOptions({ jwtAlgorithm: 'RS256', jwtSecret: SECRET }), ['SWITCHBOARD_JWT_ALGORITHM']);
+  });
+
+  it('rejects a burst smaller than a tenth of the rate', () => {
+    assertOptionsError(() => resolveOptions({ rateLimitPerSecond: 1000, rateLimitBurst: 10 }), ['rateLimitBurst', 'SWITCHBOARD_RATE_LIMIT_BURST']);
+    assert.equal(resolveOptions({ rateLimitPerSecond: 1000, rateLimitBurst: 100 }).rateLimitBurst, 100);
+  });
+
+  it('never puts a rejected secret into the error message', () => {
+    const secret = 'short-but-secret';
+    assert.throws(
+      () => resolveOptions({ jwtSecret: secret }),
+      (err: Error) => !err.message.includes(secret),
+    );
+  });
+});
+
+describe('docs/config.md', () => {
+  it('documents every option by its env name and flag', () => {
+    const path = new URL('../../../docs/config.md', import.meta.url);
+    let doc: string;
+    try {
+      doc = readFileSync(path, 'utf8');
+    } catch (err) {
+      assert.fail(`docs/config.md must exist and document every option (${(err as Error).message})`);
+    }
+    const missing: string[] = [];
+    for (const [key, spec] of Object.entries(OPTION_SPECS)) {
+      if (!doc.includes(spec.env)) missing.push(`${key}: env ${spec.env}`);
+      if (!doc.includes(flagOf(key))) missing.push(`${key}: flag ${flagOf(key)}`);
+    }
+    assert.deepEqual(missing, [], `docs/config.md lacks: ${missing.join('; ')}`);
+  });
+});

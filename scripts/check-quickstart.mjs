@@ -54,7 +54,7 @@ try {
   const jwt = execFileSync('npx', ['--no-install', 'switchboard', 'token', '--user', 'cli', '--secret', 'a-secret-of-at-least-32-characters!!'], { cwd: root, encoding: 'utf8' }).trim();
   if (jwt.split('.').length !== 3) fail(`npx switchboard token printed "${jwt}"`);
 
-  process.kill(-child.pid, 'SIGTERM');
+  process.kill(child.pid, 'SIGTERM'); // npm forwards it to the node process and exits with its code
   const code = await Promise.race([closed, new Promise((r) => setTimeout(() => r('timeout'), 12_000))]);
   if (code !== 1001) fail(`on SIGTERM the session got ${code}, expected 1001`);
   const result = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 12_000))]);

@@ -3,6 +3,7 @@
  * every frame so tests can wait for the one they expect.
  */
 import { once } from 'node:events';
+import { after, before } from 'node:test';
 import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { SignJWT } from 'jose';
@@ -198,6 +199,33 @@ export async function api(node: TestNode, method: string, path: string, body?: u
     parsed = { text };
   }
   return { status: res.status, body: parsed };
+}
+
+/**
+ * Registers before/after hooks in the current `describe` that start a node and, afterwards, close
+ * every client made with `connect` and stop the node.
+ */
+export function nodeFixture(options: NodeOptionsInput = {}): { readonly node: TestNode; connect: typeof TestClient.connect extends (n: TestNode, ...rest: infer R) => Promise<TestClient> ? (...args: R) => Promise<TestClient> : never; track(client: TestClient): TestClient } {
+  let node: TestNode | undefined;
+  const open: TestClient[] = [];
+  before(async () => (node = await startNode(options)));
+  after(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await node?.stop();
+  });
+  return {
+    get node() {
+      if (!node) throw new Error('node not started: use the fixture inside tests');
+      return node;
+    },
+    async connect(user, claims, query) {
+      return this.track(await TestClient.connect(this.node, user, claims, query));
+    },
+    track(client) {
+      open.push(client);
+      return client;
+    },
+  };
 }
 
 /** Resolves after `ms`. */

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { API_KEY, TestClient, api, sleep, startNode, token, type Frame, type TestNode } from './helpers.js';
+import { API_KEY, TestClient, api, sleep, startNode, token, type Frame, type TestNode, nodeFixture } from './helpers.js';
 
 /** How long to wait before asserting that something did not arrive. */
 const SETTLE_MS = 300;
@@ -38,19 +38,10 @@ function postChunked(node: TestNode, path: string, chunks: string[]): Promise<{ 
 }
 
 describe('HTTP API', () => {
+  const fixture = nodeFixture();
   let node: TestNode;
-  const open: TestClient[] = [];
-  before(async () => (node = await startNode()));
-  after(async () => {
-    await Promise.all(open.map((c) => c.close()));
-    await node.stop();
-  });
-
-  async function connect(user: string, claims: Record<string, unknown> = {}): Promise<TestClient> {
-    const client = await TestClient.connect(node, user, claims);
-    open.push(client);
-    return client;
-  }
+  before(() => (node = fixture.node));
+  const connect = (user: string, claims: Record<string, unknown> = {}) => fixture.connect(user, claims);
 
   describe('API key', () => {
     const routes: [string, string, unknown?][] = [

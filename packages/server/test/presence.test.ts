@@ -2,9 +2,9 @@
  * Presence (PROTOCOL.md "Presence"): `join`/`leave` frames are per user, not per session, only
  * `group:` channels carry them, and the `presence` frame and the HTTP API list who is there.
  */
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestClient, api, sleep, startNode, type Frame, type TestNode } from './helpers.js';
+import { TestClient, api, nodeFixture, sleep, type Frame, type TestNode } from './helpers.js';
 
 /** How long to wait before asserting that a frame did not arrive. */
 const SETTLE_MS = 300;
@@ -28,19 +28,10 @@ async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolea
 const byUser = (a: Frame, b: Frame) => String(a.user).localeCompare(String(b.user));
 
 describe('presence', () => {
+  const fixture = nodeFixture();
   let node: TestNode;
-  const open: TestClient[] = [];
-  before(async () => (node = await startNode()));
-  after(async () => {
-    await Promise.all(open.map((c) => c.close()));
-    await node.stop();
-  });
-
-  async function connect(user: string, claims: Record<string, unknown> = {}): Promise<TestClient> {
-    const client = await TestClient.connect(node, user, claims);
-    open.push(client);
-    return client;
-  }
+  before(() => (node = fixture.node));
+  const connect = (user: string, claims: Record<string, unknown> = {}) => fixture.connect(user, claims);
 
   it('announces one join for a user\'s first tab and one leave after their last tab closes', async () => {
     const claims = { groups: ['ops1'] };

@@ -18,6 +18,8 @@ export interface SendFrame {
   topic: string;
   data?: unknown;
   id?: FrameId;
+  /** Idempotency key: a repeat from the same user within the window is not delivered again. */
+  key?: string;
 }
 
 /** Publish to a channel the session may publish to. */
@@ -27,6 +29,8 @@ export interface PublishFrame {
   topic: string;
   data?: unknown;
   id?: FrameId;
+  /** Idempotency key: a repeat from the same user within the window is not delivered again. */
+  key?: string;
 }
 
 /** Subscribe to a channel, optionally recovering from a position. */

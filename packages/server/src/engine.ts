@@ -30,6 +30,7 @@ export function createEngine(options: NodeOptions): Engine {
       historySize: options.historySize,
       historyTtlMs: options.historyTtlMs,
       historyMetaTtlMs: options.historyMetaTtlMs,
+      idempotencyWindowMs: options.idempotencyWindowMs,
     }),
     registry: new MemoryRegistry(),
   };

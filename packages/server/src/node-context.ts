@@ -7,6 +7,11 @@ import type { PresenceStore } from './presence/presence-store.js';
 import type { Publication, PublicationInput } from './publication.js';
 import type { Session } from './session/session.js';
 
+/** Where a publication landed; `duplicate` when its idempotency key had been seen. */
+export interface PublishOutcome extends StreamPosition {
+  duplicate: boolean;
+}
+
 /** Where a publication came from, for metrics. */
 export type PublishSource = 'ws' | 'http';
 
@@ -18,8 +23,12 @@ export interface NodeContext {
   readonly metrics: NodeMetrics;
   readonly hub: Hub;
   readonly presence: PresenceStore;
-  /** Appends to history and hands to the broker. @throws SwitchboardError `unavailable`. */
-  publish(channel: string, input: PublicationInput, source: PublishSource): Promise<Publication>;
+  /**
+   * Appends to history and hands to the broker. With an idempotency `key` (already scoped to the
+   * sender), a repeat within the window is not published again and answers the original position.
+   * @throws SwitchboardError `unavailable` or `bad_frame`.
+   */
+  publish(channel: string, input: PublicationInput, source: PublishSource, key?: string): Promise<PublishOutcome>;
   /** Where delivery of `channel` starts for a subscriber, and what to replay first. */
   recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }>;
   /** Records the session in the channel's presence; announces a `join` for a user's first session. */

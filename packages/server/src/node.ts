@@ -14,7 +14,7 @@ import { rejectUpgrade, sendJson } from './http/respond.js';
 import { Hub } from './hub.js';
 import { createLogger, redactUrl } from './logger.js';
 import { NodeMetrics } from './metrics.js';
-import type { NodeContext, PublishSource } from './node-context.js';
+import type { NodeContext, PublishOutcome, PublishSource } from './node-context.js';
 import type { NodeOptions } from './options.js';
 import { MAX_DATA_DEPTH, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { Session } from './session/session.js';
@@ -139,7 +139,7 @@ export class SwitchboardNode implements NodeContext {
 
   // ---- NodeContext ---------------------------------------------------------------------------
 
-  async publish(channel: string, input: PublicationInput, source: PublishSource): Promise<Publication> {
+  async publish(channel: string, input: PublicationInput, source: PublishSource, key?: string): Promise<PublishOutcome> {
     // Checked before the append: a publication that cannot be serialised would poison history.
     if (nestedDeeperThan(input.data, MAX_DATA_DEPTH)) {
       throw new SwitchboardError('ERR_BAD_FRAME', `data is nested deeper than ${MAX_DATA_DEPTH} levels`);
@@ -147,7 +147,13 @@ export class SwitchboardNode implements NodeContext {
     const end = this.metrics.publishLatency.startTimer();
     let pub: Publication;
     try {
-      pub = await this.engine.history.append(channel, input);
+      if (key === undefined) {
+        pub = await this.engine.history.append(channel, input);
+      } else {
+        const result = await this.engine.history.appendOnce(channel, input, key);
+        if (result.duplicate) return { ...result.position, duplicate: true };
+        pub = result.pub;
+      }
     } catch (err) {
       this.engineFailure(err, 'history append failed');
       throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable: nothing was published');
@@ -160,7 +166,7 @@ export class SwitchboardNode implements NodeContext {
     }
     end();
     this.metrics.publications.inc({ source });
-    return pub;
+    return { epoch: pub.epoch, offset: pub.offset, duplicate: false };
   }
 
   async recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }> {

@@ -33,6 +33,7 @@ export const OPTION_SPECS = {
   historySize: { env: 'SWITCHBOARD_HISTORY_SIZE', doc: 'Publications kept per channel for recovery.', schema: z.coerce.number().int().min(0), default: 200 },
   historyTtlMs: { env: 'SWITCHBOARD_HISTORY_TTL_MS', doc: 'Age after which a kept publication is dropped.', schema: z.coerce.number().int().min(1000), default: 300_000 },
   historyMetaTtlMs: { env: 'SWITCHBOARD_HISTORY_META_TTL_MS', doc: 'A channel idle this long forgets its epoch and offset (resuming it then gives `recovered:false`).', schema: z.coerce.number().int().min(1000), default: 86_400_000 },
+  idempotencyWindowMs: { env: 'SWITCHBOARD_IDEMPOTENCY_WINDOW_MS', doc: 'How long the `key` of a send or publish is remembered: a repeat within it is not delivered again and is answered with the original offset.', schema: z.coerce.number().int().min(1000), default: 300_000 },
   maxRecoveryMessages: { env: 'SWITCHBOARD_MAX_RECOVERY_MESSAGES', doc: 'Most publications replayed per channel on recovery; a bigger gap gives `recovered:false`.', schema: z.coerce.number().int().min(1), default: 1000 },
   logLevel: { env: 'SWITCHBOARD_LOG_LEVEL', doc: 'pino log level.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info' as const },
 } as const;

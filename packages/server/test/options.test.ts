@@ -43,6 +43,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   historyTtlMs: 10,
   historyMetaTtlMs: 10,
   maxRecoveryMessages: 0,
+  idempotencyWindowMs: 10,
   logLevel: 'loud',
 };
 

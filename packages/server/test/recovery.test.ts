@@ -67,6 +67,10 @@ class LaggyHistory implements History {
     return this.inner.append(...args);
   }
 
+  appendOnce(...args: Parameters<History['appendOnce']>) {
+    return this.inner.appendOnce(...args);
+  }
+
   async position(channel: string) {
     await sleep(this.delayMs);
     return this.inner.position(channel);

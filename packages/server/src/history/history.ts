@@ -13,6 +13,12 @@ export interface HistoryPage {
   firstOffset: number;
 }
 
+/** Outcome of {@link History.appendOnce}. */
+export type AppendOnceResult =
+  | { duplicate: false; pub: Publication }
+  /** The key was appended within the idempotency window: nothing was appended this time. */
+  | { duplicate: true; position: StreamPosition };
+
 /**
  * Per-channel bounded stream of publications with dense offsets and an epoch.
  * Offsets start at 1 and grow by exactly 1 per append within an epoch; the epoch changes when the
@@ -21,6 +27,11 @@ export interface HistoryPage {
 export interface History {
   /** Appends and assigns the next offset. Rejects when the store is unreachable. */
   append(channel: string, input: PublicationInput): Promise<Publication>;
+  /**
+   * Appends unless `key` was appended to `channel` within the idempotency window, in which case
+   * it answers the original position. The check and the append are one atomic step.
+   */
+  appendOnce(channel: string, input: PublicationInput, key: string): Promise<AppendOnceResult>;
   /** The channel's current epoch and latest offset. */
   position(channel: string): Promise<StreamPosition>;
   /** Publications with offset > `since`, oldest first, at most `limit`. */

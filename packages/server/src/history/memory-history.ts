@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '@switchboard/protocol';
 import type { Publication, PublicationInput } from '../publication.js';
-import type { History, HistoryPage } from './history.js';
+import type { AppendOnceResult, History, HistoryPage } from './history.js';
+
+/** Most idempotency keys remembered at once; the oldest are forgotten first. */
+const MAX_IDEMPOTENCY_KEYS = 100_000;
 
 /** Options of {@link MemoryHistory}. */
 export interface MemoryHistoryOptions {
@@ -11,6 +14,8 @@ export interface MemoryHistoryOptions {
   historyTtlMs: number;
   /** A channel with no publication for this long forgets its epoch and offset. @default 86_400_000 (24 h) */
   historyMetaTtlMs: number;
+  /** How long an idempotency key is remembered. @default 300_000 (5 minutes) */
+  idempotencyWindowMs?: number;
   /** Clock, replaceable in tests. @default Date.now */
   now?: () => number;
 }
@@ -29,6 +34,8 @@ interface Stream {
  */
 export class MemoryHistory implements History {
   private readonly streams = new Map<string, Stream>();
+  /** `channel \0 key` → original position and expiry, in insertion (so expiry) order. */
+  private readonly keys = new Map<string, StreamPosition & { expiresAt: number }>();
   private readonly now: () => number;
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
@@ -54,6 +61,17 @@ export class MemoryHistory implements History {
       if (stream.entries.length > this.options.historySize) stream.entries.shift();
     }
     return pub;
+  }
+
+  async appendOnce(channel: string, input: PublicationInput, key: string): Promise<AppendOnceResult> {
+    const id = `${channel}\0${key}`;
+    const seen = this.keys.get(id);
+    if (seen && seen.expiresAt > this.now()) return { duplicate: true, position: { epoch: seen.epoch, offset: seen.offset } };
+    const pub = await this.append(channel, input);
+    this.keys.delete(id);
+    this.keys.set(id, { epoch: pub.epoch, offset: pub.offset, expiresAt: this.now() + (this.options.idempotencyWindowMs ?? 300_000) });
+    if (this.keys.size > MAX_IDEMPOTENCY_KEYS) this.keys.delete(this.keys.keys().next().value!);
+    return { duplicate: false, pub };
   }
 
   async position(channel: string): Promise<StreamPosition> {
@@ -101,7 +119,12 @@ export class MemoryHistory implements History {
   }
 
   private sweep(): void {
-    const idleCutoff = this.now() - this.options.historyMetaTtlMs;
+    const now = this.now();
+    for (const [id, entry] of this.keys) {
+      if (entry.expiresAt > now) break; // insertion order is expiry order
+      this.keys.delete(id);
+    }
+    const idleCutoff = now - this.options.historyMetaTtlMs;
     for (const [channel, stream] of this.streams) {
       this.expire(stream);
       if (stream.entries.length === 0 && stream.touchedAt < idleCutoff) this.streams.delete(channel);

@@ -82,7 +82,7 @@ export class HttpApi {
 
   private async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req, this.deps.ctx.options.maxPayloadBytes);
-    const { channel, topic, data, from } = body;
+    const { channel, topic, data, from, key } = body;
     if (typeof channel !== 'string') throw new SwitchboardError('ERR_BAD_FRAME', 'channel must be a string');
     channelArg(channel);
     if (typeof topic !== 'string' || topic.length === 0 || topic.length > 128) {
@@ -91,8 +91,16 @@ export class HttpApi {
     if (from !== undefined && from !== null && (typeof from !== 'string' || !isValidId(from))) {
       throw new SwitchboardError('ERR_BAD_FRAME', 'from must be a user id or null');
     }
-    const pub = await this.deps.ctx.publish(channel, { from: (from as string | undefined) ?? null, topic, data: data ?? null, ts: Date.now() }, 'http');
-    sendJson(res, 200, { channel, epoch: pub.epoch, offset: pub.offset });
+    if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 128)) {
+      throw new SwitchboardError('ERR_BAD_FRAME', 'key must be a string of 1-128 characters');
+    }
+    const outcome = await this.deps.ctx.publish(
+      channel,
+      { from: (from as string | undefined) ?? null, topic, data: data ?? null, ts: Date.now() },
+      'http',
+      key === undefined ? undefined : `api:${key}`,
+    );
+    sendJson(res, 200, { channel, epoch: outcome.epoch, offset: outcome.offset, ...(outcome.duplicate ? { duplicate: true } : {}) });
   }
 
   private async disconnect(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -13,9 +13,9 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
   try {
     switch (frame.type) {
       case 'send':
-        return await publish(session, userChannel(frame.to), frame.topic, frame.data, frame.id, ctx);
+        return await publish(session, userChannel(frame.to), frame, ctx);
       case 'publish':
-        return await publish(session, frame.channel, frame.topic, frame.data, frame.id, ctx);
+        return await publish(session, frame.channel, frame, ctx);
       case 'subscribe':
         return await subscribe(session, frame.channel, frame, ctx);
       case 'unsubscribe': {
@@ -58,18 +58,17 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
 async function publish(
   session: Session,
   channel: string,
-  topic: string,
-  data: unknown,
-  id: ClientFrame['id'],
+  frame: Extract<ClientFrame, { type: 'send' | 'publish' }>,
   ctx: NodeContext,
 ): Promise<void> {
   const ref = parseChannel(channel);
-  if (!ref) return session.reply(id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
+  if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
   const denial = publishDenial(session.identity, channel, ref);
-  if (denial) return session.reply(id, { ok: false, code: 'forbidden', message: denial });
-  // `from` comes from the verified token, never from the frame.
-  const pub = await ctx.publish(channel, { from: session.user, topic, data, ts: Date.now() }, 'ws');
-  session.reply(id, { ok: true, epoch: pub.epoch, offset: pub.offset });
+  if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
+  // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
+  const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
+  const outcome = await ctx.publish(channel, { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() }, 'ws', key);
+  session.reply(frame.id, outcome.duplicate ? { ok: true, epoch: outcome.epoch, offset: outcome.offset, duplicate: true } : { ok: true, epoch: outcome.epoch, offset: outcome.offset });
 }
 
 async function subscribe(

@@ -4,14 +4,16 @@ import { ID_PATTERN, type ClientFrame, type FrameId } from '@switchboard/protoco
 const id = z.union([z.string().min(1).max(64), z.number().int().refine(Number.isSafeInteger, 'must be a safe integer')]);
 const topic = z.string().min(1, 'topic must not be empty').max(128, 'topic is longer than 128 characters');
 const channel = z.string().min(1).max(140);
+/** Idempotency key of a send or publish (extension of protocol v1, see docs/protocol.md). */
+const key = z.string().min(1).max(128).optional();
 const position = z.object({
   epoch: z.string().max(64),
   offset: z.number().int().min(0).refine(Number.isSafeInteger, 'must be a safe integer'),
 });
 
 const schemas = {
-  send: z.object({ to: z.string().regex(ID_PATTERN, 'to must be a user id'), topic, data: z.unknown().optional() }),
-  publish: z.object({ channel, topic, data: z.unknown().optional() }),
+  send: z.object({ to: z.string().regex(ID_PATTERN, 'to must be a user id'), topic, data: z.unknown().optional(), key }),
+  publish: z.object({ channel, topic, data: z.unknown().optional(), key }),
   subscribe: z.object({ channel, since: position.optional() }),
   unsubscribe: z.object({ channel }),
   presence: z.object({ channel }),

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { extname } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isValidId } from '@switchboard/protocol';
 import { mintToken } from '../auth/token-minter.js';
@@ -14,6 +15,8 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 const FILES = new Set(['index.html', 'demo.js', 'demo.css']);
+/** The SDK's browser bundle, served to the demo page (and to anyone trying the SDK in dev). */
+const SDK_BUNDLE = join(dirname(createRequire(import.meta.url).resolve('@switchboard/client/package.json')), 'dist', 'switchboard.min.js');
 
 /** Options of {@link DevPages}. */
 export interface DevPagesOptions {
@@ -39,6 +42,12 @@ export class DevPages {
     }
     if (url.pathname === '/config.json') {
       sendJson(res, 200, { wsPath: this.options.wsPath, dev: this.options.devSecret !== undefined });
+      return true;
+    }
+    if (url.pathname === '/switchboard.min.js') {
+      const body = await readFile(SDK_BUNDLE);
+      res.writeHead(200, { 'content-type': TYPES['.js']!, 'cache-control': 'no-cache' });
+      res.end(req.method === 'HEAD' ? undefined : body);
       return true;
     }
     const name = url.pathname === '/' ? 'index.html' : url.pathname.slice(1);

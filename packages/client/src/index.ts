@@ -1,0 +1,15 @@
+export { Switchboard, type ClientOptions } from './client.js';
+export { Subscription, type SubscriptionEvents } from './subscription.js';
+export { fullJitter, type Backoff, type FullJitterOptions } from './backoff.js';
+export { MemoryPositionStore, WebStoragePositionStore, type PositionStore, type StorageLike } from './position-store.js';
+export {
+  SwitchboardError,
+  type ClientEvents,
+  type ClientState,
+  type Message,
+  type PublishResult,
+  type TopicMap,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from './types.js';
+export { reconnectAdvice, CloseCode, type PresenceUser, type StreamPosition } from '@switchboard/protocol';

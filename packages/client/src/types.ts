@@ -1,0 +1,67 @@
+import type { MessageFrame, PresenceEventFrame, StreamPosition, WelcomeFrame } from '@switchboard/protocol';
+
+/** The subset of the WebSocket API the client uses: the browser's and `ws`'s both fit. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: never) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: never) => void) | null;
+  /** `ws` only: drop the connection without a closing handshake. */
+  terminate?: () => void;
+}
+
+/** A WebSocket constructor: `globalThis.WebSocket` in browsers, `ws`'s default export in Node. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** Topic → payload type map for typed `send`, `publish` and `on`. */
+export type TopicMap = Record<string, unknown>;
+
+/** A message as the app receives it. */
+export type Message<T = unknown, Topic extends string = string> = Omit<MessageFrame, 'data' | 'topic' | 'type'> & {
+  topic: Topic;
+  data: T;
+};
+
+/** Where the client is in its life. */
+export type ClientState =
+  /** Not connected; a reconnect may be scheduled. */
+  | 'disconnected'
+  /** Opening a socket or waiting for `welcome`. */
+  | 'connecting'
+  /** `welcome` received: frames flow. */
+  | 'connected'
+  /** Stopped by `disconnect()` or by a close code that forbids reconnecting. */
+  | 'closed';
+
+/** Events of the client, with their payloads. */
+export interface ClientEvents {
+  state: { state: ClientState; previous: ClientState };
+  connecting: { attempt: number };
+  connected: WelcomeFrame;
+  disconnected: { code: number; reason: string; reconnectInMs: number | null };
+  closed: { code: number; reason: string };
+  message: Message;
+  presence: PresenceEventFrame;
+  'recovery-failed': { channel: string } & StreamPosition;
+  error: { code: string; message: string };
+}
+
+/** Result of an accepted `send` or `publish`. */
+export interface PublishResult extends StreamPosition {
+  /** True when the server had already accepted this idempotency key (a retried send). */
+  duplicate?: boolean;
+}
+
+/** A failed request: `code` is a protocol error code, or `timeout`, `disconnected`, `queue_full`, `closed`. */
+export class SwitchboardError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SwitchboardError';
+  }
+}

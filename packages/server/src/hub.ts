@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import type { Broker, BrokerMessage } from './broker/broker.js';
 import type { NodeMetrics } from './metrics.js';
-import { messageFrame } from './publication.js';
 
 /** What the hub needs of a session. */
 export interface HubMember {
@@ -24,7 +23,7 @@ interface ChannelEntry {
 /**
  * The node's local channel table: which sessions are in which channel. It reference-counts broker
  * subscriptions (interest routing: the node receives only channels with a local subscriber) and
- * fans out what the broker delivers, serialising each publication once for all recipients.
+ * fans out what the broker delivers: the same serialised frame to every local recipient.
  */
 export class Hub {
   private readonly channels = new Map<string, ChannelEntry>();
@@ -94,9 +93,8 @@ export class Hub {
     if (!entry || entry.members.size === 0) return;
     switch (message.kind) {
       case 'message': {
-        const { pub } = message;
-        const frame = messageFrame(pub);
-        for (const member of entry.members) member.deliver(channel, pub.offset, pub.epoch, frame);
+        const { epoch, offset, frame } = message;
+        for (const member of entry.members) member.deliver(channel, offset, epoch, frame);
         return;
       }
       case 'presence': {

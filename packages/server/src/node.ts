@@ -16,7 +16,7 @@ import { createLogger, redactUrl } from './logger.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeContext, PublishOutcome, PublishSource } from './node-context.js';
 import type { NodeOptions } from './options.js';
-import { MAX_DATA_DEPTH, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
+import { MAX_DATA_DEPTH, messageFrame, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { Session } from './session/session.js';
 
 /** How a node is run. */
@@ -159,7 +159,9 @@ export class SwitchboardNode implements NodeContext {
       throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable: nothing was published');
     }
     try {
-      await this.engine.broker.publish(channel, { kind: 'message', pub });
+      if (!this.engine.history.publishes) {
+        await this.engine.broker.publish(channel, { kind: 'message', epoch: pub.epoch, offset: pub.offset, frame: messageFrame(pub) });
+      }
     } catch (err) {
       this.engineFailure(err, 'broker publish failed');
       throw new SwitchboardError('ERR_UNAVAILABLE', 'broker unavailable: the message is in history but was not delivered live');

@@ -63,6 +63,10 @@ class LaggyHistory implements History {
     return this.inner.ready;
   }
 
+  get publishes(): boolean {
+    return this.inner.publishes;
+  }
+
   append(...args: Parameters<History['append']>) {
     return this.inner.append(...args);
   }

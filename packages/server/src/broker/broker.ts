@@ -1,9 +1,10 @@
-import type { Publication } from '../publication.js';
-
 /** What travels between nodes on a channel. */
 export type BrokerMessage =
-  /** A publication, already in the channel's history. */
-  | { kind: 'message'; pub: Publication }
+  /**
+   * A publication, already in the channel's history: its position, and its `message` frame
+   * serialised once by the publishing node, so receiving nodes write it to sockets as is.
+   */
+  | { kind: 'message'; epoch: string; offset: number; frame: string }
   /** A user's first session joined, or last session left, a channel (cluster-wide). */
   | { kind: 'presence'; channel: string; event: 'join' | 'leave'; user: string; ts: number }
   /** Close every session of `user` with `code` (sent on the user's personal channel). */

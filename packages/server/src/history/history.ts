@@ -36,6 +36,11 @@ export interface History {
   position(channel: string): Promise<StreamPosition>;
   /** Publications with offset > `since`, oldest first, at most `limit`. */
   read(channel: string, since: number, limit: number): Promise<HistoryPage>;
+  /**
+   * True when `append` also hands the publication to the broker in the same round trip (the Redis
+   * history with the Redis broker: one Lua script); the node then does not publish it again.
+   */
+  readonly publishes: boolean;
   /** True while the store is reachable. */
   readonly ready: boolean;
   /** Releases resources. Idempotent. */

@@ -47,6 +47,8 @@ export class MemoryHistory implements History {
     this.sweeper.unref();
   }
 
+  readonly publishes = false;
+
   get ready(): boolean {
     return !this.closed;
   }

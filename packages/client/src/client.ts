@@ -23,6 +23,15 @@ import {
   type WebSocketLike,
 } from './types.js';
 
+/** The parts of a browser's window (or worker scope) the client follows the network with. */
+type BrowserScope = Pick<EventTarget, 'addEventListener' | 'removeEventListener'> & { navigator?: { onLine?: boolean } };
+
+/** The browser's global scope, or undefined where there is none (Node has no global `addEventListener`). */
+function browserScope(): BrowserScope | undefined {
+  const scope = globalThis as Partial<BrowserScope>;
+  return typeof scope.addEventListener === 'function' ? (scope as BrowserScope) : undefined;
+}
+
 /** Options of {@link Switchboard}. */
 export interface ClientOptions {
   /** The JWT, or a function returning one; a function is called again after a 4001 close (refresh). */
@@ -37,6 +46,12 @@ export interface ClientOptions {
   maxQueue?: number;
   /** A request without a reply for this long, while connected, is rejected with `timeout`. @default 10_000 */
   requestTimeoutMs?: number;
+  /**
+   * A connection attempt without `welcome` for this long is abandoned and retried with backoff: a
+   * network that swallows packets would otherwise leave it opening forever (the heartbeat only
+   * starts with `welcome`). @default 10_000
+   */
+  connectTimeoutMs?: number;
   /** Connect right away (in a microtask, so listeners added after `new` see every event). @default true */
   autoConnect?: boolean;
 }
@@ -76,8 +91,11 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
   private freshTokenNeeded = true;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private awaitingPong = false;
   private nextId = 1;
+  /** Counts open() calls: an open that awaited its token while another began must not open a socket too. */
+  private opens = 0;
   private readonly keyPrefix = Math.random().toString(36).slice(2, 10) + Date.now().toString(36);
   private welcome: WelcomeFrame | undefined;
 
@@ -94,6 +112,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
       positions: options.positions ?? new MemoryPositionStore(),
       maxQueue: options.maxQueue ?? 1000,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
       autoConnect: options.autoConnect ?? true,
     };
     this.positions = this.options.positions.load();
@@ -117,11 +136,19 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     return p ? { ...p } : undefined;
   }
 
-  /** Opens the connection (again, after `disconnect()`). */
+  /**
+   * Opens the connection (again, after `disconnect()`).
+   *
+   * In a browser (where `globalThis` has `addEventListener`), the client also follows the
+   * network: on the `offline` event it drops the socket at once, emits `disconnected` with
+   * `reconnectInMs: null` and makes no attempt while `navigator.onLine` is false; on `online` it
+   * reconnects right away and resumes. Sends made meanwhile wait in the offline queue.
+   */
   connect(): void {
     if (this.current === 'connecting' || this.current === 'connected') return;
     clearTimeout(this.reconnectTimer);
     this.attempt = 0;
+    this.watchNetwork(true);
     void this.open();
   }
 
@@ -130,6 +157,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     clearTimeout(this.reconnectTimer);
     const ws = this.ws;
     this.teardown();
+    this.watchNetwork(false);
     ws?.close(1000, 'client disconnect');
     this.failAll('closed', 'client disconnected');
     this.setState('closed');
@@ -216,6 +244,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
   // ---- connection ----------------------------------------------------------------------------
 
   private async open(): Promise<void> {
+    const opening = ++this.opens;
     this.setState('connecting');
     this.events.emit('connecting', { attempt: this.attempt });
     try {
@@ -225,11 +254,13 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
         this.freshTokenNeeded = false;
       }
     } catch (err) {
+      if (this.current !== 'connecting' || opening !== this.opens) return;
       this.events.emit('error', { code: 'token', message: `token function failed: ${(err as Error).message}` });
       this.freshTokenNeeded = true;
       return this.scheduleReconnect(this.options.backoff(this.attempt++), 4001, 'token function failed');
     }
-    if (this.current !== 'connecting') return; // disconnect() while the token was fetched
+    // disconnect() while the token was fetched, or disconnect() + connect(): a newer open() owns the state.
+    if (this.current !== 'connecting' || opening !== this.opens) return;
     const resume = Object.keys(this.positions).length > 0 ? `&resume=${encodeResume(this.positions)}` : '';
     const sep = this.url.includes('?') ? '&' : '?';
     const ws = new this.WS(`${this.url}${sep}token=${encodeURIComponent(this.token)}&batch=1${resume}`);
@@ -244,6 +275,9 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
       if (this.ws === ws) this.onClose(ev.code, ev.reason);
     };
     ws.onerror = () => undefined; // a close event follows
+    this.connectTimer = setTimeout(() => {
+      if (this.ws === ws) this.drop(ws, 'connect timeout');
+    }, this.options.connectTimeoutMs);
   }
 
   private onFrame(line: string): void {
@@ -284,6 +318,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
   }
 
   private onWelcome(welcome: WelcomeFrame): void {
+    clearTimeout(this.connectTimer);
     this.welcome = welcome;
     this.attempt = 0;
     this.immediateRetries = 0;
@@ -322,7 +357,19 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     const { type: _type, ...message } = frame;
     this.channels.get(frame.channel)?.emitMessage(message);
     const listeners = this.topics.get(frame.topic);
-    if (listeners) for (const listener of [...listeners]) listener(message);
+    if (listeners) {
+      for (const listener of [...listeners]) {
+        // Like the emitter's listeners: a throwing one must not stop the others, nor the rest of
+        // a batched frame (those messages would be lost, their offsets never seen).
+        try {
+          listener(message);
+        } catch (err) {
+          setTimeout(() => {
+            throw err;
+          });
+        }
+      }
+    }
     this.events.emit('message', message);
   }
 
@@ -334,6 +381,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     this.teardown();
     const advice = reconnectAdvice(code);
     if (advice === 'stop' || (advice === 'refresh-token' && typeof this.options.token !== 'function')) {
+      this.watchNetwork(false);
       this.failAll('closed', `closed by the server: ${code} ${reason}`);
       this.setState('closed');
       this.events.emit('disconnected', { code, reason, reconnectInMs: null });
@@ -356,10 +404,43 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
 
   private scheduleReconnect(delay: number, code: number, reason: string): void {
     this.setState('disconnected');
-    this.events.emit('disconnected', { code, reason, reconnectInMs: delay });
     clearTimeout(this.reconnectTimer);
+    if (browserScope()?.navigator?.onLine === false) {
+      // No attempt can succeed before the browser's `online` event, which reconnects.
+      this.events.emit('disconnected', { code, reason, reconnectInMs: null });
+      return;
+    }
+    this.events.emit('disconnected', { code, reason, reconnectInMs: delay });
     this.reconnectTimer = setTimeout(() => void this.open(), delay);
   }
+
+  /** Follows the browser's `offline`/`online` events while the client wants a connection. */
+  private watchNetwork(on: boolean): void {
+    const scope = browserScope();
+    if (!scope) return;
+    const method = on ? 'addEventListener' : 'removeEventListener'; // adding twice is a no-op
+    scope[method]('offline', this.onOffline);
+    scope[method]('online', this.onOnline);
+  }
+
+  /**
+   * The browser knows the network is gone long before a heartbeat would, and a dead link may
+   * never finish a close handshake: give up on the socket now (late frames from it are ignored).
+   */
+  private readonly onOffline = (): void => {
+    if (this.current === 'closed') return;
+    const ws = this.ws;
+    this.teardown();
+    ws?.close();
+    this.scheduleReconnect(0, 1006, 'network offline');
+  };
+
+  private readonly onOnline = (): void => {
+    if (this.current !== 'disconnected') return;
+    clearTimeout(this.reconnectTimer);
+    this.attempt = 0;
+    void this.open();
+  };
 
   /** Forgets the socket; unanswered sends go back to the queue (their keys make a resend safe). */
   private teardown(): void {
@@ -367,7 +448,13 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     this.ws = undefined;
     this.welcome = undefined;
     clearInterval(this.heartbeatTimer);
-    if (ws) ws.onmessage = ws.onclose = ws.onopen = ws.onerror = null;
+    clearTimeout(this.connectTimer);
+    if (ws) {
+      ws.onmessage = ws.onclose = ws.onopen = null;
+      // Closing a socket that is still opening makes `ws` emit `error` on a later tick; without a
+      // listener that error would be thrown as uncaught and kill a Node process.
+      ws.onerror = () => undefined;
+    }
     const unanswered = [...this.pending.values()].sort((a, b) => a.id - b.id);
     this.pending.clear();
     const resend: Pending[] = [];
@@ -393,15 +480,20 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
       if (!ws) return;
       if (this.awaitingPong) {
         // The OS may not notice a dead peer for minutes: give up on this socket now.
-        this.teardown();
-        if (ws.terminate) ws.terminate();
-        else ws.close();
-        this.onClose(1006, 'heartbeat timeout');
+        this.drop(ws, 'heartbeat timeout');
         return;
       }
       this.awaitingPong = true;
       ws.send('{"type":"ping"}');
     }, intervalMs);
+  }
+
+  /** Abandons a socket that shows no life, without waiting for a closing handshake, and reconnects. */
+  private drop(ws: WebSocketLike, reason: string): void {
+    this.teardown();
+    if (ws.terminate) ws.terminate();
+    else ws.close();
+    this.onClose(1006, reason);
   }
 
   private setState(next: ClientState): void {

@@ -1,14 +1,21 @@
 import type { MessageFrame, PresenceEventFrame, StreamPosition, WelcomeFrame } from '@switchboard/protocol';
 
+/**
+ * An event handler property. Declared through a method so that its parameter is checked
+ * bivariantly: `ws` and the DOM type their handlers with richer event classes (`MessageEvent`),
+ * which a plain function type would refuse.
+ */
+type Handler<E> = { bivarianceHack(ev: E): void }['bivarianceHack'];
+
 /** The subset of the WebSocket API the client uses: the browser's and `ws`'s both fit. */
 export interface WebSocketLike {
   readonly readyState: number;
   send(data: string): void;
   close(code?: number, reason?: string): void;
-  onopen: ((ev: never) => void) | null;
-  onmessage: ((ev: { data: unknown }) => void) | null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: never) => void) | null;
+  onopen: Handler<never> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<never> | null;
   /** `ws` only: drop the connection without a closing handshake. */
   terminate?: () => void;
 }
@@ -41,6 +48,11 @@ export interface ClientEvents {
   state: { state: ClientState; previous: ClientState };
   connecting: { attempt: number };
   connected: WelcomeFrame;
+  /**
+   * The socket is gone. `reconnectInMs` is the delay of the next attempt, or null when none is
+   * scheduled: the client is closing for good (`closed` follows), or the browser is offline and
+   * the client waits for its `online` event.
+   */
   disconnected: { code: number; reason: string; reconnectInMs: number | null };
   closed: { code: number; reason: string };
   message: Message;

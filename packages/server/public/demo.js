@@ -1,27 +1,31 @@
 /**
- * Switchboard demo client: plain browser JavaScript speaking protocol v1 over one WebSocket.
- * What must survive a dropped connection (who is signed in, the last `(epoch, offset)` seen per
- * channel) lives in sessionStorage: per tab, so two tabs of two users never mix.
+ * Switchboard demo client: plain browser JavaScript on the Switchboard SDK, which reconnects,
+ * heartbeats, resumes every channel where this tab left it, delivers each message once, queues
+ * sends while offline, and drops the socket as soon as the browser reports the network gone.
+ * Who is signed in, and the SDK's last position per channel, live in sessionStorage: per tab, so
+ * two tabs of two users never mix, and a reload of the page resumes too.
  */
+import { Switchboard, WebStoragePositionStore, fullJitter } from '/switchboard.min.js';
 
 /** The element with this `data-testid` (tests find elements the same way). */
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 
 const IDENTITY_KEY = 'switchboard.identity';
-const BACKOFF_BASE_MS = 500, BACKOFF_CAP_MS = 15_000;
-/** Closes after which retrying with the same token cannot help. */
-const TERMINAL = { 4001: 'Token rejected (4001)', 4003: 'Disconnected by the server (4003)', 1008: 'Refused by policy (1008)' };
+/** Closes after which the SDK does not retry (with a pasted token, 4001 is one of them). */
+const TERMINAL = {
+  1000: 'Closed by the server (1000)',
+  1008: 'Refused by policy (1008)',
+  1009: 'Message too large (1009)',
+  4001: 'Token rejected (4001)',
+  4003: 'Disconnected by the server (4003)',
+};
 
 const config = { wsPath: '/ws', dev: false };
 /** @type {{ user: string, group: string, token: string } | null} */
 let identity = null;
-/** @type {WebSocket | null} The live socket; a dropped one is detached so its late frames are ignored. */
-let ws = null;
-let attempt = 0, retryAt = 0, lastFrameAt = 0, nextId = 1, retryTimer, tickTimer, heartbeatTimer;
-/** Reply callbacks by request id. */
-const pending = new Map();
-/** @type {Record<string, { epoch: string, offset: number }>} The last position seen per channel. */
-let positions = {};
+/** @type {Switchboard | null} */
+let client = null;
+let countdownTimer;
 let presence = new Set();
 /** Presence events seen while a `presence` request is out; replayed on top of its answer. */
 let presenceLog = null;
@@ -33,8 +37,7 @@ const store = {
   get: (key) => parseJson(sessionStorage.getItem(key) ?? 'null'),
   set: (key, value) => sessionStorage.setItem(key, JSON.stringify(value)),
 };
-const positionsKey = () => `switchboard.positions.${identity.user}`;
-const savePositions = () => store.set(positionsKey(), positions);
+const positionsKey = (user) => `switchboard.positions.${user}`;
 const groupChannel = () => `group:${identity.group}`;
 
 /** Builds an element: attributes as given, children appended (strings become text). */
@@ -45,14 +48,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** base64url of UTF-8 text, as `?resume=` wants it. */
-function base64url(text) {
-  let binary = '';
-  for (const b of new TextEncoder().encode(text)) binary += String.fromCharCode(b);
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
 function setState(state, text) {
+  clearInterval(countdownTimer);
   $('conn-state').dataset.state = state;
   $('conn-text').textContent = text;
   $('presence-list').classList.toggle('stale', state !== 'connected');
@@ -66,113 +63,78 @@ function notice(text, kind = 'info') {
   while ($('notices').children.length > 4) $('notices').firstElementChild.remove();
 }
 
+/** Dev mode mints a token for the typed name and group with /dev/token. */
+async function devToken(user, group) {
+  const res = await fetch(`/dev/token?user=${encodeURIComponent(user)}&groups=${encodeURIComponent(group)}`);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error?.message ?? `token request failed (HTTP ${res.status})`);
+  return body.token;
+}
+
+/** The `sub` of a JWT, read without checking it (the server does that): whose positions to use. */
+function tokenSubject(token) {
+  try {
+    const sub = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 // ---- connection ------------------------------------------------------------------------------
 function connect() {
-  clearTimers();
-  setState('connecting', attempt ? `Reconnecting… (attempt ${attempt + 1})` : 'Connecting…');
-  let url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${config.wsPath}?token=${encodeURIComponent(identity.token)}`;
-  if (Object.keys(positions).length > 0) url += `&resume=${base64url(JSON.stringify(positions))}`;
-  const socket = (ws = new WebSocket(url));
-  socket.onmessage = (e) => ws === socket && onData(e.data);
-  socket.onclose = (e) => ws === socket && onClose(e.code, e.reason);
+  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${config.wsPath}`;
+  // In dev mode the SDK asks for a fresh token after a 4001 (expired); the first is the one in hand.
+  let inHand = identity.token;
+  const freshToken = () => {
+    const token = inHand ?? devToken(identity.user, identity.group);
+    inHand = undefined;
+    return token;
+  };
+  const c = (client = new Switchboard(url, {
+    token: config.dev ? freshToken : identity.token,
+    backoff: fullJitter({ baseMs: 500, maxMs: 15_000 }),
+    positions: new WebStoragePositionStore(sessionStorage, positionsKey(identity.user)),
+  }));
+  /** Listens on the SDK while `c` is the page's client: a signed-out client's late events are ignored. */
+  const on = (emitter, event, listener) => emitter.on(event, (payload) => client === c && listener(payload));
+
+  on(c.events, 'connecting', ({ attempt }) => setState('connecting', attempt ? `Reconnecting… (attempt ${attempt + 1})` : 'Connecting…'));
+  on(c.events, 'connected', onConnected);
+  on(c.events, 'disconnected', ({ reconnectInMs }) => {
+    if (reconnectInMs === null) return setState('offline', 'Offline — waiting for the network');
+    const retryAt = Date.now() + reconnectInMs;
+    const text = () => `Offline — reconnecting in ${Math.max(1, Math.ceil((retryAt - Date.now()) / 1000))}s`;
+    setState('offline', text());
+    countdownTimer = setInterval(() => ($('conn-text').textContent = text()), 250);
+  });
+  on(c.events, 'closed', ({ code, reason }) => {
+    const why = TERMINAL[code] ?? `Connection closed (${code})`;
+    signOut(`${why}${reason ? `: ${reason}` : ''}. Sign in again.`, false);
+  });
+  on(c.events, 'recovery-failed', ({ channel }) => notice(`Messages on ${channel} were lost while offline (recovered: false): the log may have a gap.`, 'warn'));
+  on(c.events, 'error', ({ code, message }) => notice(`${code}: ${message}`, 'error'));
+  on(c.events, 'message', render);
+
+  const group = c.channel(groupChannel());
+  on(group, 'join', onPresence);
+  on(group, 'leave', onPresence);
 }
 
-/**
- * Gives up on the socket at once: the browser says the network is gone, or the heartbeat went
- * unanswered. Waiting for a close handshake over a dead link could take minutes.
- */
-function drop(why) {
-  if (ws) ws.onmessage = ws.onclose = null;
-  ws?.close(1000, why);
-  ws = null;
-  connectionLost(false);
-}
-
-function onClose(code, reason) {
-  ws = null;
-  if (TERMINAL[code]) return signOut(`${TERMINAL[code]}${reason ? `: ${reason}` : ''}. Sign in again.`, false);
-  connectionLost(code === 4000); // 4000 "moved": reconnect now, no backoff
-}
-
-function connectionLost(now) {
-  clearTimers();
-  for (const callback of pending.values()) callback({ ok: false, error: { code: 'unavailable', message: 'connection lost' } });
-  pending.clear();
-  presenceLog = null;
-  if (!navigator.onLine) return setState('offline', 'Offline — waiting for the network');
-  // Full jitter: a random delay up to an exponentially growing cap, so clients do not return in step.
-  const delay = now ? 0 : Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt++);
-  retryAt = Date.now() + delay;
-  retryTimer = setTimeout(connect, delay);
-  tickTimer = setInterval(countdown, 250);
-  countdown();
-}
-
-const countdown = () => setState('offline', `Offline — reconnecting in ${Math.max(1, Math.ceil((retryAt - Date.now()) / 1000))}s`);
-const clearTimers = () => [retryTimer, tickTimer, heartbeatTimer].forEach(clearTimeout);
-
-/** Browsers cannot see WebSocket pings, so the app pings too and treats silence as a dead link. */
-function startHeartbeat(seconds) {
-  const ms = Math.max(1, Number(seconds) || 25) * 1000;
-  lastFrameAt = Date.now();
-  heartbeatTimer = setInterval(() => (Date.now() - lastFrameAt > 2 * ms ? drop('heartbeat missed') : ws?.send('{"type":"ping"}')), ms);
-}
-
-/** Sends a frame with an id; `callback` gets its reply. False when there is no open socket. */
-function request(frame, callback) {
-  if (ws?.readyState !== WebSocket.OPEN) {
-    notice('Not connected: nothing was sent.', 'error');
-    return false;
-  }
-  pending.set(nextId, callback);
-  ws.send(JSON.stringify({ ...frame, id: nextId++ }));
-  return true;
-}
-
-// ---- frames ----------------------------------------------------------------------------------
-function onData(data) {
-  lastFrameAt = Date.now();
-  for (const line of String(data).split('\n')) {
-    const f = parseJson(line); // the bare `pong`, and frames that do not parse, are ignored
-    if (!f || typeof f !== 'object') continue;
-    if (f.type === 'welcome') onWelcome(f);
-    else if (f.type === 'message') onMessage(f);
-    else if (f.type === 'presence') onPresence(f);
-    else if (f.type === 'error') notice(`${f.error?.code}: ${f.error?.message}`, 'error');
-    else if (f.type === 'reply' && pending.has(f.id)) {
-      pending.get(f.id)(f);
-      pending.delete(f.id);
-    }
-  }
-}
-
-function onWelcome(f) {
-  attempt = 0;
-  identity.user = f.user ?? identity.user; // the token, not the typed name, says who we are
+/** A (re)connection: the SDK replays what each resumed channel missed right after this. */
+function onConnected(welcome) {
+  identity.user = welcome.user ?? identity.user; // the token, not the typed name, says who we are
   $('me').textContent = identity.user;
-  $('session-id').textContent = f.session;
-  setState('connected', `Connected to ${f.node}`);
+  $('session-id').textContent = welcome.session;
+  setState('connected', `Connected to ${welcome.node}`);
   let missed = 0;
-  for (const [channel, s] of Object.entries(f.subscriptions ?? {})) {
-    if (s.recovered === false) notice(`Messages on ${channel} were lost while offline (recovered: false): the log may have a gap.`, 'warn');
-    // On a recovered channel the replay follows and moves our position; elsewhere start from now.
-    if (s.recovered === true && positions[channel]) missed += Math.max(0, s.offset - positions[channel].offset);
-    else positions[channel] = { epoch: s.epoch, offset: s.offset };
+  for (const [channel, s] of Object.entries(welcome.subscriptions ?? {})) {
+    // Before its replay, a recovered channel still stands where this tab left it.
+    const seen = client.position(channel);
+    if (s.recovered === true && seen?.epoch === s.epoch) missed += Math.max(0, s.offset - seen.offset);
   }
-  savePositions();
   if (missed > 0) notice(`Back online: ${missed} missed message${missed === 1 ? '' : 's'} recovered.`);
-  startHeartbeat(f.heartbeat);
-  requestPresence();
-}
-
-/** Shows a message once: replay and live delivery may overlap, so (channel, offset) is checked. */
-function onMessage(f) {
-  if (typeof f.channel !== 'string' || !Number.isInteger(f.offset)) return;
-  const pos = positions[f.channel];
-  if (pos && pos.epoch === f.epoch && f.offset <= pos.offset) return;
-  positions[f.channel] = { epoch: f.epoch, offset: f.offset };
-  savePositions();
-  render(f);
+  void refreshPresence();
 }
 
 /** Appends a message to the log; `to` marks our own direct message, echoed locally. */
@@ -191,20 +153,25 @@ function render({ channel, offset, from, data, ts }, to) {
 }
 
 // ---- presence --------------------------------------------------------------------------------
-function requestPresence() {
-  presenceLog = [];
-  request({ type: 'presence', channel: groupChannel() }, (r) => {
-    if (!r.ok) return notice(`Presence: ${r.error?.message ?? 'failed'}`, 'error');
-    presence = new Set([identity.user, ...r.users.map((u) => u.user)]); // our own join may still be on its way
-    const seen = presenceLog ?? [];
-    presenceLog = null;
-    seen.forEach(onPresence);
-    renderPresence();
-  });
+async function refreshPresence() {
+  const [c, log] = [client, (presenceLog = [])];
+  let users;
+  try {
+    users = await c.channel(groupChannel()).presence();
+  } catch (err) {
+    // A dropped connection fails the request; the next `connected` asks again.
+    if (client === c && err.code !== 'disconnected') notice(`Presence: ${err.message}`, 'error');
+    return;
+  } finally {
+    if (presenceLog === log) presenceLog = null;
+  }
+  if (client !== c) return; // signed out meanwhile
+  presence = new Set([identity.user, ...users.map((u) => u.user)]); // our own join may still be on its way
+  log.forEach(onPresence);
+  renderPresence();
 }
 
 function onPresence(f) {
-  if (f.channel !== groupChannel()) return;
   presenceLog?.push(f);
   if (f.event === 'join') presence.add(f.user);
   else if (f.event === 'leave' && f.user !== identity.user) presence.delete(f.user);
@@ -220,15 +187,12 @@ function renderPresence() {
 // ---- signing in and out ----------------------------------------------------------------------
 /** Dev mode mints a token with /dev/token; otherwise the user pastes one. */
 async function signIn({ user, group, token }) {
-  if (config.dev) {
-    const res = await fetch(`/dev/token?user=${encodeURIComponent(user)}&groups=${encodeURIComponent(group)}`);
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(body.error?.message ?? `token request failed (HTTP ${res.status})`);
-    token = body.token;
-  }
+  if (config.dev) token = await devToken(user, group);
+  else user = tokenSubject(token) ?? user;
   identity = { user, group, token };
   store.set(IDENTITY_KEY, { user, group, token: config.dev ? '' : token });
-  positions = store.get(positionsKey()) ?? {};
+  presence = new Set();
+  renderPresence();
   $('me').textContent = user;
   $('group-name').textContent = group;
   showSignIn(false);
@@ -238,11 +202,10 @@ async function signIn({ user, group, token }) {
 
 /** Leaves; `forget` drops the stored positions too (an explicit sign-out, not a rejected token). */
 function signOut(message = '', forget = true) {
-  ws?.close(1000, 'signed out');
-  ws = null;
-  clearTimers();
-  pending.clear();
-  if (identity && forget) sessionStorage.removeItem(positionsKey());
+  const c = client;
+  client = null;
+  c?.disconnect();
+  if (identity && forget) sessionStorage.removeItem(positionsKey(identity.user));
   sessionStorage.removeItem(IDENTITY_KEY);
   identity = null;
   $('chat-log').replaceChildren();
@@ -268,29 +231,34 @@ $('signin-form').addEventListener('submit', (e) => {
   });
 });
 
+// Offline, the SDK queues what is sent and delivers it once the connection is back.
+const queuedNotice = () => client.state === 'connected' || notice('Offline: your message will be sent when the connection is back.');
+/** A failed send or publish; `closed` ones were dropped by signing out, which needs no notice. */
+const failed = (what) => (err) => err.code === 'closed' || notice(`${what}: ${err.message}`, 'error');
+
 $('chat-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const text = $('chat-input').value.trim();
-  const ok = (r) => r.ok || notice(`Not sent: ${r.error?.message}`, 'error');
-  if (text && request({ type: 'publish', channel: groupChannel(), topic: 'chat', data: { text } }, ok)) $('chat-input').value = '';
+  if (!text) return;
+  client.publish(groupChannel(), 'chat', { text }).catch(failed('Not sent'));
+  queuedNotice();
+  $('chat-input').value = '';
 });
 
 $('dm-form').addEventListener('submit', (e) => {
   e.preventDefault();
-  const [to, text] = [$('dm-to').value.trim(), $('dm-text').value.trim()];
-  const done = (r) => {
-    if (!r.ok) return notice(`Direct message to ${to} not sent: ${r.error?.message}`, 'error');
+  const [to, text, me] = [$('dm-to').value.trim(), $('dm-text').value.trim(), identity.user];
+  if (!to || !text) return;
+  client.send(to, 'chat', { text }).then(
     // Our own DM goes to user:<to>, not back to us (unless `to` is us), so it is echoed here.
-    if (to !== identity.user) render({ channel: `user:${to}`, offset: r.offset, from: identity.user, data: { text } }, to);
-  };
-  if (to && text && request({ type: 'send', to, topic: 'chat', data: { text } }, done)) $('dm-text').value = '';
+    (r) => to !== me && render({ channel: `user:${to}`, offset: r.offset, from: me, data: { text } }, to),
+    failed(`Direct message to ${to} not sent`),
+  );
+  queuedNotice();
+  $('dm-text').value = '';
 });
 
 $('signout').addEventListener('click', () => signOut());
-
-// The browser knows the network is gone long before a heartbeat would: drop, and wait for it.
-window.addEventListener('offline', () => ws && drop('network offline'));
-window.addEventListener('online', () => identity && !ws && connect());
 
 Object.assign(config, await fetch('/config.json').then((r) => r.json()).catch(() => ({})));
 $('signin-token-field').hidden = config.dev;

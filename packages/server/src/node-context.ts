@@ -32,9 +32,9 @@ export interface NodeContext {
   /** Where delivery of `channel` starts for a subscriber, and what to replay first. */
   recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }>;
   /** Records the session in the channel's presence; announces a `join` for a user's first session. */
-  presenceJoin(session: Session, channel: string): void;
+  presenceJoin(session: Session, channel: string): Promise<void>;
   /** Removes the session from the channel's presence; announces a `leave` for a user's last session. */
-  presenceLeave(session: Session, channel: string): void;
+  presenceLeave(session: Session, channel: string): Promise<void>;
   /** Called once when a session is gone, with the channels it was in. */
   sessionGone(session: Session, channels: string[]): Promise<void>;
 }

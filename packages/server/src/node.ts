@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { DestinationStream, Logger } from 'pino';
-import { CloseCode, decodeResume, parseChannel, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
+import { BROADCAST, CloseCode, decodeResume, parseChannel, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
 import { autoChannels, subscribeDenial } from './auth/permissions.js';
 import { TokenError, TokenVerifier, type Identity } from './auth/token-verifier.js';
 import { createEngine, type Engine } from './engine.js';
@@ -18,6 +18,7 @@ import type { NodeContext, PublishOutcome, PublishSource } from './node-context.
 import type { NodeOptions } from './options.js';
 import { MAX_DATA_DEPTH, messageFrame, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { Session } from './session/session.js';
+import type { PresenceEntry, PresenceMember } from './presence/presence-store.js';
 
 /** How a node is run. */
 export interface NodeRuntime {
@@ -51,6 +52,9 @@ export class SwitchboardNode implements NodeContext {
   private readonly userSessions = new Map<string, Set<Session>>();
   private readonly presenceChains = new WeakMap<Session, Promise<void>>();
   private heartbeat: NodeJS.Timeout | undefined;
+  private presenceTimer: NodeJS.Timeout | undefined;
+  private reapTimer: NodeJS.Timeout | undefined;
+  private unwatchRegistry: (() => void) | undefined;
   private loadReport: NodeJS.Timeout | undefined;
   private pendingUpgrades = 0;
   private draining = false;
@@ -96,6 +100,7 @@ export class SwitchboardNode implements NodeContext {
 
   /** Listens and registers the node; resolves with the bound port and base URL. */
   async start(): Promise<{ port: number; url: string }> {
+    await this.engine.connect();
     await this.engine.broker.start(this.hub.onBrokerMessage);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -112,6 +117,15 @@ export class SwitchboardNode implements NodeContext {
     this.heartbeat.unref();
     this.loadReport = setInterval(() => void this.engine.registry.update(this.nodeInfo()).catch(() => undefined), 5000);
     this.loadReport.unref();
+    // Presence leases: renew ours every third of the lease; reap the sessions of nodes that died.
+    const leaseTick = Math.max(100, Math.floor(this.options.presenceTtlMs / 3));
+    this.presenceTimer = setInterval(() => void this.renewPresence(), leaseTick);
+    this.presenceTimer.unref();
+    this.reapTimer = setInterval(() => void this.reapPresence(), leaseTick + Math.floor(Math.random() * leaseTick));
+    this.reapTimer.unref();
+    this.unwatchRegistry = this.engine.registry.onChange((nodes) => {
+      this.log.info({ nodes: nodes.map((n) => n.node) }, 'cluster membership changed');
+    });
     this.log.info({ url: this.baseUrl, wsPath: this.options.wsPath, engine: this.options.engine }, 'node listening');
     return { port, url: this.baseUrl };
   }
@@ -192,12 +206,12 @@ export class SwitchboardNode implements NodeContext {
     }
   }
 
-  presenceJoin(session: Session, channel: string): void {
-    this.presenceOp(session, channel, 'join');
+  presenceJoin(session: Session, channel: string): Promise<void> {
+    return this.presenceOp(session, channel, 'join');
   }
 
-  presenceLeave(session: Session, channel: string): void {
-    this.presenceOp(session, channel, 'leave');
+  presenceLeave(session: Session, channel: string): Promise<void> {
+    return this.presenceOp(session, channel, 'leave');
   }
 
   async sessionGone(session: Session, channels: string[]): Promise<void> {
@@ -206,15 +220,15 @@ export class SwitchboardNode implements NodeContext {
     const mine = this.userSessions.get(session.user);
     mine?.delete(session);
     if (mine?.size === 0) this.userSessions.delete(session.user);
-    for (const channel of channels) this.presenceLeave(session, channel);
+    for (const channel of channels) void this.presenceLeave(session, channel);
     await this.presenceChains.get(session);
   }
 
   /** Presence changes of one session are applied in order; a user's first join and last leave are announced. */
-  private presenceOp(session: Session, channel: string, op: 'join' | 'leave'): void {
+  private presenceOp(session: Session, channel: string, op: 'join' | 'leave'): Promise<void> {
     const ref = parseChannel(channel);
-    if (!ref || ref.kind === 'broadcast') return;
-    const member = { user: session.user, session: session.id, node: this.nodeId, since: session.since };
+    if (!ref || ref.kind === 'broadcast') return Promise.resolve();
+    const member = this.memberOf(session);
     const previous = this.presenceChains.get(session) ?? Promise.resolve();
     const next = previous.then(async () => {
       try {
@@ -227,6 +241,44 @@ export class SwitchboardNode implements NodeContext {
       }
     });
     this.presenceChains.set(session, next);
+    return next;
+  }
+
+  /** Renews the leases of this node's presence entries; re-adds those reaped meanwhile (e.g. after an outage). */
+  private async renewPresence(): Promise<void> {
+    const entries: PresenceEntry[] = [];
+    const byId = new Map<string, Session>();
+    for (const session of this.sessions) {
+      byId.set(session.id, session);
+      const member = this.memberOf(session);
+      for (const channel of session.channelNames) if (channel !== BROADCAST) entries.push({ channel, member });
+    }
+    if (entries.length === 0) return;
+    try {
+      const lost = await this.engine.presence.refresh(entries);
+      for (const { channel, member } of lost) {
+        const session = byId.get(member.session);
+        if (session && this.sessions.has(session) && session.has(channel)) void this.presenceJoin(session, channel);
+      }
+    } catch (err) {
+      this.engineFailure(err, 'presence refresh failed');
+    }
+  }
+
+  /** Announces `leave` for users whose last session's lease lapsed (their node died). Exactly once cluster-wide. */
+  private async reapPresence(): Promise<void> {
+    try {
+      for (const { channel, user } of await this.engine.presence.reap()) {
+        if (parseChannel(channel)?.kind !== 'group') continue;
+        await this.engine.broker.publish(channel, { kind: 'presence', channel, event: 'leave', user, ts: Date.now() });
+      }
+    } catch (err) {
+      this.engineFailure(err, 'presence reap failed');
+    }
+  }
+
+  private memberOf(session: Session): PresenceMember {
+    return { user: session.user, session: session.id, node: this.nodeId, since: session.since };
   }
 
   private engineFailure(err: unknown, what: string): void {
@@ -379,6 +431,9 @@ export class SwitchboardNode implements NodeContext {
       this.draining = true;
       clearInterval(this.heartbeat);
       clearInterval(this.loadReport);
+      clearInterval(this.presenceTimer);
+      clearInterval(this.reapTimer);
+      this.unwatchRegistry?.();
       for (const ws of this.sockets) ws.terminate();
       for (const session of [...this.sessions]) await session.dispose();
       this.wss.close();
@@ -388,6 +443,7 @@ export class SwitchboardNode implements NodeContext {
       });
       const e = this.engine;
       await Promise.allSettled([e.registry.close(), e.broker.close(), e.history.close(), e.presence.close()]);
+      await e.close();
       this.log.info('stopped');
     })();
     return this.stopped;

@@ -15,8 +15,12 @@ export const OPTION_SPECS = {
   jwtAlgorithm: { env: 'SWITCHBOARD_JWT_ALGORITHM', doc: 'Pinned token algorithm. Default: HS256 with a secret; RS256 or ES256 from the public key\'s type.', schema: z.enum(['HS256', 'RS256', 'ES256']), default: undefined as 'HS256' | 'RS256' | 'ES256' | undefined },
   requireExp: { env: 'SWITCHBOARD_REQUIRE_EXP', doc: 'Reject tokens without `exp`.', schema: z.stringbool().or(z.boolean()), default: true },
   apiKey: { env: 'SWITCHBOARD_API_KEY', doc: 'Bearer key for the `/v1` HTTP API. Without one, `/v1` answers 401. Secret: never logged.', schema: z.string().min(16, 'at least 16 characters'), default: undefined as string | undefined, secret: true },
-  engine: { env: 'SWITCHBOARD_ENGINE', doc: 'Presence, history and registry backend.', schema: z.enum(['memory']), default: 'memory' as const },
-  broker: { env: 'SWITCHBOARD_BROKER', doc: 'Broker between nodes.', schema: z.enum(['memory']), default: 'memory' as const },
+  engine: { env: 'SWITCHBOARD_ENGINE', doc: 'Presence, history and registry backend: `memory` (one node, nothing to install) or `redis` (a cluster of nodes).', schema: z.enum(['memory', 'redis']), default: 'memory' as 'memory' | 'redis' },
+  broker: { env: 'SWITCHBOARD_BROKER', doc: 'Broker between nodes. Default: the same as `engine`. `redis` needs engine `redis`.', schema: z.enum(['memory', 'redis']), default: undefined as 'memory' | 'redis' | undefined },
+  routing: { env: 'SWITCHBOARD_ROUTING', doc: '`interest`: a node receives only channels it has subscribers for; `broadcast`: every node receives every publication and filters.', schema: z.enum(['interest', 'broadcast']), default: 'interest' as 'interest' | 'broadcast' },
+  redisUrl: { env: 'REDIS_URL', doc: 'Redis for engine/broker `redis`. Secret parts (password) are never logged.', schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'), default: 'redis://127.0.0.1:6379' },
+  redisPrefix: { env: 'SWITCHBOARD_REDIS_PREFIX', doc: 'Prefix of every Redis key and pub/sub channel, so several clusters can share one Redis.', schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, 'letters, digits, `_.:-`; at most 32'), default: 'sb:' },
+  presenceTtlMs: { env: 'SWITCHBOARD_PRESENCE_TTL_MS', doc: 'Presence lease: a node renews its sessions\' entries every third of it; the users of a node that died get `leave` within it. Also the node lease of the registry.', schema: z.coerce.number().int().min(1000), default: 15_000 },
   allowedOrigins: { env: 'SWITCHBOARD_ALLOWED_ORIGINS', doc: 'Comma-separated exact origins allowed to open a socket. Empty: any origin.', schema: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'origins look like https://example.com (no path)')), default: [] as string[] },
   maxPayloadBytes: { env: 'SWITCHBOARD_MAX_PAYLOAD_BYTES', doc: 'Largest client frame; a bigger one closes the session with 1009. Also the largest HTTP body.', schema: z.coerce.number().int().min(1024), default: 65_536 },
   rateLimitPerSecond: { env: 'SWITCHBOARD_RATE_LIMIT_PER_SECOND', doc: 'Frames per second a session may send (token bucket refill).', schema: z.coerce.number().positive(), default: 100 },
@@ -43,6 +47,7 @@ type Specs = typeof OPTION_SPECS;
 /** Resolved, validated, frozen node options. */
 export type NodeOptions = { readonly [K in keyof Specs]: Specs[K]['default'] extends undefined ? Specs[K]['default'] | z.output<Specs[K]['schema']> : z.output<Specs[K]['schema']> } & {
   readonly nodeId: string;
+  readonly broker: 'memory' | 'redis';
 };
 
 /** Options as a caller may pass them: any subset. */
@@ -96,6 +101,10 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
   }
   if ((out.rateLimitBurst as number) < (out.rateLimitPerSecond as number) / 10) {
     throw new OptionsError('option rateLimitBurst (SWITCHBOARD_RATE_LIMIT_BURST) must be at least a tenth of rateLimitPerSecond');
+  }
+  out.broker ??= out.engine;
+  if (out.broker === 'redis' && out.engine !== 'redis') {
+    throw new OptionsError('option broker (SWITCHBOARD_BROKER) is redis but engine (SWITCHBOARD_ENGINE) is memory: nodes would each number their own offsets; set SWITCHBOARD_ENGINE=redis');
   }
   out.nodeId ??= `n-${Math.random().toString(36).slice(2, 8)}`;
   return Object.freeze(out) as NodeOptions;

@@ -1,18 +1,18 @@
 /**
  * The demo page at `/` in a real browser (Debian's Chromium driven by playwright-core): two
  * browser contexts are two tabs, alice and bob in group `lobby`, against a dev-mode node on
- * loopback. Nothing is mocked: the page fetches its token from /dev/token and speaks protocol v1
- * over a real WebSocket.
+ * loopback. Nothing is mocked: the page fetches its token from /dev/token and talks to the node
+ * through the SDK bundle the node serves at /switchboard.min.js, over a real WebSocket.
  *
  * How the network drop is simulated: `context.setOffline(true)` makes Chromium fire `offline`,
  * report `navigator.onLine === false` and fail new connections, but it does NOT close a WebSocket
  * that is already open: its frames are held and delivered when the context goes back online
- * (checked by hand with Debian's Chromium 156). The page does what a real client should on a network
- * loss the browser reports: it drops that socket at once (ignoring anything late from it), shows
- * "offline" and reconnects on `online` with `?resume=`. So whatever bob sees afterwards came from
- * the new session's replay, which the test checks through the new session id and the page's
- * "recovered" notice. POST /v1/disconnect would not do: it closes with 4003, after which the page
- * must not reconnect (the last test checks exactly that).
+ * (checked by hand with Debian's Chromium 156). The SDK does what a real client should on a
+ * network loss the browser reports: it drops that socket at once (ignoring anything late from it),
+ * makes no attempt while offline and reconnects on `online` with `?resume=`. So whatever bob sees
+ * afterwards came from the new session's replay, which the test checks through the new session id
+ * and the page's "recovered" notice. POST /v1/disconnect would not do: it closes with 4003, after
+ * which the page must not reconnect (the last test checks exactly that).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -94,7 +94,8 @@ describe('demo page in a real browser', { skip }, () => {
   it('serves the page, its script and style, and a config saying dev mode', async () => {
     const config = await api(node, 'GET', '/config.json', undefined, null);
     assert.deepEqual(config, { status: 200, body: { wsPath: '/ws', dev: true } });
-    for (const [path, type] of [['/', 'text/html'], ['/demo.js', 'text/javascript'], ['/demo.css', 'text/css']] as const) {
+    const files = [['/', 'text/html'], ['/demo.js', 'text/javascript'], ['/demo.css', 'text/css'], ['/switchboard.min.js', 'text/javascript']] as const;
+    for (const [path, type] of files) {
       const res = await fetch(node.url + path);
       assert.equal(res.status, 200, path);
       assert.match(res.headers.get('content-type') ?? '', new RegExp(`^${type}`), path);
@@ -139,6 +140,7 @@ describe('demo page in a real browser', { skip }, () => {
 
     await contexts.bob!.setOffline(true);
     await eventually("bob's connection state", () => connState(bob!), (s) => s === 'offline');
+    assert.equal(await bob!.getByTestId('conn-text').textContent(), 'Offline — waiting for the network');
     for (const text of ['missed 1', 'missed 2', 'missed 3']) await say(alice!, text);
     await eventually("alice's own log", () => groupTexts(alice!), (texts) => texts.at(-1) === 'missed 3');
     await sleep(300);
@@ -161,6 +163,38 @@ describe('demo page in a real browser', { skip }, () => {
 
     mkdirSync(OUTPUT_DIR, { recursive: true });
     await bob!.screenshot({ path: `${OUTPUT_DIR}demo-page.png` });
+  });
+
+  it("resumes bob's tab from sessionStorage when he reopens the page: what he missed shows once", async () => {
+    const { alice, bob } = pages as Required<typeof pages>;
+    const groupOffsets = async (page: Page) =>
+      Promise.all((await page.locator('[data-testid="chat-message"][data-channel="group:lobby"]').all()).map(async (m) => Number(await m.getAttribute('data-offset'))));
+
+    // Leaving the page closes its socket; the tab's sessionStorage (identity, positions) stays.
+    await bob!.goto('about:blank');
+    await eventually("alice's presence list once bob's page is closed", () => presenceOf(alice!), (users) => users.join() === 'alice');
+    for (const text of ['while away 1', 'while away 2']) await say(alice!, text);
+    await eventually("alice's own log", () => groupTexts(alice!), (texts) => texts.at(-1) === 'while away 2');
+
+    await bob!.goto(`${node.url}/`);
+    await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
+    assert.equal(await bob!.getByTestId('me').textContent(), 'bob', 'signed in again from sessionStorage, without the form');
+    await eventually("bob's log after reopening", () => groupTexts(bob!), (texts) => texts.length >= 2);
+    await sleep(500);
+    assert.deepEqual(await groupTexts(bob!), ['while away 1', 'while away 2']);
+    assert.deepEqual(await groupOffsets(bob!), [5, 6]);
+    assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 2 missed messages recovered.']);
+    await eventually("alice's presence list after bob is back", () => presenceOf(alice!), (users) => users.join() === 'alice,bob');
+
+    // The positions were saved as messages arrived: a plain reload replays nothing, then goes live.
+    await bob!.reload();
+    await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
+    await say(alice!, 'after the reload');
+    await eventually("bob's log after the reload", () => groupTexts(bob!), (texts) => texts.length >= 1);
+    await sleep(300);
+    assert.deepEqual(await groupTexts(bob!), ['after the reload']);
+    assert.deepEqual(await groupOffsets(bob!), [7]);
+    assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), []);
   });
 
   it('does not reconnect after the server disconnects the user with 4003', async () => {

@@ -54,6 +54,11 @@ export class MemoryHistory implements History {
   }
 
   async append(channel: string, input: PublicationInput): Promise<Publication> {
+    return this.appendNow(channel, input);
+  }
+
+  /** Synchronous, so that appendOnce checks and appends with no await in between. */
+  private appendNow(channel: string, input: PublicationInput): Publication {
     const stream = this.stream(channel);
     stream.offset += 1;
     stream.touchedAt = this.now();
@@ -69,7 +74,7 @@ export class MemoryHistory implements History {
     const id = `${channel}\0${key}`;
     const seen = this.keys.get(id);
     if (seen && seen.expiresAt > this.now()) return { duplicate: true, position: { epoch: seen.epoch, offset: seen.offset } };
-    const pub = await this.append(channel, input);
+    const pub = this.appendNow(channel, input);
     this.keys.delete(id);
     this.keys.set(id, { epoch: pub.epoch, offset: pub.offset, expiresAt: this.now() + (this.options.idempotencyWindowMs ?? 300_000) });
     if (this.keys.size > MAX_IDEMPOTENCY_KEYS) this.keys.delete(this.keys.keys().next().value!);

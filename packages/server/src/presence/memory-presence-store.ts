@@ -1,5 +1,5 @@
 import { userChannel, type PresenceUser } from '@switchboard/protocol';
-import type { PresenceMember, PresenceStore, UserSession } from './presence-store.js';
+import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
 
 /** Presence in process memory. Several nodes in one process may share one instance. */
 export class MemoryPresenceStore implements PresenceStore {
@@ -45,6 +45,16 @@ export class MemoryPresenceStore implements PresenceStore {
     const sessions = this.channels.get(userChannel(user))?.get(user);
     if (!sessions) return [];
     return [...sessions.values()].map(({ session, node, since }) => ({ session, node, since }));
+  }
+
+  /** Sessions here have no lease: they live until `remove` (the process that holds them is this one). */
+  async refresh(_entries: PresenceEntry[]): Promise<PresenceEntry[]> {
+    return [];
+  }
+
+  /** Nothing expires here, so nothing is reaped. */
+  async reap(_now?: number): Promise<PresenceLeave[]> {
+    return [];
   }
 
   async close(): Promise<void> {

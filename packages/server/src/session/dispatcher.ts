@@ -26,7 +26,7 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
         if (!session.has(frame.channel)) {
           return session.reply(frame.id, { ok: false, code: 'not_found', message: `not subscribed to ${frame.channel}` });
         }
-        ctx.presenceLeave(session, frame.channel);
+        await ctx.presenceLeave(session, frame.channel);
         session.detach(frame.channel);
         return session.reply(frame.id, { ok: true, channel: frame.channel });
       }
@@ -95,5 +95,5 @@ async function subscribe(
   const { state, flush } = await session.attach(channel, frame.since);
   session.reply(frame.id, { ok: true, channel, ...state });
   flush();
-  ctx.presenceJoin(session, channel);
+  await ctx.presenceJoin(session, channel);
 }

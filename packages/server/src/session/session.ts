@@ -44,6 +44,8 @@ export class Session implements HubMember {
   private markStarted!: () => void;
   private closed = false;
   private batch: string[] | null = null;
+  /** Frames written before `welcome` (e.g. presence events), sent right after it; `null` once welcomed. */
+  private held: string[] | null = [];
   private batchBytes = 0;
   private cleanup: Promise<void> | undefined;
 
@@ -96,7 +98,12 @@ export class Session implements HubMember {
       this.close(CloseCode.INTERNAL, 'engine unavailable');
       return;
     }
+    // Presence is recorded before `welcome`, so that once a client has its welcome, everyone sees it.
+    // Frames for this session meanwhile (its own `join`, say) are held until after the welcome.
+    await Promise.all(auto.map((channel) => this.ctx.presenceJoin(this, channel)));
     if (this.closed) return;
+    const held = this.held ?? [];
+    this.held = null;
     this.sendFrame({
       type: 'welcome',
       session: this.id,
@@ -106,8 +113,8 @@ export class Session implements HubMember {
       subscriptions,
     });
     for (const flush of flushes) flush();
+    for (const frame of held) this.sendRaw(frame);
     this.markStarted();
-    for (const channel of auto) this.ctx.presenceJoin(this, channel);
   }
 
   /**
@@ -172,6 +179,11 @@ export class Session implements HubMember {
   /** Writes an already serialised frame, enforcing the outbound buffer limit. */
   sendRaw(frame: string): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    if (this.held) {
+      this.held.push(frame);
+      if (this.held.length > this.ctx.options.maxRecoveryMessages) this.slowConsumer();
+      return;
+    }
     if (this.ws.bufferedAmount + this.batchBytes + frame.length > this.ctx.options.maxOutboundBytes) {
       this.slowConsumer();
       return;

@@ -1,0 +1,300 @@
+import type { ChainableCommander, Redis } from 'ioredis';
+import { userChannel, type PresenceUser } from '@switchboard/protocol';
+import { channelTag } from '../broker/redis-wire.js';
+import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
+
+/** Options of {@link RedisPresenceStore}. */
+export interface RedisPresenceStoreOptions {
+  /** A command client, owned by the caller (not quit by `close()`); create it with `enableOfflineQueue: false` so commands fail fast while Redis is down. */
+  redis: Redis;
+  /** Prefix of every key. @default 'sb:' */
+  prefix?: string;
+  /** Lease of a session entry: it expires unless `refresh`ed within this time. @default 15_000 */
+  presenceTtlMs?: number;
+  /** Clock for leases, replaceable in tests. All nodes should agree on it within a fraction of the lease. @default Date.now */
+  now?: () => number;
+}
+
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
+
+/** Defines (once per client) a Lua script run with EVALSHA, falling back to EVAL on NOSCRIPT. */
+function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): void {
+  if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+}
+
+function script(target: Redis, name: string): ScriptFn {
+  return ((target as unknown as Record<string, ScriptFn>)[name] as ScriptFn).bind(target);
+}
+
+function queue(pipeline: ChainableCommander, name: string, ...args: (string | number)[]): void {
+  (pipeline as unknown as Record<string, (...a: (string | number)[]) => ChainableCommander>)[name]!(...args);
+}
+
+/** Runs a pipeline (one round trip) and throws its first command error. */
+async function exec(pipeline: ChainableCommander): Promise<unknown[]> {
+  const results = (await pipeline.exec()) ?? [];
+  return results.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+}
+
+/**
+ * Shared Lua helpers. Per channel: KEYS[1] = users ZSET (user → latest session expiry); per user
+ * `<tag>:u:<user>` ZSET (session → expiry) and `<tag>:s:<user>` HASH (session → `since|node`).
+ * `drop_dead` removes a user's sessions whose lease ended at or before `now`; `rescore` sets the
+ * user's score to their latest session expiry, or removes the user (and their keys) when they have
+ * none left, answering 1 then.
+ */
+const HELPERS = `
+local function drop_dead(ukey, skey, now)
+  local dead = redis.call('ZRANGEBYSCORE', ukey, '-inf', now)
+  for _, s in ipairs(dead) do redis.call('HDEL', skey, s) end
+  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', ukey, '-inf', now) end
+end
+local function rescore(ukey, skey, user)
+  local top = redis.call('ZRANGE', ukey, -1, -1, 'WITHSCORES')
+  if #top == 0 then
+    redis.call('DEL', ukey, skey)
+    return redis.call('ZREM', KEYS[1], user)
+  end
+  redis.call('ZADD', KEYS[1], top[2], user)
+  return 0
+end
+local function keep(ttl, ...)
+  for _, k in ipairs({...}) do redis.call('PEXPIRE', k, ttl) end
+end
+`;
+
+/**
+ * KEYS: users, ukey, skey. ARGV: now, expiry, session, `since|node`, user, key TTL.
+ * Returns 1 when the user was not present (a join). A user whose sessions all expired but who was
+ * not reaped yet is still present: they never left as far as subscribers know, so no join either.
+ */
+const ADD = `${HELPERS}
+drop_dead(KEYS[2], KEYS[3], ARGV[1])
+local present = redis.call('ZSCORE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+rescore(KEYS[2], KEYS[3], ARGV[5])
+keep(ARGV[6], KEYS[1], KEYS[2], KEYS[3])
+if present then return 0 end
+return 1
+`;
+
+/**
+ * KEYS: users, ukey, skey. ARGV: now, session, user.
+ * Returns {1 when this removed the user (a leave), the user's new score or ''}.
+ */
+const REMOVE = `${HELPERS}
+drop_dead(KEYS[2], KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+local left = rescore(KEYS[2], KEYS[3], ARGV[3])
+return {left, redis.call('ZSCORE', KEYS[1], ARGV[3]) or ''}
+`;
+
+/**
+ * KEYS: users, ukey, skey. ARGV: expiry, session, user, key TTL.
+ * Renews a stored session (even one past its lease but not reaped: nobody was told it left).
+ * Returns 0 when the session is no longer stored.
+ */
+const REFRESH = `${HELPERS}
+if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[3])
+keep(ARGV[4], KEYS[1], KEYS[2], KEYS[3])
+return 1
+`;
+
+/**
+ * KEYS: users. ARGV: now, `<tag>:` (per-user keys are built here: they share the channel's hash
+ * tag, so the same slot). Removes expired sessions of the users whose latest lease ended; returns
+ * {users who have no session left (removed from the channel, one script so exactly once), the
+ * channel's lowest remaining user score or ''}.
+ */
+const REAP = `${HELPERS}
+local now, base = ARGV[1], ARGV[2]
+local gone = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  local ukey, skey = base .. 'u:' .. user, base .. 's:' .. user
+  drop_dead(ukey, skey, now)
+  if rescore(ukey, skey, user) == 1 then gone[#gone + 1] = user end
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {gone, first[2] or ''}
+`;
+
+/** KEYS: the cluster's presence-channels ZSET. ARGV: channel, now. Forgets the channel unless re-scored since. */
+const FORGET = `
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) <= tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+/** KEYS: users. ARGV: now, `<tag>:`. Returns {user, {since|node per live session}, …} for users with a live session. */
+const LIST = `
+local now, base = '(' .. ARGV[1], ARGV[2]
+local out = {}
+for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
+  local live = redis.call('ZRANGEBYSCORE', base .. 'u:' .. user, now, '+inf')
+  if #live > 0 then
+    out[#out + 1] = user
+    out[#out + 1] = redis.call('HMGET', base .. 's:' .. user, unpack(live))
+  end
+end
+return out
+`;
+
+/** KEYS: ukey, skey. ARGV: now. Returns {session, since|node, …} for live sessions. */
+const SESSIONS = `
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+if #live == 0 then return {} end
+local values = redis.call('HMGET', KEYS[2], unpack(live))
+local out = {}
+for i, s in ipairs(live) do
+  if values[i] then out[#out + 1] = s; out[#out + 1] = values[i] end
+end
+return out
+`;
+
+const SCRIPTS = {
+  add: ['sbPresenceAddV1', 3, ADD],
+  remove: ['sbPresenceRemoveV1', 3, REMOVE],
+  refresh: ['sbPresenceRefreshV1', 3, REFRESH],
+  reap: ['sbPresenceReapV1', 1, REAP],
+  forget: ['sbPresenceForgetV1', 1, FORGET],
+  list: ['sbPresenceListV1', 1, LIST],
+  sessions: ['sbPresenceSessionsV1', 2, SESSIONS],
+} as const;
+
+/** Channels looked at per reap round trip. */
+const REAP_BATCH = 200;
+
+/**
+ * Presence in Redis with leases. Every session entry expires `presenceTtlMs` after it was added or
+ * last `refresh`ed, so the entries of a crashed node go away; `reap` removes them and tells which
+ * users left, exactly once cluster-wide. Join/leave decisions are Lua scripts, atomic per channel:
+ * joins and leaves of a user alternate strictly, whichever nodes add, remove or reap.
+ *
+ * Keys (one hash slot per channel): `${prefix}{ch:<channel>}:users` ZSET user → latest lease end,
+ * `…:u:<user>` ZSET session → lease end, `…:s:<user>` HASH session → `since|node`; and
+ * `${prefix}{cluster}:presence-channels` ZSET channel → a lower bound of its earliest user lease
+ * end, which tells `reap` where to look without KEYS. Every per-channel key also gets a safety TTL
+ * (10 leases, at least 10 minutes) so that nothing outlives a cluster that stopped reaping.
+ */
+export class RedisPresenceStore implements PresenceStore {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+  private readonly ttlMs: number;
+  private readonly keyTtlMs: number;
+  private readonly now: () => number;
+  private readonly channelsKey: string;
+  private closed = false;
+
+  constructor(options: RedisPresenceStoreOptions) {
+    this.redis = options.redis;
+    this.prefix = options.prefix ?? 'sb:';
+    this.ttlMs = options.presenceTtlMs ?? 15_000;
+    this.keyTtlMs = Math.max(10 * this.ttlMs, 600_000);
+    this.now = options.now ?? Date.now;
+    this.channelsKey = `${this.prefix}{cluster}:presence-channels`;
+    for (const [name, keys, lua] of Object.values(SCRIPTS)) defineScript(this.redis, name, keys, lua);
+  }
+
+  get ready(): boolean {
+    return !this.closed && this.redis.status === 'ready';
+  }
+
+  async add(channel: string, member: PresenceMember): Promise<boolean> {
+    const now = this.now();
+    const expiry = now + this.ttlMs;
+    const p = this.redis.pipeline();
+    queue(p, SCRIPTS.add[0], ...this.userKeys(channel, member.user), now, expiry, member.session, `${member.since}|${member.node}`, member.user, this.keyTtlMs);
+    // LT also adds a missing channel; a lower bound is all reap needs.
+    p.zadd(this.channelsKey, 'LT', expiry, channel);
+    const [joined] = await exec(p);
+    return joined === 1;
+  }
+
+  async remove(channel: string, member: PresenceMember): Promise<boolean> {
+    const [left, score] = (await script(this.redis, SCRIPTS.remove[0])(...this.userKeys(channel, member.user), this.now(), member.session, member.user)) as [number, string];
+    // The user's latest lease may now be an earlier one (a session on a dead node): let reap know.
+    if (score !== '') await this.redis.zadd(this.channelsKey, 'LT', score, channel);
+    return left === 1;
+  }
+
+  async refresh(entries: PresenceEntry[]): Promise<PresenceEntry[]> {
+    if (entries.length === 0) return [];
+    const expiry = this.now() + this.ttlMs;
+    const p = this.redis.pipeline();
+    for (const { channel, member } of entries) {
+      queue(p, SCRIPTS.refresh[0], ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
+    }
+    for (const channel of new Set(entries.map((e) => e.channel))) p.zadd(this.channelsKey, 'LT', expiry, channel);
+    const results = await exec(p);
+    return entries.filter((_, i) => results[i] === 0);
+  }
+
+  async reap(now: number = this.now()): Promise<PresenceLeave[]> {
+    const leaves: PresenceLeave[] = [];
+    // Each round moves every due channel past `now` (or forgets it), so this ends; the bound is a guard.
+    for (let round = 0; round < 50; round++) {
+      const due = await this.redis.zrangebyscore(this.channelsKey, '-inf', now, 'LIMIT', 0, REAP_BATCH);
+      if (due.length === 0) break;
+      const p = this.redis.pipeline();
+      for (const channel of due) {
+        const tag = channelTag(this.prefix, channel);
+        queue(p, SCRIPTS.reap[0], `${tag}:users`, now, `${tag}:`);
+      }
+      const results = (await exec(p)) as [string[], string][];
+      const after = this.redis.pipeline();
+      due.forEach((channel, i) => {
+        const [gone, first] = results[i]!;
+        for (const user of gone) leaves.push({ channel, user });
+        if (first === '') queue(after, SCRIPTS.forget[0], this.channelsKey, channel, now);
+        else after.zadd(this.channelsKey, 'XX', 'GT', first, channel);
+      });
+      await exec(after);
+      if (due.length < REAP_BATCH) break;
+    }
+    return leaves;
+  }
+
+  async list(channel: string): Promise<PresenceUser[]> {
+    const tag = channelTag(this.prefix, channel);
+    const flat = (await script(this.redis, SCRIPTS.list[0])(`${tag}:users`, this.now(), `${tag}:`)) as (string | (string | null)[])[];
+    const users: PresenceUser[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const values = (flat[i + 1] as (string | null)[]).filter((v): v is string => v !== null);
+      if (values.length === 0) continue;
+      users.push({ user: flat[i] as string, sessions: values.length, nodes: [...new Set(values.map((v) => parseValue(v).node))].sort() });
+    }
+    return users;
+  }
+
+  async sessions(user: string): Promise<UserSession[]> {
+    const [ukey, skey] = this.userKeys(userChannel(user), user).slice(1);
+    const flat = (await script(this.redis, SCRIPTS.sessions[0])(ukey!, skey!, this.now())) as string[];
+    const sessions: UserSession[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) sessions.push({ session: flat[i]!, ...parseValue(flat[i + 1]!) });
+    return sessions;
+  }
+
+  /** Does not quit the injected client: its creator owns it. */
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  /** users, ukey, skey of `user` in `channel`. */
+  private userKeys(channel: string, user: string): [string, string, string] {
+    const tag = channelTag(this.prefix, channel);
+    return [`${tag}:users`, `${tag}:u:${user}`, `${tag}:s:${user}`];
+  }
+}
+
+/** `since|node` (node last: the interface does not restrict its characters). */
+function parseValue(value: string): { node: string; since: number } {
+  const bar = value.indexOf('|');
+  return { since: Number(value.slice(0, bar)), node: value.slice(bar + 1) };
+}

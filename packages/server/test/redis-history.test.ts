@@ -1,0 +1,192 @@
+/**
+ * RedisHistory beyond the shared contract: what only a Redis store has (lost keys, the Lua-built
+ * frame it publishes, key layout, TTLs, trimming, and failing fast when Redis is unreachable).
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
+import { broadcastName, channelTag, decodePubsub } from '../src/broker/redis-wire.js';
+import { RedisHistory, type RedisHistoryOptions } from '../src/history/redis-history.js';
+import { messageFrame, type Publication, type PublicationInput } from '../src/publication.js';
+import { RedisFixture, redisSkip } from './redis-helpers.js';
+
+/** Waits up to 5 s for `got` to hold `count` payloads. */
+async function received(got: string[], count: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (got.length < count) {
+    if (Date.now() > deadline) assert.fail(`expected ${count} pub/sub messages, got ${got.length}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function input(n: unknown, ts = Date.now()): PublicationInput {
+  return { from: 'alice', topic: 'chat', data: n, ts };
+}
+
+describe('RedisHistory', { skip: redisSkip }, () => {
+  const redis = new RedisFixture();
+  after(() => redis.cleanup());
+  let n = 0;
+
+  /** A history over a fresh prefix, and a client to look at its keys. */
+  async function open(options: Partial<RedisHistoryOptions> = {}): Promise<{ h: RedisHistory; r: Redis; prefix: string }> {
+    const r = await redis.client();
+    const prefix = `${redis.prefix}${n++}:`;
+    return { h: new RedisHistory({ redis: r, prefix, ...options }), r, prefix };
+  }
+
+  /** A subscriber client collecting what arrives on `name`. */
+  async function listen(name: string): Promise<string[]> {
+    const sub = await redis.client();
+    const got: string[] = [];
+    sub.on('message', (channel: string, payload: string) => {
+      if (channel === name) got.push(payload);
+    });
+    await sub.subscribe(name);
+    return got;
+  }
+
+  it('starts a new epoch at offset 0 when Redis loses the channel\'s keys', async () => {
+    const { h, r, prefix } = await open();
+    for (let i = 1; i <= 3; i++) await h.append('group:a', input(i));
+    const before = await h.position('group:a');
+    const tag = channelTag(prefix, 'group:a');
+    assert.equal(await r.del(`${tag}:meta`, `${tag}:stream`), 2, 'the keys are where the brief says');
+    const after = await h.position('group:a');
+    assert.equal(after.offset, 0);
+    assert.notEqual(after.epoch, before.epoch, 'a client resuming from the old epoch is told recovered:false');
+    const next = await h.append('group:a', input(4));
+    assert.deepEqual({ epoch: next.epoch, offset: next.offset }, { epoch: after.epoch, offset: 1 });
+  });
+
+  it('starts a new epoch and drops stale entries when only the meta hash is lost', async () => {
+    const { h, r, prefix } = await open();
+    for (let i = 1; i <= 3; i++) await h.append('group:a', input(i));
+    const old = await h.position('group:a');
+    await r.del(`${channelTag(prefix, 'group:a')}:meta`);
+    const page = await h.read('group:a', 0, 10);
+    assert.notEqual(page.epoch, old.epoch);
+    assert.deepEqual({ offset: page.offset, firstOffset: page.firstOffset, publications: page.publications }, { offset: 0, firstOffset: 1, publications: [] }, 'old-epoch entries are not served under the new epoch');
+    const next = await h.append('group:a', input(9));
+    assert.deepEqual((await h.read('group:a', 0, 10)).publications, [next]);
+  });
+
+  it('publishes a frame byte-identical to messageFrame(pub), in the append, with interest routing', async () => {
+    const { h, prefix } = await open({ publish: true });
+    assert.equal(h.publishes, true);
+    const name = channelTag(prefix, 'group:ops');
+    const got = await listen(name);
+    const inputs: PublicationInput[] = [
+      { from: null, topic: 'sys', data: null, ts: 1 },
+      { from: 'a"b\\c|d', topic: 't\u2028</script>', data: { text: 'héllo 👋', n: [1e21, -0.5, 0], deep: { a: [{}] } }, ts: Date.now() },
+      { from: 'bob', topic: 'x', data: 'm|1|e|{"type":"message"}', ts: Date.now() },
+    ];
+    const pubs: Publication[] = [];
+    for (const i of inputs) pubs.push(await h.append('group:ops', i));
+    await received(got, pubs.length);
+    pubs.forEach((pub, i) => {
+      assert.equal(got[i], `m|${pub.offset}|${pub.epoch}|${messageFrame(pub)}`);
+      assert.deepEqual(decodePubsub(prefix, name, got[i]!), { channel: 'group:ops', message: { kind: 'message', epoch: pub.epoch, offset: pub.offset, frame: messageFrame(pub) } });
+    });
+  });
+
+  it('publishes to the cluster channel with the channel in the payload with broadcast routing', async () => {
+    const { h, prefix } = await open({ publish: true, routing: 'broadcast' });
+    const got = await listen(broadcastName(prefix));
+    const pub = await h.append('user:a|b', input({ k: 'v' }));
+    await received(got, 1);
+    assert.equal(got[0], `8:user:a|bm|1|${pub.epoch}|${messageFrame(pub)}`);
+    assert.deepEqual(decodePubsub(prefix, broadcastName(prefix), got[0]!).channel, 'user:a|b');
+  });
+
+  it('publishes nothing when not asked to', async () => {
+    const { h, prefix } = await open();
+    assert.equal(h.publishes, false);
+    const got = await listen(channelTag(prefix, 'group:a'));
+    await h.append('group:a', input(1));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(got, []);
+  });
+
+  it('stores an idempotency key for the window and neither appends nor publishes a repeat', async () => {
+    const { h, r, prefix } = await open({ publish: true, idempotencyWindowMs: 60_000 });
+    const got = await listen(channelTag(prefix, 'group:a'));
+    const first = await h.appendOnce('group:a', input(1), 'key|1');
+    assert.ok(!first.duplicate);
+    const repeat = await h.appendOnce('group:a', input(2), 'key|1');
+    assert.deepEqual(repeat, { duplicate: true, position: { epoch: first.pub.epoch, offset: 1 } });
+    const ttl = await r.pttl(`${channelTag(prefix, 'group:a')}:idem:key|1`);
+    assert.ok(ttl > 50_000 && ttl <= 60_000, `key TTL ${ttl} ms within the window`);
+    await new Promise((res) => setTimeout(res, 200));
+    assert.equal(got.length, 1, 'the repeat was not published');
+  });
+
+  it('bounds the stream with MAXLEN and sets the key TTLs on append', async () => {
+    const { h, r, prefix } = await open({ historySize: 5, historyTtlMs: 30_000, historyMetaTtlMs: 3_600_000 });
+    for (let i = 0; i < 25; i++) await h.append('group:a', input(i));
+    const tag = channelTag(prefix, 'group:a');
+    assert.equal(await r.xlen(`${tag}:stream`), 5);
+    const ids = (await r.xrange(`${tag}:stream`, '-', '+')).map(([id]) => id);
+    assert.deepEqual(ids, ['21-0', '22-0', '23-0', '24-0', '25-0'], 'entry id = offset');
+    const streamTtl = await r.pttl(`${tag}:stream`);
+    const metaTtl = await r.pttl(`${tag}:meta`);
+    assert.ok(streamTtl > 25_000 && streamTtl <= 30_000, `stream TTL ${streamTtl}`);
+    assert.ok(metaTtl > 3_500_000 && metaTtl <= 3_600_000, `meta TTL ${metaTtl}`);
+  });
+
+  it('keeps the meta hash at least as long as the stream when historyMetaTtlMs is shorter', async () => {
+    const { h, r, prefix } = await open({ historyTtlMs: 120_000, historyMetaTtlMs: 1_000 });
+    await h.append('group:a', input(1));
+    const metaTtl = await r.pttl(`${channelTag(prefix, 'group:a')}:meta`);
+    assert.ok(metaTtl > 110_000, `meta TTL ${metaTtl} follows historyTtlMs`);
+  });
+
+  it('writes no stream with historySize 0', async () => {
+    const { h, r, prefix } = await open({ historySize: 0 });
+    await h.append('group:a', input(1));
+    assert.equal(await r.exists(`${channelTag(prefix, 'group:a')}:stream`), 0);
+  });
+
+  it('drops entries older than historyTtlMs by their ts on read and trims them from the stream', async () => {
+    let now = 1_000_000;
+    const { h, r, prefix } = await open({ historyTtlMs: 10_000, now: () => now });
+    const stream = `${channelTag(prefix, 'group:a')}:stream`;
+    for (let i = 0; i < 150; i++) await h.append('group:a', input(i, now)); // more than one scan batch
+    now += 6_000;
+    const late = await h.append('group:a', input('late', now));
+    now += 5_000; // the first 150 are 11 s old, the last 5 s
+    const page = await h.read('group:a', 0, 100);
+    assert.deepEqual(page.publications, [late]);
+    assert.deepEqual({ offset: page.offset, firstOffset: page.firstOffset }, { offset: 151, firstOffset: 151 });
+    assert.equal(await r.xlen(stream), 1, 'the expired head was trimmed');
+    now += 6_000;
+    const empty = await h.read('group:a', 0, 100);
+    assert.deepEqual({ epoch: empty.epoch, offset: empty.offset, firstOffset: empty.firstOffset, n: empty.publications.length }, { epoch: late.epoch, offset: 151, firstOffset: 152, n: 0 });
+    assert.equal(await r.exists(stream), 0, 'a fully expired stream is deleted');
+  });
+
+  it('is not ready after close, which leaves the injected client open', async () => {
+    const { h, r } = await open();
+    assert.equal(h.ready, true);
+    await h.close();
+    assert.equal(h.ready, false);
+    assert.equal(await r.ping(), 'PONG', 'close() does not quit the injected client');
+  });
+
+  it('rejects within a second, and is not ready, when Redis is unreachable', async () => {
+    // The engine factory's settings, pointed at a port nothing listens on.
+    const client = new Redis({ host: '127.0.0.1', port: 1, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 1000 });
+    client.on('error', () => undefined);
+    try {
+      const h = new RedisHistory({ redis: client, prefix: `${redis.prefix}dead:` });
+      assert.equal(h.ready, false);
+      for (const call of [() => h.append('group:a', input(1)), () => h.appendOnce('group:a', input(1), 'k'), () => h.position('group:a'), () => h.read('group:a', 0, 10)]) {
+        const started = Date.now();
+        await assert.rejects(call());
+        assert.ok(Date.now() - started < 1000, `rejected after ${Date.now() - started} ms`);
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+});

@@ -47,6 +47,42 @@ export function buildProgram(): Command {
       await run(options, 'node');
     });
 
+  withNodeOptions(program.command('dev'))
+    .description('run a local cluster on Redis: N nodes on consecutive ports in this process, with the demo page and dev tokens')
+    .option('--nodes <n>', 'how many nodes', '3')
+    .action(async (flags: Record<string, unknown>) => {
+      const count = Number(flags.nodes);
+      if (!Number.isInteger(count) || count < 1 || count > 16) throw new OptionsError('switchboard dev --nodes takes a whole number from 1 to 16');
+      const input = collectConfig({ flags, env: process.env, file: flags.config as string | undefined });
+      input.engine ??= 'redis';
+      input.jwtSecret ??= randomBytes(32).toString('base64url');
+      input.apiKey ??= randomBytes(24).toString('base64url');
+      const base = resolveOptions(input);
+      const firstPort = base.port === 0 ? 8080 : base.port;
+      const nodes: SwitchboardNode[] = [];
+      try {
+        for (let i = 0; i < count; i++) {
+          const options = resolveOptions({ ...input, port: firstPort + i, nodeId: `${(input.nodeId as string | undefined) ?? 'n'}${i + 1}` });
+          const node = new SwitchboardNode(options, { mode: 'dev' });
+          nodes.push(node);
+          await node.start();
+        }
+      } catch (err) {
+        await Promise.allSettled(nodes.map((n) => n.stop()));
+        throw err;
+      }
+      process.stderr.write(
+        [
+          `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? base.redisUrl.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:[REDACTED]@') : 'in memory'}), routing ${base.routing}`,
+          ...nodes.map((n) => `  ${n.nodeId}: ${n.url}/  (WebSocket ${n.url.replace(/^http/, 'ws')}${base.wsPath})`),
+          `  SWITCHBOARD_JWT_SECRET=${base.jwtSecret}`,
+          `  SWITCHBOARD_API_KEY=${base.apiKey}`,
+          '  Ctrl-C stops them all.',
+        ].join('\n') + '\n',
+      );
+      onSignals(nodes, base.drainTimeoutMs);
+    });
+
   program
     .command('token')
     .description('mint an HS256 client token with the configured secret')
@@ -111,17 +147,22 @@ async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promis
   }
   process.stderr.write(lines.join('\n') + '\n');
 
+  onSignals([node], options.drainTimeoutMs);
+}
+
+/** On SIGTERM/SIGINT: drain every node, exit 0; exit 1 if draining outlives its bound. */
+function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number): void {
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    node.log.info({ signal }, 'shutting down');
+    for (const node of nodes) node.log.info({ signal }, 'shutting down');
     const force = setTimeout(() => {
-      node.log.error('drain took too long; exiting');
+      nodes[0]?.log.error('drain took too long; exiting');
       process.exit(1);
-    }, options.drainTimeoutMs + 1000);
+    }, drainTimeoutMs + 1000);
     force.unref();
-    void node.drain().then(() => process.exit(0));
+    void Promise.all(nodes.map((n) => n.drain())).then(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -131,6 +172,10 @@ function fail(err: unknown): never {
   if (err instanceof OptionsError) {
     process.stderr.write(`switchboard: ${err.message}\n`);
     process.exit(2);
+  }
+  if (err instanceof Error && err.message.startsWith('Redis is not reachable')) {
+    process.stderr.write(`switchboard: ${err.message}\n`);
+    process.exit(1);
   }
   const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {

@@ -106,7 +106,9 @@ function redisEngine(options: NodeOptions): Engine {
       await Promise.race([Promise.all([redis.connect(), sub.connect()]), timeout]).catch((err: unknown) => {
         redis.disconnect();
         sub.disconnect();
-        throw err instanceof Error && err.message.startsWith('Redis is not reachable') ? err : new Error(`Redis is not reachable at ${where} (REDIS_URL): ${(err as Error).message}`);
+        throw err instanceof Error && err.message.startsWith('Redis is not reachable')
+          ? err
+          : new Error(`Redis is not reachable at ${where} (REDIS_URL): ${(err as Error).message} Start it, e.g. \`redis-server --daemonize yes\`, or point REDIS_URL at it.`);
       });
     },
     async close() {

@@ -1,0 +1,60 @@
+/** `switchboard dev --nodes N`: a local cluster on Redis, one command, Ctrl-C stops it all. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { TestClient } from '../helpers.js';
+import { connectRedis, deletePrefix, redisSkip } from '../redis-helpers.js';
+import { freePort } from './harness.js';
+
+const BIN = fileURLToPath(new URL('../../bin/switchboard.js', import.meta.url));
+
+function run(args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, SWITCHBOARD_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exit, stderr: () => stderr };
+}
+
+describe('switchboard dev', () => {
+  it('starts N nodes on consecutive ports that form one cluster, and stops them all on SIGINT', { skip: redisSkip }, async () => {
+    const port = await freePort();
+    const prefix = `sbtest:dev${port}:`;
+    const dev = run(['dev', '--nodes', '3', '--port', String(port), '--redis-prefix', prefix]);
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!dev.stderr().includes('Ctrl-C stops them all')) {
+        assert.ok(Date.now() < deadline, `no banner: ${dev.stderr()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (let i = 0; i < 3; i++) assert.match(dev.stderr(), new RegExp(`n${i + 1}: http://127\\.0\\.0\\.1:${port + i}/`));
+      const base = `http://127.0.0.1:${port}`;
+      const { token: tokenA } = (await (await fetch(`${base}/dev/token?user=ann`)).json()) as { token: string };
+      const { token: tokenB } = (await (await fetch(`http://127.0.0.1:${port + 2}/dev/token?user=ben`)).json()) as { token: string };
+      const ann = new TestClient(`ws://127.0.0.1:${port}/ws?token=${tokenA}`);
+      const ben = new TestClient(`ws://127.0.0.1:${port + 2}/ws?token=${tokenB}`);
+      await ann.next((f) => f.type === 'welcome');
+      await ben.next((f) => f.type === 'welcome');
+      await ann.request({ type: 'send', to: 'ben', topic: 'hi', data: 'across nodes' });
+      const msg = await ben.next((f) => f.type === 'message');
+      assert.deepEqual([msg.from, msg.data], ['ann', 'across nodes']);
+      dev.child.kill('SIGINT');
+      const [a, b] = await Promise.all([ann.waitClose(), ben.waitClose()]);
+      assert.deepEqual([a.code, b.code], [1001, 1001]);
+      assert.equal(await dev.exit, 0);
+    } finally {
+      dev.child.kill('SIGKILL');
+      const redis = await connectRedis();
+      await deletePrefix(redis, prefix);
+      redis.disconnect();
+    }
+  });
+
+  it('says clearly when Redis is not reachable', async () => {
+    const dev = run(['dev', '--nodes', '2', '--port', String(await freePort()), '--redis-url', 'redis://127.0.0.1:1']);
+    assert.equal(await dev.exit, 1);
+    assert.match(dev.stderr(), /Redis is not reachable at redis:\/\/127\.0\.0\.1:1 \(REDIS_URL\).*redis-server/);
+  });
+});

@@ -159,6 +159,11 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     this.teardown();
     this.watchNetwork(false);
     ws?.close(1000, 'client disconnect');
+    if (ws?.terminate) {
+      // A peer that never answers the close (a dead link) would hold the socket for ws's 30 s close timeout.
+      const timer: { unref?: () => void } = setTimeout(() => ws.terminate!(), 1000) as never;
+      timer.unref?.();
+    }
     this.failAll('closed', 'client disconnected');
     this.setState('closed');
     this.events.emit('closed', { code: 1000, reason: 'client disconnect' });

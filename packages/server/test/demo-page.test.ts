@@ -42,8 +42,8 @@ const groupTexts = (page: Page) => page.locator('[data-testid="chat-message"][da
 
 /** The `data-user` of every entry in a page's presence list. */
 async function presenceOf(page: Page): Promise<string[]> {
-  const items = await page.getByTestId('presence-user').all();
-  return Promise.all(items.map(async (item) => (await item.getAttribute('data-user')) ?? ''));
+  // One snapshot in the page: reading item by item races with the list changing under us.
+  return page.getByTestId('presence-user').evaluateAll((items) => items.map((item) => item.getAttribute('data-user') ?? ''));
 }
 
 const connState = (page: Page) => page.getByTestId('conn-state').getAttribute('data-state');
@@ -153,9 +153,9 @@ describe('demo page in a real browser', { skip }, () => {
     // duplicate the time to show up before checking there is none.
     await sleep(700);
     assert.deepEqual(await groupTexts(bob!), ['hello bob', 'missed 1', 'missed 2', 'missed 3']);
-    const offsets = await Promise.all(
-      (await bob!.locator('[data-testid="chat-message"][data-channel="group:lobby"]').all()).map(async (m) => Number(await m.getAttribute('data-offset'))),
-    );
+    const offsets = await bob!
+      .locator('[data-testid="chat-message"][data-channel="group:lobby"]')
+      .evaluateAll((items) => items.map((m) => Number(m.getAttribute('data-offset'))));
     assert.deepEqual(offsets, [1, 2, 3, 4]);
     assert.notEqual(await bob!.getByTestId('session-id').textContent(), sessionBefore, 'bob came back on a new session');
     assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 3 missed messages recovered.']);
@@ -168,7 +168,7 @@ describe('demo page in a real browser', { skip }, () => {
   it("resumes bob's tab from sessionStorage when he reopens the page: what he missed shows once", async () => {
     const { alice, bob } = pages as Required<typeof pages>;
     const groupOffsets = async (page: Page) =>
-      Promise.all((await page.locator('[data-testid="chat-message"][data-channel="group:lobby"]').all()).map(async (m) => Number(await m.getAttribute('data-offset'))));
+      page.locator('[data-testid="chat-message"][data-channel="group:lobby"]').evaluateAll((items) => items.map((m) => Number(m.getAttribute('data-offset'))));
 
     // Leaving the page closes its socket; the tab's sessionStorage (identity, positions) stays.
     await bob!.goto('about:blank');

@@ -5,10 +5,10 @@ import type { NodeMetrics } from './metrics.js';
 /** What the hub needs of a session. */
 export interface HubMember {
   readonly user: string;
-  /** A publication for a channel the member is in; `frame` is its serialised message frame. */
-  deliver(channel: string, offset: number, epoch: string, frame: string): void;
+  /** A publication for a channel the member is in; `frame` is its message frame, encoded once for all members. */
+  deliver(channel: string, offset: number, epoch: string, frame: Buffer): void;
   /** A frame to write as is (presence events). */
-  sendRaw(frame: string): void;
+  sendRaw(frame: string | Buffer): void;
   /** Close the session (cluster-wide disconnect). */
   close(code: number, reason: string): void;
 }
@@ -93,12 +93,14 @@ export class Hub {
     if (!entry || entry.members.size === 0) return;
     switch (message.kind) {
       case 'message': {
-        const { epoch, offset, frame } = message;
+        const { epoch, offset } = message;
+        // UTF-8 encoded once: every socket sends the same bytes (ws would otherwise encode per send).
+        const frame = Buffer.from(message.frame);
         for (const member of entry.members) member.deliver(channel, offset, epoch, frame);
         return;
       }
       case 'presence': {
-        const frame = JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts });
+        const frame = Buffer.from(JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts }));
         for (const member of entry.members) member.sendRaw(frame);
         return;
       }

@@ -14,6 +14,7 @@ export class NodeMetrics {
   readonly subscriptions: Gauge;
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
+  readonly gaps: Counter;
 
   constructor(nodeId: string, collectDefaults = true) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -29,6 +30,7 @@ export class NodeMetrics {
     this.brokerErrors = new Counter({ name: 'switchboard_engine_errors_total', help: 'Failed engine (broker, history, presence) calls', registers });
     this.subscriptions = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
     this.recoveries = new Counter({ name: 'switchboard_recoveries_total', help: 'Channel recoveries by outcome', labelNames: ['recovered'], registers });
+    this.gaps = new Counter({ name: 'switchboard_gaps_total', help: 'Live gaps in a channel (a publication the broker did not deliver) filled from history', registers });
     this.publishLatency = new Histogram({
       name: 'switchboard_publish_seconds',
       help: 'Time to accept a publication (history append + broker publish)',

@@ -3,7 +3,9 @@ import type { WebSocket } from 'ws';
 import { CloseCode, type ErrorCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
 import type { Identity } from '../auth/token-verifier.js';
 import type { HubMember } from '../hub.js';
-import { messageFrame } from '../publication.js';
+import { messageFrame, type Publication } from '../publication.js';
+import type { Duplex } from 'node:stream';
+import { corkUntilNextTick } from './cork.js';
 import type { NodeContext } from '../node-context.js';
 import { handleFrame } from './dispatcher.js';
 import { parseClientFrame } from './frame-parser.js';
@@ -13,7 +15,7 @@ import { FrameRateLimiter } from './rate-limiter.js';
 interface Pending {
   offset: number;
   epoch: string;
-  frame: string;
+  frame: Buffer;
 }
 
 /** This session's view of one channel: the last position delivered, and a buffer while recovering. */
@@ -23,6 +25,10 @@ interface ChannelState {
   /** Live publications that arrived while history was being read; `null` once live. */
   pending: Pending[] | null;
 }
+
+/** Options of `ws.send` for a frame given as bytes: still a text frame. */
+const TEXT = { binary: false } as const;
+const NEWLINE = Buffer.from('\n');
 
 /** How long a session closed for a slow consumer may keep its buffers before the socket is cut. */
 const SLOW_CONSUMER_GRACE_MS = 5000;
@@ -43,9 +49,9 @@ export class Session implements HubMember {
   private inbox: Promise<void>;
   private markStarted!: () => void;
   private closed = false;
-  private batch: string[] | null = null;
+  private batch: Buffer[] | null = null;
   /** Frames written before `welcome` (e.g. presence events), sent right after it; `null` once welcomed. */
-  private held: string[] | null = [];
+  private held: (string | Buffer)[] | null = [];
   private batchBytes = 0;
   private cleanup: Promise<void> | undefined;
 
@@ -135,7 +141,7 @@ export class Session implements HubMember {
         flush: () => {
           const pending = st.pending ?? [];
           st.pending = null;
-          for (const pub of replay) this.write(st, pub.offset, pub.epoch, messageFrame(pub));
+          for (const pub of replay) this.write(st, pub.offset, pub.epoch, Buffer.from(messageFrame(pub)));
           for (const p of pending) this.write(st, p.offset, p.epoch, p.frame);
         },
       };
@@ -152,7 +158,7 @@ export class Session implements HubMember {
     return true;
   }
 
-  deliver(channel: string, offset: number, epoch: string, frame: string): void {
+  deliver(channel: string, offset: number, epoch: string, frame: Buffer): void {
     const st = this.channels.get(channel);
     if (!st) return;
     if (st.pending) {
@@ -160,10 +166,34 @@ export class Session implements HubMember {
       if (st.pending.length > this.ctx.options.maxRecoveryMessages * 2) this.slowConsumer();
       return;
     }
+    if (epoch === st.epoch && offset > st.offset + 1 && st.offset > 0) {
+      // A publication never reached this node (the broker delivers at most once): fill the gap from
+      // history before going on, so the client still sees every offset once, in order.
+      this.repair(channel, st, { offset, epoch, frame });
+      return;
+    }
     this.write(st, offset, epoch, frame);
   }
 
-  private write(st: ChannelState, offset: number, epoch: string, frame: string): void {
+  /** Buffers live delivery on `channel` while the missing offsets are read from history. */
+  private repair(channel: string, st: ChannelState, first: Pending): void {
+    st.pending = [first];
+    this.ctx.metrics.gaps.inc();
+    const since = { epoch: st.epoch, offset: st.offset };
+    const finish = (replay: Publication[]) => {
+      if (this.closed || this.channels.get(channel) !== st) return;
+      const pending = st.pending ?? [];
+      st.pending = null;
+      for (const pub of replay) this.write(st, pub.offset, pub.epoch, Buffer.from(messageFrame(pub)));
+      for (const p of pending) this.write(st, p.offset, p.epoch, p.frame);
+    };
+    this.ctx.recover(channel, since).then(
+      ({ replay }) => finish(replay),
+      () => finish([]),
+    );
+  }
+
+  private write(st: ChannelState, offset: number, epoch: string, frame: Buffer): void {
     if (epoch === st.epoch && offset <= st.offset) return; // already delivered (replay and live overlap)
     st.epoch = epoch;
     st.offset = offset;
@@ -177,7 +207,7 @@ export class Session implements HubMember {
   }
 
   /** Writes an already serialised frame, enforcing the outbound buffer limit. */
-  sendRaw(frame: string): void {
+  sendRaw(frame: string | Buffer): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
     if (this.held) {
       this.held.push(frame);
@@ -189,22 +219,33 @@ export class Session implements HubMember {
       return;
     }
     if (!this.batching) {
-      this.ws.send(frame);
+      corkUntilNextTick(this.socket);
+      this.ws.send(frame, TEXT);
       return;
     }
     if (this.batch === null) {
       this.batch = [];
       setImmediate(() => this.flushBatch());
     }
-    this.batch.push(frame);
-    this.batchBytes += frame.length + 1;
+    const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame;
+    this.batch.push(bytes);
+    this.batchBytes += bytes.length + 1;
   }
 
   private flushBatch(): void {
     const batch = this.batch;
     this.batch = null;
     this.batchBytes = 0;
-    if (batch && batch.length > 0 && !this.closed && this.ws.readyState === this.ws.OPEN) this.ws.send(batch.join('\n'));
+    if (!batch || batch.length === 0 || this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    const parts: Buffer[] = [];
+    for (const b of batch) parts.push(b, NEWLINE);
+    parts.pop();
+    this.ws.send(parts.length === 1 ? parts[0]! : Buffer.concat(parts), TEXT);
+  }
+
+  /** The TCP socket under the WebSocket (ws keeps it as `_socket`), for corking. */
+  private get socket(): Duplex | undefined {
+    return (this.ws as unknown as { _socket?: Duplex })._socket;
   }
 
   /** Answers a frame: a `reply` when it had an id, else an `error` frame for failures only. */

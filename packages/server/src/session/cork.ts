@@ -1,0 +1,25 @@
+import type { Duplex } from 'node:stream';
+
+const corked = new Set<Duplex>();
+let scheduled = false;
+
+function uncorkAll(): void {
+  scheduled = false;
+  for (const socket of corked) socket.uncork();
+  corked.clear();
+}
+
+/**
+ * Holds a socket's writes until the end of this tick, so that every frame written to it during one
+ * fan-out (or one burst of broker messages) leaves in a single `writev` instead of one syscall per
+ * frame. One `process.nextTick` serves every socket corked in the tick.
+ */
+export function corkUntilNextTick(socket: Duplex | undefined): void {
+  if (!socket || corked.has(socket) || socket.destroyed) return;
+  socket.cork();
+  corked.add(socket);
+  if (!scheduled) {
+    scheduled = true;
+    process.nextTick(uncorkAll);
+  }
+}

@@ -52,6 +52,12 @@ export interface ClientOptions {
    * starts with `welcome`). @default 10_000
    */
   connectTimeoutMs?: number;
+  /**
+   * Before each connect, ask the server (`GET /v1/route` with this client's token) which node owns
+   * this user on the hash ring, and connect to it directly — the seeds' two-step connect, for
+   * clusters with `hash` routing and nodes reachable by their public URLs. @default false
+   */
+  directConnect?: boolean;
   /** Connect right away (in a microtask, so listeners added after `new` see every event). @default true */
   autoConnect?: boolean;
 }
@@ -113,6 +119,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
       maxQueue: options.maxQueue ?? 1000,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      directConnect: options.directConnect ?? false,
       autoConnect: options.autoConnect ?? true,
     };
     this.positions = this.options.positions.load();
@@ -264,11 +271,12 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
       this.freshTokenNeeded = true;
       return this.scheduleReconnect(this.options.backoff(this.attempt++), 4001, 'token function failed');
     }
+    const target = this.options.directConnect ? await this.ownerUrl(this.token) : this.url;
     // disconnect() while the token was fetched, or disconnect() + connect(): a newer open() owns the state.
     if (this.current !== 'connecting' || opening !== this.opens) return;
     const resume = Object.keys(this.positions).length > 0 ? `&resume=${encodeResume(this.positions)}` : '';
-    const sep = this.url.includes('?') ? '&' : '?';
-    const ws = new this.WS(`${this.url}${sep}token=${encodeURIComponent(this.token)}&batch=1${resume}`);
+    const sep = target.includes('?') ? '&' : '?';
+    const ws = new this.WS(`${target}${sep}token=${encodeURIComponent(this.token)}&batch=1${resume}`);
     this.ws = ws;
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
@@ -283,6 +291,28 @@ export class Switchboard<Topics extends TopicMap = TopicMap> {
     this.connectTimer = setTimeout(() => {
       if (this.ws === ws) this.drop(ws, 'connect timeout');
     }, this.options.connectTimeoutMs);
+  }
+
+  /**
+   * `directConnect`: asks `GET /v1/route` (with the client's own token) which node owns this user
+   * on the hash ring and connects there, the same path on that node's URL. Any failure falls back
+   * to the configured URL, which works behind any balancer.
+   */
+  private async ownerUrl(token: string): Promise<string> {
+    try {
+      const configured = new URL(this.url);
+      const http = new URL('/v1/route', configured.href.replace(/^ws/, 'http'));
+      const res = await fetch(http.href, { headers: { authorization: `Bearer ${token}` } });
+      if (!res.ok) return this.url;
+      const { url } = (await res.json()) as { url?: string };
+      if (typeof url !== 'string') return this.url;
+      const owner = new URL(url.replace(/^http/, 'ws'));
+      owner.pathname = configured.pathname;
+      owner.search = configured.search;
+      return owner.href;
+    } catch {
+      return this.url;
+    }
   }
 
   private onFrame(line: string): void {

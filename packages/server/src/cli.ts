@@ -1,8 +1,16 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { isValidId } from '@switchboard/protocol';
 import { mintToken, parseDuration } from './auth/token-minter.js';
 import { collectConfig, loadConfig } from './config.js';
+import { redactRedisUrl } from './engine.js';
+import { Gateway, gatewayOptions } from './gateway/gateway.js';
 import { SwitchboardNode } from './node.js';
 import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
 
@@ -83,6 +91,38 @@ export function buildProgram(): Command {
       onSignals(nodes, base.drainTimeoutMs);
     });
 
+  withNodeOptions(program.command('gateway'))
+    .description('run the gateway in front of the nodes: checks tokens, places each connection by SWITCHBOARD_GATEWAY_POLICY (hash, round-robin, least-conn) and proxies it; finds the nodes in Redis')
+    .action(async (flags: Record<string, unknown>) => {
+      const input = collectConfig({ flags, env: process.env, file: flags.config as string | undefined });
+      input.nodeId ??= `gw-${randomBytes(3).toString('hex')}`;
+      const options = resolveOptions(input);
+      if (options.jwtSecret === undefined && options.jwtPublicKey === undefined) {
+        throw new OptionsError('switchboard gateway needs the nodes\' SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key): it checks tokens before a node sees them');
+      }
+      let gateway: Gateway;
+      try {
+        gateway = new Gateway(gatewayOptions(options));
+      } catch (err) {
+        // A bad certificate or key: say which option, as for any other invalid option.
+        throw new OptionsError(`switchboard gateway: ${(err as Error).message}`);
+      }
+      const { url } = await gateway.start();
+      const ws = url.replace(/^http/, 'ws') + options.wsPath;
+      process.stderr.write(
+        `switchboard gateway: ${options.nodeId} on ${url}  (WebSocket ${ws}), policy ${options.gatewayPolicy}, nodes from Redis ${redactRedisUrl(options.redisUrl)} prefix ${options.redisPrefix}; live: ${gateway.health.live().map((n) => n.id).join(', ') || 'none yet'}\n`,
+      );
+      let stopping = false;
+      const shutdown = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        gateway.log.info({ signal }, 'shutting down');
+        void gateway.stop().then(() => process.exit(0));
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+    });
+
   program
     .command('token')
     .description('mint an HS256 client token with the configured secret')
@@ -120,7 +160,39 @@ export function buildProgram(): Command {
       process.stdout.write(token + '\n');
     });
 
+  program
+    .command('bench')
+    .description('run the benchmark suite (bench/run.ts) of a repository clone; `switchboard bench --help` lists its options')
+    .argument('[options...]', 'passed to bench/run.ts, e.g. --quick, --only fanout, --runs 5')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(async (args: string[]) => {
+      process.exitCode = await runBench(args);
+    });
+
   return program;
+}
+
+/**
+ * Runs bench/run.ts of the repository this CLI was built in, in a child process (the suite forks
+ * servers and load generators of its own). Resolves with its exit code.
+ */
+async function runBench(args: string[]): Promise<number> {
+  // dist/cli.js and src/cli.ts are both three levels below the repository root.
+  const repo = fileURLToPath(new URL('../../../', import.meta.url));
+  const entry = join(repo, 'bench', 'run.ts');
+  if (!existsSync(entry)) {
+    throw new OptionsError(`switchboard bench: ${entry} not found. The benchmark suite runs from a clone of the repository (it is not in the published package): git clone, npm ci, then npm run bench.`);
+  }
+  const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: repo, stdio: 'inherit' });
+  // The suite cleans up its own servers on SIGINT/SIGTERM; this process only waits for it.
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  process.off('SIGINT', forward);
+  process.off('SIGTERM', forward);
+  return code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1);
 }
 
 function withNodeOptions(command: Command): Command {
@@ -132,6 +204,9 @@ function withNodeOptions(command: Command): Command {
 }
 
 async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promise<void> {
+  if (options.tlsCert !== undefined) {
+    throw new OptionsError('--tls-cert/--tls-key (SWITCHBOARD_TLS_CERT/SWITCHBOARD_TLS_KEY) are for switchboard gateway: a node speaks plain HTTP; terminate TLS at the gateway or at your balancer');
+  }
   const node = new SwitchboardNode(options, { mode });
   const { url } = await node.start();
   const ws = url.replace(/^http/, 'ws') + options.wsPath;

@@ -12,6 +12,7 @@ import { RedisPresenceStore } from './presence/redis-presence-store.js';
 import { MemoryRegistry } from './registry/memory-registry.js';
 import { RedisRegistry } from './registry/redis-registry.js';
 import type { Registry } from './registry/registry.js';
+import { RingHolder } from './registry/ring-holder.js';
 
 /** The four seams a node runs on. The node never knows which implementations it has. */
 export interface Engine {
@@ -19,6 +20,8 @@ export interface Engine {
   presence: PresenceStore;
   history: History;
   registry: Registry;
+  /** The hash ring of the live nodes, kept current by the node from registry events. */
+  ring: RingHolder;
   /** Resolves once the backing services answer. @throws Error saying what is unreachable and how to fix it. */
   connect(): Promise<void>;
   /** Releases connections the engine opened (after the components are closed). */
@@ -56,6 +59,7 @@ function memoryEngine(options: NodeOptions): Engine {
       idempotencyWindowMs: options.idempotencyWindowMs,
     }),
     registry: new MemoryRegistry(),
+    ring: new RingHolder(),
     connect: async () => undefined,
     close: async () => undefined,
   };
@@ -80,8 +84,10 @@ function redisEngine(options: NodeOptions): Engine {
   const prefix = options.redisPrefix;
   const routing = options.routing;
   const redisBroker = options.broker === 'redis';
+  const ring = new RingHolder();
   return {
-    broker: redisBroker ? new RedisBroker({ pub: redis, sub, prefix, routing }) : new MemoryBroker(),
+    ring,
+    broker: redisBroker ? new RedisBroker({ pub: redis, sub, prefix, routing, nodeId: options.nodeId, ring }) : new MemoryBroker(),
     presence: new RedisPresenceStore({ redis, prefix, presenceTtlMs: options.presenceTtlMs }),
     history: new RedisHistory({
       redis,
@@ -93,6 +99,7 @@ function redisEngine(options: NodeOptions): Engine {
       // Append and publish in one Lua script, one round trip, when the broker is Redis too.
       publish: redisBroker,
       routing,
+      ring,
     }),
     registry: new RedisRegistry({ redis, sub, prefix, nodeLeaseMs: options.presenceTtlMs }),
     async connect() {

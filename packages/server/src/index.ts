@@ -15,3 +15,7 @@ export type { Registry, NodeInfo } from './registry/registry.js';
 export { MemoryRegistry } from './registry/memory-registry.js';
 export type { Publication, PublicationInput } from './publication.js';
 export { redactUrl } from './logger.js';
+export { HashRing, hashKey, inRanges, DEFAULT_VNODES, RING_MAX, type RingRange } from './registry/hash-ring.js';
+export { NodeRing, type Route } from './registry/node-ring.js';
+export { Gateway, gatewayOptions, type GatewayOptions, type GatewayRuntime } from './gateway/gateway.js';
+export type { PolicyName } from './gateway/policy.js';

@@ -18,6 +18,8 @@ import type { NodeContext, PublishOutcome, PublishSource } from './node-context.
 import type { NodeOptions } from './options.js';
 import { MAX_DATA_DEPTH, messageFrame, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { Session } from './session/session.js';
+import { HashRing } from './registry/hash-ring.js';
+import { NodeRing } from './registry/node-ring.js';
 import type { PresenceEntry, PresenceMember } from './presence/presence-store.js';
 
 /** How a node is run. */
@@ -55,6 +57,8 @@ export class SwitchboardNode implements NodeContext {
   private presenceTimer: NodeJS.Timeout | undefined;
   private reapTimer: NodeJS.Timeout | undefined;
   private unwatchRegistry: (() => void) | undefined;
+  private unwatchRing: (() => void) | undefined;
+  private readonly moveTimers = new Set<NodeJS.Timeout>();
   private loadReport: NodeJS.Timeout | undefined;
   private pendingUpgrades = 0;
   private draining = false;
@@ -74,7 +78,7 @@ export class SwitchboardNode implements NodeContext {
     this.verifier = new TokenVerifier(options);
     const mode = runtime.mode ?? 'node';
     this.pages = mode === 'node' ? undefined : new DevPages({ devSecret: mode === 'dev' ? options.jwtSecret : undefined, wsPath: options.wsPath });
-    this.api = new HttpApi({ ctx: this, history: this.engine.history, broker: this.engine.broker, registry: this.engine.registry, url: () => this.baseUrl, connections: () => this.sessions.size });
+    this.api = new HttpApi({ ctx: this, history: this.engine.history, broker: this.engine.broker, registry: this.engine.registry, url: () => this.baseUrl, connections: () => this.sessions.size, route: (user) => this.routes.route(user), verifier: this.verifier });
     this.server = createServer(
       { headersTimeout: options.handshakeTimeoutMs, requestTimeout: options.handshakeTimeoutMs, connectionsCheckingInterval: Math.min(1000, options.handshakeTimeoutMs) },
       (req, res) =>
@@ -123,8 +127,11 @@ export class SwitchboardNode implements NodeContext {
     this.presenceTimer.unref();
     this.reapTimer = setInterval(() => void this.reapPresence(), leaseTick + Math.floor(Math.random() * leaseTick));
     this.reapTimer.unref();
+    this.unwatchRing = this.engine.ring.onChange((before, after) => this.onRingChange(before, after));
     this.unwatchRegistry = this.engine.registry.onChange((nodes) => {
       this.log.info({ nodes: nodes.map((n) => n.node) }, 'cluster membership changed');
+      this.routes.update(nodes);
+      this.engine.ring.set(this.routes.ring);
     });
     this.log.info({ url: this.baseUrl, wsPath: this.options.wsPath, engine: this.options.engine }, 'node listening');
     return { port, url: this.baseUrl };
@@ -277,6 +284,30 @@ export class SwitchboardNode implements NodeContext {
     }
   }
 
+  /**
+   * With hash routing, a ring change moves some users to another owner: their sessions here are
+   * closed with 4000 (moved), at random moments over `moveWindowMs`, and reconnect (through the
+   * gateway) to their new owner, where they resume. Sessions whose owner did not change are not
+   * touched; neither is anything when the ring is first learnt.
+   */
+  private onRingChange(before: HashRing, after: HashRing): void {
+    this.log.info({ nodes: after.nodes }, 'hash ring changed');
+    if (this.options.routing !== 'hash' || before.empty || after.empty) return;
+    let moved = 0;
+    for (const session of this.sessions) {
+      const owner = after.nodeFor(session.user);
+      if (owner === this.nodeId || !HashRing.moved(before, after, session.user)) continue;
+      moved++;
+      const timer = setTimeout(() => {
+        this.moveTimers.delete(timer);
+        session.close(CloseCode.MOVED, `moved to ${owner}`);
+      }, Math.floor(Math.random() * this.options.moveWindowMs));
+      timer.unref();
+      this.moveTimers.add(timer);
+    }
+    if (moved > 0) this.log.info({ moved, windowMs: this.options.moveWindowMs }, 'moving sessions to their new owners');
+  }
+
   private memberOf(session: Session): PresenceMember {
     return { user: session.user, session: session.id, node: this.nodeId, since: session.since };
   }
@@ -299,7 +330,8 @@ export class SwitchboardNode implements NodeContext {
     const path = url.pathname;
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok', node: this.nodeId });
     if (path === '/readyz') {
-      return sendJson(res, this.ready ? 200 : 503, { status: this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable', node: this.nodeId });
+      // `connections` feeds the gateway's least-conn policy, which probes /readyz anyway.
+      return sendJson(res, this.ready ? 200 : 503, { status: this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable', node: this.nodeId, connections: this.sessions.size });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
@@ -405,6 +437,8 @@ export class SwitchboardNode implements NodeContext {
   }
 
   private readonly startedAt = Date.now();
+  /** The live nodes' ring with their URLs, for `GET /v1/route` (the same ring as `engine.ring`). */
+  private readonly routes = new NodeRing();
 
   // ---- lifecycle -----------------------------------------------------------------------------
 
@@ -434,6 +468,8 @@ export class SwitchboardNode implements NodeContext {
       clearInterval(this.presenceTimer);
       clearInterval(this.reapTimer);
       this.unwatchRegistry?.();
+      this.unwatchRing?.();
+      for (const timer of this.moveTimers) clearTimeout(timer);
       for (const ws of this.sockets) ws.terminate();
       for (const session of [...this.sessions]) await session.dispose();
       this.wss.close();

@@ -17,7 +17,8 @@ export const OPTION_SPECS = {
   apiKey: { env: 'SWITCHBOARD_API_KEY', doc: 'Bearer key for the `/v1` HTTP API. Without one, `/v1` answers 401. Secret: never logged.', schema: z.string().min(16, 'at least 16 characters'), default: undefined as string | undefined, secret: true },
   engine: { env: 'SWITCHBOARD_ENGINE', doc: 'Presence, history and registry backend: `memory` (one node, nothing to install) or `redis` (a cluster of nodes).', schema: z.enum(['memory', 'redis']), default: 'memory' as 'memory' | 'redis' },
   broker: { env: 'SWITCHBOARD_BROKER', doc: 'Broker between nodes. Default: the same as `engine`. `redis` needs engine `redis`.', schema: z.enum(['memory', 'redis']), default: undefined as 'memory' | 'redis' | undefined },
-  routing: { env: 'SWITCHBOARD_ROUTING', doc: '`interest`: a node receives only channels it has subscribers for; `broadcast`: every node receives every publication and filters.', schema: z.enum(['interest', 'broadcast']), default: 'interest' as 'interest' | 'broadcast' },
+  routing: { env: 'SWITCHBOARD_ROUTING', doc: '`interest`: a node receives only channels it has subscribers for; `broadcast`: every node receives every publication and filters; `hash`: a user\'s messages go straight to the node that owns the user on the hash ring (use with the gateway\'s `hash` policy).', schema: z.enum(['interest', 'broadcast', 'hash']), default: 'interest' as 'interest' | 'broadcast' | 'hash' },
+  moveWindowMs: { env: 'SWITCHBOARD_MOVE_WINDOW_MS', doc: 'With `hash` routing, when the ring changes, the sessions whose user now belongs to another node are closed with 4000 (moved) spread over this window, so the new node is not stampeded.', schema: z.coerce.number().int().min(0), default: 5_000 },
   redisUrl: { env: 'REDIS_URL', doc: 'Redis for engine/broker `redis`. Secret parts (password) are never logged.', schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'), default: 'redis://127.0.0.1:6379' },
   redisPrefix: { env: 'SWITCHBOARD_REDIS_PREFIX', doc: 'Prefix of every Redis key and pub/sub channel, so several clusters can share one Redis.', schema: z.string().regex(/^[A-Za-z0-9_.:-]{1,32}$/, 'letters, digits, `_.:-`; at most 32'), default: 'sb:' },
   presenceTtlMs: { env: 'SWITCHBOARD_PRESENCE_TTL_MS', doc: 'Presence lease: a node renews its sessions\' entries every third of it; the users of a node that died get `leave` within it. Also the node lease of the registry.', schema: z.coerce.number().int().min(1000), default: 15_000 },
@@ -39,6 +40,10 @@ export const OPTION_SPECS = {
   historyMetaTtlMs: { env: 'SWITCHBOARD_HISTORY_META_TTL_MS', doc: 'A channel idle this long forgets its epoch and offset (resuming it then gives `recovered:false`).', schema: z.coerce.number().int().min(1000), default: 86_400_000 },
   idempotencyWindowMs: { env: 'SWITCHBOARD_IDEMPOTENCY_WINDOW_MS', doc: 'How long the `key` of a send or publish is remembered: a repeat within it is not delivered again and is answered with the original offset.', schema: z.coerce.number().int().min(1000), default: 300_000 },
   maxRecoveryMessages: { env: 'SWITCHBOARD_MAX_RECOVERY_MESSAGES', doc: 'Most publications replayed per channel on recovery; a bigger gap gives `recovered:false`.', schema: z.coerce.number().int().min(1), default: 1000 },
+  gatewayPolicy: { env: 'SWITCHBOARD_GATEWAY_POLICY', doc: 'Gateway only (`switchboard gateway`): where a new connection goes. `hash`: the user\'s owner on the hash ring (what `/v1/route` answers); `round-robin`: the next node in turn; `least-conn`: the node with the fewest sessions.', schema: z.enum(['hash', 'round-robin', 'least-conn']), default: 'hash' as 'hash' | 'round-robin' | 'least-conn' },
+  gatewayProbeIntervalMs: { env: 'SWITCHBOARD_GATEWAY_PROBE_INTERVAL_MS', doc: 'Gateway only: how often the gateway probes each node\'s `/readyz`. A node that fails a probe (or refuses a connection) gets no new connections until it passes one.', schema: z.coerce.number().int().min(50), default: 2000 },
+  tlsCert: { env: 'SWITCHBOARD_TLS_CERT', doc: 'Gateway only: PEM certificate chain (text, or a path to a file) to serve `wss://` and `https://`. Needs `tlsKey`. Nodes speak plain HTTP behind the gateway or a balancer.', schema: z.string().min(1), default: undefined as string | undefined },
+  tlsKey: { env: 'SWITCHBOARD_TLS_KEY', doc: 'Gateway only: PEM private key (text, or a path to a file) of `tlsCert`. Secret: never logged.', schema: z.string().min(1), default: undefined as string | undefined, secret: true },
   logLevel: { env: 'SWITCHBOARD_LOG_LEVEL', doc: 'pino log level.', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info' as const },
 } as const;
 
@@ -101,6 +106,9 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
   }
   if ((out.rateLimitBurst as number) < (out.rateLimitPerSecond as number) / 10) {
     throw new OptionsError('option rateLimitBurst (SWITCHBOARD_RATE_LIMIT_BURST) must be at least a tenth of rateLimitPerSecond');
+  }
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
+    throw new OptionsError('options tlsCert (SWITCHBOARD_TLS_CERT) and tlsKey (SWITCHBOARD_TLS_KEY) go together: give both or neither');
   }
   out.broker ??= out.engine;
   if (out.broker === 'redis' && out.engine !== 'redis') {

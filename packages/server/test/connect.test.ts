@@ -352,7 +352,7 @@ describe('draining', () => {
       assert.equal(refused.body.error?.code, 'unavailable');
 
       const ready = await api(node, 'GET', '/readyz', undefined, null);
-      assert.deepEqual(ready, { status: 503, body: { status: 'draining', node: 'n-test' } });
+      assert.deepEqual(ready, { status: 503, body: { status: 'draining', node: 'n-test', connections: 0 } });
 
       holder.ws.resume();
       assert.equal((await holder.waitClose()).code, 1001);

@@ -27,6 +27,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   engine: 'postgres',
   broker: 'carrier-pigeon',
   routing: 'random',
+  moveWindowMs: -1,
   redisUrl: 'http://127.0.0.1:6379',
   redisPrefix: 'has space',
   presenceTtlMs: 10,
@@ -48,6 +49,10 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   historyMetaTtlMs: 10,
   maxRecoveryMessages: 0,
   idempotencyWindowMs: 10,
+  gatewayPolicy: 'random',
+  gatewayProbeIntervalMs: 10,
+  tlsCert: 42,
+  tlsKey: 42,
   logLevel: 'loud',
 };
 
@@ -145,6 +150,11 @@ describe('resolveOptions validation', () => {
   it('rejects an algorithm that does not fit the key material', () => {
     assertOptionsError(() => resolveOptions({ jwtAlgorithm: 'HS256', jwtPublicKey: PUBLIC_KEY }), ['SWITCHBOARD_JWT_ALGORITHM']);
     assertOptionsError(() => resolveOptions({ jwtAlgorithm: 'RS256', jwtSecret: SECRET }), ['SWITCHBOARD_JWT_ALGORITHM']);
+  });
+
+  it('rejects a TLS certificate without its key and a key without its certificate', () => {
+    assertOptionsError(() => resolveOptions({ tlsCert: '/etc/ssl/cert.pem' }), ['SWITCHBOARD_TLS_CERT', 'SWITCHBOARD_TLS_KEY']);
+    assertOptionsError(() => resolveOptions({ tlsKey: '/etc/ssl/key.pem' }), ['SWITCHBOARD_TLS_CERT', 'SWITCHBOARD_TLS_KEY']);
   });
 
   it('rejects a burst smaller than a tenth of the rate', () => {

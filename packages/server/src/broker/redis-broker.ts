@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Broker, BrokerHandler, BrokerMessage } from './broker.js';
-import { broadcastName, channelTag, decodePubsub, encodePubsub, type Routing } from './redis-wire.js';
+import type { RingHolder } from '../registry/ring-holder.js';
+import { broadcastName, channelTag, decodePubsub, encodePubsub, nodeName, type Routing } from './redis-wire.js';
 
 /** Options of {@link RedisBroker}. */
 export interface RedisBrokerOptions {
@@ -26,6 +27,13 @@ export interface RedisBrokerOptions {
    * the channels it has no sessions in (fewer subscriptions, more traffic per node).
    */
   routing?: Routing;
+  /**
+   * `hash` routing: this node's id (it SUBSCRIBEs its own `<prefix>{node:<id>}` channel) and the
+   * ring naming each user's owner node. `user:` channels this node owns need no subscription of
+   * their own; the others (sessions that landed off their owner) fall back to interest routing.
+   */
+  nodeId?: string;
+  ring?: RingHolder;
   /** Told about a received payload that cannot be decoded (it is dropped). */
   onError?: (err: Error) => void;
 }
@@ -58,13 +66,22 @@ export class RedisBroker implements Broker {
   private readonly stale = new Set<string>();
   private started = false;
   private closed = false;
+  /** Hash routing: this node's own pub/sub channel, and the ring. */
+  private readonly ownName: string | undefined;
+  private readonly ring: RingHolder | undefined;
+  private readonly nodeId: string | undefined;
+  private unwatchRing: (() => void) | undefined;
 
   constructor(options: RedisBrokerOptions) {
     this.pub = options.pub;
     this.sub = options.sub;
     this.prefix = options.prefix ?? 'sb:';
     this.routing = options.routing ?? 'interest';
-    if (this.routing !== 'interest' && this.routing !== 'broadcast') throw new Error(`unknown routing "${String(this.routing)}"`);
+    if (this.routing !== 'interest' && this.routing !== 'broadcast' && this.routing !== 'hash') throw new Error(`unknown routing "${String(this.routing)}"`);
+    if (this.routing === 'hash' && (!options.nodeId || !options.ring)) throw new Error('hash routing needs nodeId and ring');
+    this.nodeId = options.nodeId;
+    this.ring = options.ring;
+    this.ownName = this.routing === 'hash' ? nodeName(options.prefix ?? 'sb:', options.nodeId!) : undefined;
     this.onError = options.onError;
     this.allName = broadcastName(this.prefix);
   }
@@ -82,6 +99,34 @@ export class RedisBroker implements Broker {
     this.sub.on('message', this.onMessage);
     this.sub.on('ready', this.onReady);
     if (this.routing === 'broadcast') await this.sub.subscribe(this.allName);
+    if (this.ownName) {
+      await this.sub.subscribe(this.ownName);
+      this.unwatchRing = this.ring!.onChange(() => void this.reconcile());
+    }
+  }
+
+  /** Hash routing: this node owns `channel`, so its own node channel already carries it. */
+  private owns(channel: string): boolean {
+    return this.routing === 'hash' && this.ring!.ownerOf(channel) === this.nodeId;
+  }
+
+  /**
+   * Hash routing, after the ring changed: drop the interest subscription of user channels this node
+   * now owns, and take one for those it no longer owns (their sessions are about to move; until
+   * then they are served by interest).
+   */
+  private async reconcile(): Promise<void> {
+    for (const channel of this.channels) {
+      const name = channelTag(this.prefix, channel);
+      const subscribed = this.names.has(name);
+      if (this.owns(channel) && subscribed) {
+        this.names.delete(name);
+        await this.sub.unsubscribe(name).catch(() => this.stale.add(name));
+      } else if (!this.owns(channel) && !subscribed) {
+        this.names.set(name, channel);
+        await this.sub.subscribe(name).catch((err: unknown) => this.onError?.(err as Error));
+      }
+    }
   }
 
   async subscribe(channel: string): Promise<void> {
@@ -91,7 +136,8 @@ export class RedisBroker implements Broker {
     if (this.channels.has(channel)) return;
     this.channels.add(channel);
     // Broadcast routing already receives everything: the local set is the whole subscription.
-    if (this.routing === 'broadcast') return;
+    // With hash routing, an owned user channel arrives on this node's own channel.
+    if (this.routing === 'broadcast' || this.owns(channel)) return;
     const name = channelTag(this.prefix, channel);
     this.names.set(name, channel);
     const op = this.sub.subscribe(name).then(
@@ -118,7 +164,7 @@ export class RedisBroker implements Broker {
     this.pending.delete(channel);
     if (this.routing === 'broadcast') return;
     const name = channelTag(this.prefix, channel);
-    this.names.delete(name);
+    if (!this.names.delete(name)) return; // an owned channel (hash routing) had no subscription of its own
     // Sent after any SUBSCRIBE in flight for it (one connection keeps order), so it wins.
     try {
       await this.sub.unsubscribe(name);
@@ -132,8 +178,15 @@ export class RedisBroker implements Broker {
   async publish(channel: string, message: BrokerMessage): Promise<void> {
     if (this.closed) throw new Error('broker closed');
     if (this.pub.status !== 'ready') throw new Error(`redis unavailable (connection ${this.pub.status})`);
-    const { name, payload } = encodePubsub(this.prefix, this.routing, channel, message);
-    await this.pub.publish(name, payload);
+    const { name, payload, also } = encodePubsub(this.prefix, this.routing, channel, message, this.ring?.ownerOf(channel));
+    if (!also) {
+      await this.pub.publish(name, payload);
+      return;
+    }
+    // Hash routing: to the owner node, and to sessions of the user that landed on other nodes.
+    const results = await this.pub.pipeline().publish(name, payload).publish(also.name, also.payload).exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
   }
 
   /** Unsubscribes what this broker subscribed and stops delivery. Does not quit the connections. */
@@ -142,7 +195,9 @@ export class RedisBroker implements Broker {
     this.closed = true;
     this.sub.off('message', this.onMessage);
     this.sub.off('ready', this.onReady);
+    this.unwatchRing?.();
     const names = this.routing === 'broadcast' ? (this.started ? [this.allName] : []) : [...this.names.keys()];
+    if (this.ownName && this.started) names.push(this.ownName);
     this.channels.clear();
     this.names.clear();
     this.pending.clear();
@@ -161,7 +216,7 @@ export class RedisBroker implements Broker {
     const handler = this.handler;
     if (!handler) return;
     // Filter before decoding: a shared subscriber connection carries other components' channels.
-    if (this.routing === 'broadcast' ? name !== this.allName : !this.names.has(name)) return;
+    if (this.routing === 'broadcast' ? name !== this.allName : !this.names.has(name) && name !== this.ownName) return;
     let decoded: { channel: string; message: BrokerMessage };
     try {
       decoded = decodePubsub(this.prefix, name, payload);

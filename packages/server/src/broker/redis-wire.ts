@@ -28,9 +28,11 @@ import type { BrokerMessage } from './broker.js';
 /**
  * How publications reach nodes. `interest`: one pub/sub channel per Switchboard channel, a node
  * subscribes to the channels it has sessions in. `broadcast`: one pub/sub channel for the whole
- * cluster, every node receives everything and filters locally.
+ * cluster, every node receives everything and filters locally. `hash`: a `user:` channel's
+ * publications go to its owner node's own pub/sub channel (and to the interest channel, for
+ * sessions that landed elsewhere); other channels route by interest.
  */
-export type Routing = 'interest' | 'broadcast';
+export type Routing = 'interest' | 'broadcast' | 'hash';
 
 /** Where a publication on one Switchboard channel goes. */
 export interface PubsubAddress {
@@ -38,6 +40,8 @@ export interface PubsubAddress {
   name: string;
   /** Written before the payload: empty for interest routing, `<channelLength>:<channel>` for broadcast. */
   payloadPrefix: string;
+  /** Hash routing: the interest channel, published to as well (no prefix), for sessions off their owner. */
+  also?: string;
 }
 
 /** Thrown by {@link decodePubsub} for a payload that is not in this format. */
@@ -61,13 +65,21 @@ export function broadcastName(prefix: string): string {
   return `${prefix}{cluster}:all`;
 }
 
+/** A node's own pub/sub channel with hash routing: `${prefix}{node:${id}}`. */
+export function nodeName(prefix: string, nodeId: string): string {
+  return `${prefix}{node:${nodeId}}`;
+}
+
 /**
  * Where to publish for `channel`. With broadcast routing the pub/sub channel is not in the
  * channel's slot: fine on a standalone Redis, but a Redis Cluster needs interest routing (or a
  * PUBLISH outside the history script).
  */
-export function pubsubAddress(prefix: string, routing: Routing, channel: string): PubsubAddress {
+export function pubsubAddress(prefix: string, routing: Routing, channel: string, owner?: string): PubsubAddress {
   if (routing === 'broadcast') return { name: broadcastName(prefix), payloadPrefix: `${channel.length}:${channel}` };
+  if (routing === 'hash' && owner !== undefined) {
+    return { name: nodeName(prefix, owner), payloadPrefix: `${channel.length}:${channel}`, also: channelTag(prefix, channel) };
+  }
   return { name: channelTag(prefix, channel), payloadPrefix: '' };
 }
 
@@ -84,9 +96,18 @@ export function encodeMessage(message: BrokerMessage): string {
 }
 
 /** The pub/sub channel and full payload that carry `message` on `channel`. */
-export function encodePubsub(prefix: string, routing: Routing, channel: string, message: BrokerMessage): { name: string; payload: string } {
-  const address = pubsubAddress(prefix, routing, channel);
-  return { name: address.name, payload: address.payloadPrefix + encodeMessage(message) };
+export function encodePubsub(
+  prefix: string,
+  routing: Routing,
+  channel: string,
+  message: BrokerMessage,
+  owner?: string,
+): { name: string; payload: string; also?: { name: string; payload: string } } {
+  const address = pubsubAddress(prefix, routing, channel, owner);
+  const body = encodeMessage(message);
+  const out: { name: string; payload: string; also?: { name: string; payload: string } } = { name: address.name, payload: address.payloadPrefix + body };
+  if (address.also) out.also = { name: address.also, payload: body };
+  return out;
 }
 
 /**
@@ -97,7 +118,7 @@ export function encodePubsub(prefix: string, routing: Routing, channel: string, 
 export function decodePubsub(prefix: string, name: string, payload: string | Buffer): { channel: string; message: BrokerMessage } {
   let text = typeof payload === 'string' ? payload : payload.toString('utf8');
   let channel: string;
-  if (name === broadcastName(prefix)) {
+  if (name === broadcastName(prefix) || name.startsWith(`${prefix}{node:`)) {
     const colon = text.indexOf(':');
     const length = colon > 0 ? parseInteger(text.slice(0, colon)) : undefined;
     if (length === undefined || colon + 1 + length > text.length) throw new WireError(`bad channel prefix in broadcast payload: ${preview(text)}`);

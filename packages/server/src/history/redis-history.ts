@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '@switchboard/protocol';
-import { channelTag, pubsubAddress, type Routing } from '../broker/redis-wire.js';
+import { channelTag, pubsubAddress, type PubsubAddress, type Routing } from '../broker/redis-wire.js';
+import type { RingHolder } from '../registry/ring-holder.js';
 import { messageFrame, type Publication, type PublicationInput } from '../publication.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
 
@@ -27,6 +28,8 @@ export interface RedisHistoryOptions {
   publish?: boolean;
   /** The Redis broker's routing, so the script publishes where the broker listens. @default 'interest' */
   routing?: Routing;
+  /** Hash routing: the ring that names a `user:` channel's owner node. */
+  ring?: RingHolder;
   /** Clock for the history TTL on read, replaceable in tests. @default Date.now */
   now?: () => number;
 }
@@ -59,7 +62,8 @@ end
 /**
  * KEYS: meta, stream, idempotency key. ARGV: fresh epoch, historySize, stream TTL ms, meta TTL ms,
  * idempotency window ms (0: no key), ts, frame tail, publish (1/0), pub/sub name, payload prefix,
- * frame head, frame mid. Returns {0, epoch, offset} or, for a repeated key, {1, 'epoch|offset'}.
+ * frame head, frame mid, second pub/sub name ('' for none: hash routing also publishes to the
+ * interest channel). Returns {0, epoch, offset} or, for a repeated key, {1, 'epoch|offset'}.
  */
 const APPEND = `${ENSURE_META}
 local window = tonumber(ARGV[5])
@@ -78,8 +82,9 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if window > 0 then redis.call('SET', KEYS[3], epoch .. '|' .. off, 'PX', window) end
 if ARGV[8] == '1' then
-  local frame = ARGV[11] .. epoch .. ARGV[12] .. off .. ARGV[7]
-  redis.call('PUBLISH', ARGV[9], ARGV[10] .. 'm|' .. off .. '|' .. epoch .. '|' .. frame)
+  local message = 'm|' .. off .. '|' .. epoch .. '|' .. ARGV[11] .. epoch .. ARGV[12] .. off .. ARGV[7]
+  redis.call('PUBLISH', ARGV[9], ARGV[10] .. message)
+  if ARGV[13] ~= '' then redis.call('PUBLISH', ARGV[13], message) end
 end
 return {0, epoch, offset}
 `;
@@ -154,6 +159,7 @@ export class RedisHistory implements History {
   private readonly metaTtlMs: number;
   private readonly windowMs: number;
   private readonly routing: Routing;
+  private readonly ring: RingHolder | undefined;
   private readonly now: () => number;
   private readonly appendScript: ScriptFn;
   private readonly positionScript: ScriptFn;
@@ -170,6 +176,7 @@ export class RedisHistory implements History {
     this.windowMs = options.idempotencyWindowMs ?? 300_000;
     this.publishes = options.publish ?? false;
     this.routing = options.routing ?? 'interest';
+    this.ring = options.ring;
     this.now = options.now ?? Date.now;
     this.appendScript = defineScript(this.redis, 'sbHistoryAppendV1', 3, APPEND);
     this.positionScript = defineScript(this.redis, 'sbHistoryPositionV1', 2, POSITION);
@@ -221,7 +228,7 @@ export class RedisHistory implements History {
   private async run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
     const tag = channelTag(this.prefix, channel);
     const { head, mid, tail } = frameParts(channel, input);
-    const address = this.publishes ? pubsubAddress(this.prefix, this.routing, channel) : { name: '', payloadPrefix: '' };
+    const address: PubsubAddress = this.publishes ? pubsubAddress(this.prefix, this.routing, channel, this.ring?.ownerOf(channel)) : { name: '', payloadPrefix: '' };
     const reply = (await this.appendScript(
       `${tag}:meta`,
       `${tag}:stream`,
@@ -238,6 +245,7 @@ export class RedisHistory implements History {
       address.payloadPrefix,
       this.publishes ? head : '',
       this.publishes ? mid : '',
+      address.also ?? '',
     )) as [0, string, number] | [1, string];
     if (reply[0] === 1) {
       const seen = reply[1];

@@ -5,7 +5,10 @@ import type { History } from '../history/history.js';
 import type { NodeContext } from '../node-context.js';
 import type { Broker } from '../broker/broker.js';
 import type { Registry } from '../registry/registry.js';
+import type { Route } from '../registry/node-ring.js';
 import { ApiKeyCheck } from './api-key.js';
+import { routeUser } from './route-auth.js';
+import type { TokenVerifier } from '../auth/token-verifier.js';
 import { readJsonBody, sendError, sendJson, sendThrown } from './respond.js';
 import { CloseCode } from '@switchboard/protocol';
 
@@ -17,8 +20,15 @@ export interface ApiDeps {
   registry: Registry;
   /** This node's public URL. */
   url: () => string;
+  /** Verifies client tokens (for `GET /v1/route` asked with a client token). */
+  verifier: TokenVerifier;
   /** This node's open sessions now (the registry's copy is refreshed every few seconds). */
   connections: () => number;
+  /**
+   * The owner of a user on the cluster's hash ring, for `GET /v1/route`; `undefined` when the ring
+   * is empty. Absent: every user's owner is this node (one node).
+   */
+  route?: (user: string) => Route | undefined;
 }
 
 const MAX_HISTORY_LIMIT = 1000;
@@ -36,6 +46,16 @@ export class HttpApi {
 
   /** Handles a request whose path starts with `/v1/`. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    if (url.pathname === '/v1/route' && req.method === 'GET') {
+      // Open to clients with their own token too (see routeUser), so it comes before the key check.
+      try {
+        const user = await routeUser(req, url, this.key, this.deps.verifier);
+        const route = this.deps.route?.(user) ?? { node: this.deps.ctx.nodeId, url: this.deps.url() };
+        return sendJson(res, 200, { user, node: route.node, url: route.url });
+      } catch (err) {
+        return sendThrown(res, err);
+      }
+    }
     if (!this.key.configured) return sendError(res, 'ERR_UNAUTHORIZED', 'no API key is configured on this node: set SWITCHBOARD_API_KEY');
     if (!this.key.allows(req)) return sendError(res, 'ERR_UNAUTHORIZED', 'missing or wrong API key (Authorization: Bearer <key>)');
     try {
@@ -70,12 +90,6 @@ export class HttpApi {
       const nodes = await this.deps.registry.nodes();
       for (const n of nodes) if (n.node === ctx.nodeId) n.connections = this.deps.connections();
       return sendJson(res, 200, { nodes });
-    }
-    if (method === 'GET' && parts.length === 1 && resource === 'route') {
-      const user = url.searchParams.get('user') ?? '';
-      if (!isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'query parameter user must be a user id');
-      // One node (memory engine): every user's owner is this node.
-      return sendJson(res, 200, { user, node: ctx.nodeId, url: this.deps.url() });
     }
     throw new SwitchboardError('ERR_NOT_FOUND', `no route ${method} ${url.pathname}`);
   }

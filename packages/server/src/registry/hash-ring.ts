@@ -26,10 +26,12 @@ import { createHash } from 'node:crypto';
  * and the number of virtual nodes — never on the order they are given in, the time or the process.
  *
  * ## Virtual nodes
- * {@link DEFAULT_VNODES} = 160 per node (ketama's figure). With 160 the share of each node stays
- * within about ±15 % of the mean over 3–10 nodes (the unit tests state and check the exact
- * bound); more virtual nodes even out the shares at the cost of a bigger ring (160 × nodes
- * entries, ~4 KiB per node) and a slower rebuild (one MD5 per virtual node, done only when the
+ * {@link DEFAULT_VNODES} = 160 per node (ketama's figure). A node's share of the keys then has a
+ * relative standard deviation of about 1/√160 ≈ 8 %: for the ids `n1`…`nN`, N = 2…12, every
+ * node holds the mean ±15 % of 100 000 keys, and adding `nN+1` moves 1/(N+1) ±15 % of the keys
+ * (test/hash-ring.test.ts checks both). Unlucky id sets do worse (about ±30 % in the worst of 200
+ * random sets of 3–10 nodes). More virtual nodes even the shares out at the cost of a bigger ring
+ * (12 bytes per virtual node) and a slower rebuild (one MD5 per virtual node, only when the
  * membership changes). Every gateway and node of a cluster must use the same number.
  */
 export class HashRing {

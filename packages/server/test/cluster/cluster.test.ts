@@ -11,7 +11,7 @@ import { Cluster, type NodeProcess } from './harness.js';
 
 const skip = redisSkip;
 
-for (const routing of ['interest', 'broadcast'] as const) {
+for (const routing of ['interest', 'broadcast', 'hash'] as const) {
   describe(`cluster of three nodes, ${routing} routing`, { skip }, () => {
     const cluster = new Cluster({ SWITCHBOARD_ROUTING: routing, SWITCHBOARD_PRESENCE_TTL_MS: '3000' });
     let n1: NodeProcess, n2: NodeProcess, n3: NodeProcess;

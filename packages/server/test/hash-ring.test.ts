@@ -1,0 +1,176 @@
+/**
+ * HashRing: determinism, spread, minimal movement on membership changes, and diff ranges that agree
+ * with nodeFor. Stated tolerances (160 virtual nodes, node ids n1…nN, 100 000 keys `user-<i>`):
+ * - spread: every node holds the mean ±15 % of the keys, for N = 2…12;
+ * - growth: going from N to N+1 nodes moves 1/(N+1) ±15 % (relative) of the keys, N = 1…11, and
+ *   every moved key moves to the new node;
+ * - removal: removing a node moves exactly the keys it owned.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { DEFAULT_VNODES, HashRing, RING_MAX, hashKey, inRanges } from '../src/registry/hash-ring.js';
+
+const KEYS = Array.from({ length: 100_000 }, (_, i) => `user-${i}`);
+/** Key positions computed once: the tests below look owners up by position (ownerAt) to stay fast. */
+const POSITIONS = KEYS.map(hashKey);
+const ids = (n: number) => Array.from({ length: n }, (_, i) => `n${i + 1}`);
+
+function shares(ring: HashRing): Map<string, number> {
+  const counts = new Map<string, number>(ring.nodes.map((n) => [n, 0]));
+  for (const p of POSITIONS) {
+    const owner = ring.ownerAt(p)!;
+    counts.set(owner, counts.get(owner)! + 1);
+  }
+  return counts;
+}
+
+describe('HashRing', () => {
+  it('hashes with the first 6 bytes of MD5, big-endian, as documented', () => {
+    const hex = createHash('md5').update('alice').digest('hex');
+    assert.equal(hashKey('alice'), parseInt(hex.slice(0, 12), 16));
+    // A fixed value, so a change of the hash (which would move every user) cannot pass unnoticed.
+    assert.equal(hashKey('alice'), 0x6384e2b2184b);
+    assert.ok(hashKey('é') >= 0 && hashKey('é') <= RING_MAX);
+    assert.notEqual(hashKey('é'), hashKey('e'));
+  });
+
+  it('is deterministic: the same ids in any order, with duplicates, give the same owners', () => {
+    const a = HashRing.from(['n1', 'n2', 'n3']);
+    const b = HashRing.from(['n3', 'n1', 'n2', 'n1']);
+    assert.deepEqual(b.nodes, ['n1', 'n2', 'n3']);
+    assert.equal(a.vnodes, DEFAULT_VNODES);
+    assert.ok(a.equals(b));
+    for (let i = 0; i < 5000; i++) assert.equal(a.nodeFor(KEYS[i]!), b.nodeFor(KEYS[i]!));
+    // Pinned owners: a ring computed by another process, version or language must agree with these.
+    assert.deepEqual(['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((u) => a.nodeFor(u)), ['n3', 'n2', 'n2', 'n2', 'n2', 'n1']);
+  });
+
+  it('answers undefined on an empty ring and the only node on a one-node ring', () => {
+    const empty = HashRing.from([]);
+    assert.equal(empty.empty, true);
+    assert.equal(empty.nodeFor('alice'), undefined);
+    const one = HashRing.from(['solo']);
+    for (let i = 0; i < 1000; i++) assert.equal(one.nodeFor(KEYS[i]!), 'solo');
+  });
+
+  it('rejects a bad number of virtual nodes and empty ids', () => {
+    assert.throws(() => HashRing.from(['n1'], { vnodes: 0 }), /vnodes must be a whole number/);
+    assert.throws(() => HashRing.from(['n1'], { vnodes: 1.5 }), /vnodes must be a whole number/);
+    assert.throws(() => HashRing.from(['']), /non-empty/);
+  });
+
+  it('spreads 100k keys within ±15 % of the mean per node for 2…12 nodes', () => {
+    for (let n = 2; n <= 12; n++) {
+      const mean = KEYS.length / n;
+      for (const [node, count] of shares(HashRing.from(ids(n)))) {
+        const deviation = Math.abs(count - mean) / mean;
+        assert.ok(deviation <= 0.15, `${n} nodes: ${node} holds ${count} keys, ${(deviation * 100).toFixed(1)} % off the mean ${mean.toFixed(0)}`);
+      }
+    }
+  });
+
+  it('spreads worse with few virtual nodes (so the spread test measures the virtual nodes)', () => {
+    const mean = KEYS.length / 5;
+    const worst = Math.max(...[...shares(HashRing.from(ids(5), { vnodes: 2 })).values()].map((c) => Math.abs(c - mean) / mean));
+    assert.ok(worst > 0.15, `with 2 virtual nodes the worst deviation was only ${worst}`);
+  });
+
+  it('going from N to N+1 nodes moves 1/(N+1) ±15 % of the keys, all of them to the new node', () => {
+    for (let n = 1; n <= 11; n++) {
+      const before = HashRing.from(ids(n));
+      const after = HashRing.from(ids(n + 1));
+      const added = `n${n + 1}`;
+      let moved = 0;
+      for (const p of POSITIONS) {
+        const was = before.ownerAt(p);
+        const is = after.ownerAt(p);
+        if (was === is) continue;
+        moved++;
+        assert.equal(is, added, `a key moved from ${was} to ${is}, not to the new node`);
+      }
+      const expected = 1 / (n + 1);
+      const fraction = moved / KEYS.length;
+      assert.ok(Math.abs(fraction - expected) / expected <= 0.15, `${n}→${n + 1} nodes moved ${fraction.toFixed(4)} of the keys, expected ${expected.toFixed(4)} ±15 %`);
+    }
+  });
+
+  it('removing a node moves exactly the keys it owned, each to a remaining node', () => {
+    const before = HashRing.from(ids(5));
+    const after = HashRing.from(['n1', 'n2', 'n4', 'n5']);
+    let owned = 0;
+    for (let i = 0; i < POSITIONS.length; i++) {
+      const was = before.ownerAt(POSITIONS[i]!);
+      const is = after.ownerAt(POSITIONS[i]!);
+      if (was === 'n3') {
+        owned++;
+        assert.notEqual(is, 'n3');
+        assert.equal(HashRing.moved(before, after, KEYS[i]!), true);
+      } else {
+        assert.equal(is, was, `${KEYS[i]} moved from ${was} to ${is} though n3 did not own it`);
+      }
+    }
+    assert.ok(owned > 0);
+  });
+
+  it('diff ranges are ascending, disjoint, and hold exactly the keys whose owner changed', () => {
+    const cases: [string[], string[]][] = [
+      [ids(3), ids(4)],
+      [ids(4), ids(3)],
+      [ids(5), ['n1', 'n2', 'n4', 'n5']],
+      [ids(3), ['n2', 'n3', 'x9']], // one out, one in
+      [[], ids(2)],
+      [ids(2), []],
+    ];
+    for (const [a, b] of cases) {
+      const before = HashRing.from(a);
+      const after = HashRing.from(b);
+      const ranges = HashRing.diff(before, after);
+      for (let i = 0; i < ranges.length; i++) {
+        const r = ranges[i]!;
+        assert.ok(r.start <= r.end && r.start >= 0 && r.end <= RING_MAX);
+        assert.notEqual(r.before, r.after);
+        if (i > 0) assert.ok(ranges[i - 1]!.end < r.start, 'ranges overlap or are out of order');
+      }
+      for (let i = 0; i < 20_000; i++) {
+        const key = KEYS[i]!;
+        const range = inRanges(ranges, key);
+        const moved = HashRing.moved(before, after, key);
+        assert.equal(range !== undefined, moved, `${a}→${b}: ${key} moved=${moved} but inRanges says ${JSON.stringify(range)}`);
+        if (range) {
+          assert.equal(range.before, before.nodeFor(key));
+          assert.equal(range.after, after.nodeFor(key));
+        }
+      }
+    }
+  });
+
+  it('diff covers the whole ring when one side is empty, and nothing when the rings are equal', () => {
+    const full = HashRing.diff(HashRing.from([]), HashRing.from(['n1']));
+    assert.deepEqual(full, [{ start: 0, end: RING_MAX, before: undefined, after: 'n1' }]);
+    assert.deepEqual(HashRing.diff(HashRing.from(ids(3)), HashRing.from(['n3', 'n2', 'n1'])), []);
+  });
+
+  it('diff checks the ring ends: positions past the last virtual node wrap to the first', () => {
+    const before = HashRing.from(['a'], { vnodes: 3 });
+    const after = HashRing.from(['a', 'b'], { vnodes: 3 });
+    const ranges = HashRing.diff(before, after);
+    for (const position of [0, 1, RING_MAX, RING_MAX - 1]) {
+      const moved = before.ownerAt(position) !== after.ownerAt(position);
+      const hit = ranges.find((r) => r.start <= position && position <= r.end);
+      assert.equal(hit !== undefined, moved, `position ${position}`);
+    }
+    // The moved share equals b's arcs: the lengths of the ranges add up to what sampling measures.
+    const covered = ranges.reduce((sum, r) => sum + (r.end - r.start + 1), 0) / (RING_MAX + 1);
+    const sampled = POSITIONS.filter((p) => before.ownerAt(p) !== after.ownerAt(p)).length / POSITIONS.length;
+    assert.ok(Math.abs(covered - sampled) < 0.01, `ranges cover ${covered}, sampling says ${sampled}`);
+  });
+
+  it('looks up in O(log n): 100k lookups on a 20-node ring take well under a second', () => {
+    const ring = HashRing.from(ids(20));
+    const start = performance.now();
+    for (const p of POSITIONS) ring.ownerAt(p);
+    // Linear search over 3200 points would take seconds; the bound is generous for a busy machine.
+    assert.ok(performance.now() - start < 1000);
+  });
+});

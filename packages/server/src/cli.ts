@@ -58,6 +58,7 @@ export function buildProgram(): Command {
   withNodeOptions(program.command('dev'))
     .description('run a local cluster on Redis: N nodes on consecutive ports in this process, with the demo page and dev tokens')
     .option('--nodes <n>', 'how many nodes', '3')
+    .option('--no-gateway', 'do not start the gateway on the port after the nodes\'')
     .action(async (flags: Record<string, unknown>) => {
       const count = Number(flags.nodes);
       if (!Number.isInteger(count) || count < 1 || count > 16) throw new OptionsError('switchboard dev --nodes takes a whole number from 1 to 16');
@@ -79,16 +80,23 @@ export function buildProgram(): Command {
         await Promise.allSettled(nodes.map((n) => n.stop()));
         throw err;
       }
+      // The gateway (on the next port) places each user by its policy and proxies to the nodes.
+      let gateway: Gateway | undefined;
+      if (flags.gateway !== false && base.engine === 'redis') {
+        gateway = new Gateway(gatewayOptions(resolveOptions({ ...input, port: firstPort + count, nodeId: 'gw' })));
+        await gateway.start();
+      }
       process.stderr.write(
         [
-          `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? base.redisUrl.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:[REDACTED]@') : 'in memory'}), routing ${base.routing}`,
+          `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? redactRedisUrl(base.redisUrl) : 'in memory'}), routing ${base.routing}`,
+          ...(gateway ? [`  gateway (policy ${base.gatewayPolicy}): ${gateway.url}/  (WebSocket ${gateway.url.replace(/^http/, 'ws')}${base.wsPath})`] : []),
           ...nodes.map((n) => `  ${n.nodeId}: ${n.url}/  (WebSocket ${n.url.replace(/^http/, 'ws')}${base.wsPath})`),
           `  SWITCHBOARD_JWT_SECRET=${base.jwtSecret}`,
           `  SWITCHBOARD_API_KEY=${base.apiKey}`,
           '  Ctrl-C stops them all.',
         ].join('\n') + '\n',
       );
-      onSignals(nodes, base.drainTimeoutMs);
+      onSignals(nodes, base.drainTimeoutMs, gateway ? [() => gateway.stop()] : []);
     });
 
   withNodeOptions(program.command('gateway'))
@@ -226,7 +234,7 @@ async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promis
 }
 
 /** On SIGTERM/SIGINT: drain every node, exit 0; exit 1 if draining outlives its bound. */
-function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number): void {
+function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number, alsoStop: (() => Promise<void>)[] = []): void {
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -237,7 +245,10 @@ function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number): void {
       process.exit(1);
     }, drainTimeoutMs + 1000);
     force.unref();
-    void Promise.all(nodes.map((n) => n.drain())).then(() => process.exit(0));
+    // Nodes first: their 1001 reaches clients through the gateway while it still proxies.
+    void Promise.all(nodes.map((n) => n.drain()))
+      .then(() => Promise.all(alsoStop.map((stop) => stop())))
+      .then(() => process.exit(0));
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

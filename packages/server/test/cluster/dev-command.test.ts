@@ -30,13 +30,15 @@ describe('switchboard dev', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
       for (let i = 0; i < 3; i++) assert.match(dev.stderr(), new RegExp(`n${i + 1}: http://127\\.0\\.0\\.1:${port + i}/`));
+      assert.match(dev.stderr(), new RegExp(`gateway \\(policy hash\\): http://127\\.0\\.0\\.1:${port + 3}/`));
       const base = `http://127.0.0.1:${port}`;
       const { token: tokenA } = (await (await fetch(`${base}/dev/token?user=ann`)).json()) as { token: string };
       const { token: tokenB } = (await (await fetch(`http://127.0.0.1:${port + 2}/dev/token?user=ben`)).json()) as { token: string };
       const ann = new TestClient(`ws://127.0.0.1:${port}/ws?token=${tokenA}`);
-      const ben = new TestClient(`ws://127.0.0.1:${port + 2}/ws?token=${tokenB}`);
+      // ben comes in through the gateway, which places him on his owner node.
+      const ben = new TestClient(`ws://127.0.0.1:${port + 3}/ws?token=${tokenB}`);
       await ann.next((f) => f.type === 'welcome');
-      await ben.next((f) => f.type === 'welcome');
+      await ben.next((f) => f.type === 'welcome', 8000);
       await ann.request({ type: 'send', to: 'ben', topic: 'hi', data: 'across nodes' });
       const msg = await ben.next((f) => f.type === 'message');
       assert.deepEqual([msg.from, msg.data], ['ann', 'across nodes']);

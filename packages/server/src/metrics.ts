@@ -7,6 +7,8 @@ export class NodeMetrics {
   readonly connectionsTotal: Counter<'result'>;
   readonly framesIn: Counter<'type'>;
   readonly messagesOut: Counter;
+  /** Message frames written to sessions; bump this, not `messagesOut`, per message. */
+  delivered = 0;
   readonly publications: Counter<'source'>;
   readonly errors: Counter<'code'>;
   readonly closes: Counter<'code'>;
@@ -23,7 +25,20 @@ export class NodeMetrics {
     this.sessions = new Gauge({ name: 'switchboard_sessions', help: 'Open sessions on this node', registers });
     this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'WebSocket upgrades by result', labelNames: ['result'], registers });
     this.framesIn = new Counter({ name: 'switchboard_frames_in_total', help: 'Client frames received by type', labelNames: ['type'], registers });
-    this.messagesOut = new Counter({ name: 'switchboard_messages_delivered_total', help: 'Message frames written to sessions', registers });
+    // Counted in a plain field on the hot path (once per message per session) and handed to
+    // prom-client when scraped.
+    let reported = 0;
+    const delivered = () => this.delivered;
+    this.messagesOut = new Counter({
+      name: 'switchboard_messages_delivered_total',
+      help: 'Message frames written to sessions',
+      registers,
+      collect() {
+        const now = delivered();
+        this.inc(now - reported);
+        reported = now;
+      },
+    });
     this.publications = new Counter({ name: 'switchboard_publications_total', help: 'Publications accepted by source (ws or http)', labelNames: ['source'], registers });
     this.errors = new Counter({ name: 'switchboard_errors_total', help: 'Error frames and failed replies by code', labelNames: ['code'], registers });
     this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers });

@@ -26,6 +26,9 @@ describe('hot path', () => {
     }
     // The API client's own request body is one; the node's message frame is the other.
     assert.equal(serialisations, 2, 'one serialisation for the HTTP body in this test, one for all 40 recipients');
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    const delivered = Number(/^switchboard_messages_delivered_total\{node="n-test"\} (\d+)/m.exec(metrics)?.[1]);
+    assert.equal(delivered, 40, 'the delivered counter counts every frame written');
     await Promise.all(clients.map((c) => c.close()));
   });
 });

@@ -198,7 +198,7 @@ export class Session implements HubMember {
     st.epoch = epoch;
     st.offset = offset;
     this.sendRaw(frame);
-    this.ctx.metrics.messagesOut.inc();
+    this.ctx.metrics.delivered++;
   }
 
   /** Writes a server frame. */

@@ -23,3 +23,26 @@ export function corkUntilNextTick(socket: Duplex | undefined): void {
     process.nextTick(uncorkAll);
   }
 }
+
+const batching = new Set<{ flushBatch(): void }>();
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  const sessions = [...batching];
+  batching.clear();
+  for (const session of sessions) session.flushBatch();
+}
+
+/**
+ * Flushes a `?batch=1` session's frames once this event-loop turn is over. One `setImmediate`
+ * serves every session with frames waiting, rather than one per session: a fan-out to 10,000
+ * batching sessions schedules one callback, not 10,000.
+ */
+export function flushAfterThisLoop(session: { flushBatch(): void }): void {
+  batching.add(session);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushAll);
+  }
+}

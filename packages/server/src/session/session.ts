@@ -5,7 +5,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import type { HubMember } from '../hub.js';
 import { messageFrame, type Publication } from '../publication.js';
 import type { Duplex } from 'node:stream';
-import { corkUntilNextTick } from './cork.js';
+import { corkUntilNextTick, flushAfterThisLoop } from './cork.js';
 import type { NodeContext } from '../node-context.js';
 import { handleFrame } from './dispatcher.js';
 import { parseClientFrame } from './frame-parser.js';
@@ -93,12 +93,13 @@ export class Session implements HubMember {
     const subscriptions: Record<string, SubscriptionState> = {};
     const flushes: (() => void)[] = [];
     try {
-      for (const channel of auto) {
-        const since = resume[channel];
-        const { state, flush } = await this.attach(channel, since);
-        subscriptions[channel] = since ? state : { epoch: state.epoch, offset: state.offset };
+      // All at once: with Redis, the reads of every channel share one round trip (pipelined).
+      const attached = await Promise.all(auto.map((channel) => this.attach(channel, resume[channel])));
+      auto.forEach((channel, i) => {
+        const { state, flush } = attached[i]!;
+        subscriptions[channel] = resume[channel] ? state : { epoch: state.epoch, offset: state.offset };
         flushes.push(flush);
-      }
+      });
     } catch (err) {
       this.ctx.log.warn({ err, session: this.id }, 'session start failed');
       this.close(CloseCode.INTERNAL, 'engine unavailable');
@@ -225,14 +226,15 @@ export class Session implements HubMember {
     }
     if (this.batch === null) {
       this.batch = [];
-      setImmediate(() => this.flushBatch());
+      flushAfterThisLoop(this);
     }
     const bytes = typeof frame === 'string' ? Buffer.from(frame) : frame;
     this.batch.push(bytes);
     this.batchBytes += bytes.length + 1;
   }
 
-  private flushBatch(): void {
+  /** @internal Writes the frames batched this loop as one `\n`-joined frame (`?batch=1`). */
+  flushBatch(): void {
     const batch = this.batch;
     this.batch = null;
     this.batchBytes = 0;

@@ -22,6 +22,9 @@ import { HashRing } from './registry/hash-ring.js';
 import { NodeRing } from './registry/node-ring.js';
 import type { PresenceEntry, PresenceMember } from './presence/presence-store.js';
 
+/** Sessions pinged per event-loop turn by the heartbeat sweep. */
+const HEARTBEAT_SLICE = 500;
+
 /** How a node is run. */
 export interface NodeRuntime {
   /** `dev`: demo page and the dev token endpoint (needs `devSecret`); `start`: demo page; `node`: neither. @default 'node' */
@@ -420,17 +423,30 @@ export class SwitchboardNode implements NodeContext {
     if (resume === undefined) session.reply(undefined, { ok: false, code: 'bad_frame', message: 'resume is not base64url JSON of {channel: {epoch, offset}}: nothing was recovered' });
   }
 
+  /**
+   * Drops peers that did not answer the last ping and pings the others. Done in slices with the
+   * event loop free in between, so that pinging 10,000 sessions does not hold up message delivery.
+   */
   private sweepHeartbeats(): void {
-    for (const session of this.sessions) {
-      if (!session.alive) {
-        this.log.debug({ session: session.id }, 'peer missed heartbeat');
-        session.terminate();
-        continue;
+    const sessions = [...this.sessions];
+    const slice = (from: number): void => {
+      const end = Math.min(from + HEARTBEAT_SLICE, sessions.length);
+      for (let i = from; i < end; i++) {
+        const session = sessions[i]!;
+        if (!this.sessions.has(session)) continue;
+        if (!session.alive) {
+          this.log.debug({ session: session.id }, 'peer missed heartbeat');
+          session.terminate();
+          continue;
+        }
+        session.alive = false;
+        session.ping();
       }
-      session.alive = false;
-      session.ping();
-    }
+      if (end < sessions.length) setImmediate(slice, end);
+    };
+    slice(0);
   }
+
 
   private nodeInfo() {
     return { node: this.nodeId, url: this.baseUrl, connections: this.sessions.size, startedAt: this.startedAt };

@@ -178,7 +178,7 @@ export class RedisBroker implements Broker {
   async publish(channel: string, message: BrokerMessage): Promise<void> {
     if (this.closed) throw new Error('broker closed');
     if (this.pub.status !== 'ready') throw new Error(`redis unavailable (connection ${this.pub.status})`);
-    const { name, payload, also } = encodePubsub(this.prefix, this.routing, channel, message, this.ring?.ownerOf(channel));
+    const { name, payload, also } = encodePubsub(this.prefix, this.routing, channel, message, this.routing === 'hash' ? this.ring?.ownerOf(channel) : undefined);
     if (!also) {
       await this.pub.publish(name, payload);
       return;

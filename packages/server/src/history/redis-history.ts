@@ -228,7 +228,7 @@ export class RedisHistory implements History {
   private async run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
     const tag = channelTag(this.prefix, channel);
     const { head, mid, tail } = frameParts(channel, input);
-    const address: PubsubAddress = this.publishes ? pubsubAddress(this.prefix, this.routing, channel, this.ring?.ownerOf(channel)) : { name: '', payloadPrefix: '' };
+    const address: PubsubAddress = this.publishes ? pubsubAddress(this.prefix, this.routing, channel, this.routing === 'hash' ? this.ring?.ownerOf(channel) : undefined) : { name: '', payloadPrefix: '' };
     const reply = (await this.appendScript(
       `${tag}:meta`,
       `${tag}:stream`,
@@ -259,8 +259,13 @@ export class RedisHistory implements History {
 
 /** A new epoch: random, base64url (so it never contains the wire format's `|`). */
 function freshEpoch(): string {
-  return randomBytes(6).toString('base64url');
+  // Only used when a channel has no meta yet, but passed on every call: a random per-process base
+  // and a counter keep it unique without drawing random bytes per publication.
+  return EPOCH_BASE + (epochCounter++).toString(36);
 }
+
+const EPOCH_BASE = randomBytes(6).toString('base64url');
+let epochCounter = 0;
 
 /** A stream entry (`<offset>-0`, fields `t` ts and `f` the frame's tail after the offset) as a Publication. */
 function entryToPublication(channel: string, epoch: string, id: string, fields: string[]): Publication {

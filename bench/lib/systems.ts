@@ -1,0 +1,309 @@
+/**
+ * The servers under test, each in its own process: Switchboard through its real CLI, the raw ws
+ * peer, and Socket.IO (alone, or on the Redis adapter). Also the private redis-server the clustered
+ * systems share, so the bench neither disturbs nor is disturbed by anyone else's Redis.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { ClientKind } from './protocol.js';
+import { sleep, withTimeout } from './util.js';
+
+/** A system as the report names it. */
+export interface SystemConfig {
+  /** Key in the report (`switchboard`, `socketio-redis-2`, …). */
+  id: string;
+  label: string;
+  family: 'switchboard' | 'raw' | 'socketio';
+  kind: ClientKind;
+  nodes: number;
+  /** Nodes share a Redis (engine `redis` / the Redis adapter). */
+  redis: boolean;
+  /** Switchboard cluster routing. */
+  routing?: Routing;
+}
+
+/** Switchboard's cluster routing strategies. */
+export type Routing = 'interest' | 'broadcast' | 'hash';
+
+export const SWITCHBOARD: SystemConfig = { id: 'switchboard', label: 'Switchboard', family: 'switchboard', kind: 'switchboard', nodes: 1, redis: false };
+export const RAW_WS: SystemConfig = { id: 'raw-ws', label: 'raw ws', family: 'raw', kind: 'raw', nodes: 1, redis: false };
+export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', family: 'socketio', kind: 'socketio', nodes: 1, redis: false };
+
+/** Switchboard on `nodes` nodes sharing a Redis. */
+export function switchboardCluster(nodes: number, routing: Routing = 'interest'): SystemConfig {
+  const suffix = routing === 'interest' ? '' : ` ${routing}`;
+  return {
+    id: `switchboard-redis-${nodes}${routing === 'interest' ? '' : `-${routing}`}`,
+    label: `Switchboard + Redis ×${nodes}${suffix}`,
+    family: 'switchboard',
+    kind: 'switchboard',
+    nodes,
+    redis: true,
+    routing,
+  };
+}
+
+/** Socket.IO on `nodes` nodes with @socket.io/redis-adapter. */
+export function socketioCluster(nodes: number): SystemConfig {
+  return { id: `socketio-redis-${nodes}`, label: `Socket.IO + Redis ×${nodes}`, family: 'socketio', kind: 'socketio', nodes, redis: true };
+}
+
+/** A started system. */
+export interface RunningSystem {
+  config: SystemConfig;
+  /** One base URL per node (`ws://…` for ws clients, `http://…` for socket.io). */
+  urls: string[];
+  /** Server process ids (Redis excluded). */
+  pids: number[];
+  stop(): Promise<void>;
+}
+
+/** The HS256 secret every Switchboard node and every token of the bench share. */
+export const BENCH_SECRET = 'bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz';
+
+/** The HTTP API key of every Switchboard node of the bench. */
+export const BENCH_API_KEY = 'bench-api-key-0123456789';
+
+/** Owns every process the bench starts, and ends them all when the bench ends, however it ends. */
+export class ServerEnv {
+  private readonly children = new Set<ChildProcess>();
+  private redis: { url: string; pid: number; child: ChildProcess } | undefined;
+  private seq = 0;
+
+  constructor(
+    private readonly repo: string,
+    private readonly opts: { cpuProfDir?: string; redisServer: string; switchboardEnv?: Record<string, string> },
+  ) {}
+
+  /** The private Redis (started on first use); undefined when redis-server is not installed. */
+  get redisPid(): number | undefined {
+    return this.redis?.pid;
+  }
+
+  get redisUrl(): string | undefined {
+    return this.redis?.url;
+  }
+
+  /** True when a redis-server binary can be run. */
+  canRunRedis(): boolean {
+    return this.opts.redisServer.includes('/') ? existsSync(this.opts.redisServer) : whichSync(this.opts.redisServer);
+  }
+
+  /** Starts the private redis-server on a free loopback port. */
+  async startRedis(): Promise<string> {
+    if (this.redis) return this.redis.url;
+    const port = await freePort();
+    const child = spawn(this.opts.redisServer, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.track(child);
+    const tail = collectTail(child);
+    const url = `redis://127.0.0.1:${port}`;
+    const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    client.on('error', () => undefined); // refused until redis-server is up: the loop below retries
+    try {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        try {
+          await client.connect();
+          await client.ping();
+          break;
+        } catch (err) {
+          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}\n${tail()}`, { cause: err });
+          client.disconnect();
+          await sleep(100);
+        }
+      }
+    } finally {
+      client.disconnect();
+    }
+    this.redis = { url, pid: child.pid!, child };
+    return url;
+  }
+
+  /** Empties the private Redis between systems, so one run's keys cannot slow the next. */
+  async flushRedis(): Promise<void> {
+    if (!this.redis) return;
+    const client = new Redis(this.redis.url, { maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    try {
+      await withTimeout(client.flushall(), 10_000, 'redis FLUSHALL');
+    } finally {
+      client.disconnect();
+    }
+  }
+
+  /** Starts every node of `config`; resolves once each accepts connections. */
+  async start(config: SystemConfig): Promise<RunningSystem> {
+    let redisUrl: string | undefined;
+    if (config.redis) {
+      redisUrl = await this.startRedis();
+      await this.flushRedis();
+    }
+    const run = `${process.pid}-${++this.seq}`;
+    const started: { child: ChildProcess; port: number }[] = [];
+    try {
+      for (let i = 0; i < config.nodes; i++) {
+        started.push(await this.startNode(config, i, run, redisUrl));
+      }
+    } catch (err) {
+      await Promise.all(started.map((s) => this.kill(s.child)));
+      throw err;
+    }
+    const scheme = config.kind === 'socketio' ? 'http' : 'ws';
+    return {
+      config,
+      urls: started.map((s) => `${scheme}://127.0.0.1:${s.port}`),
+      pids: started.map((s) => s.child.pid!),
+      stop: async () => {
+        await Promise.all(started.map((s) => this.kill(s.child)));
+      },
+    };
+  }
+
+  private async startNode(config: SystemConfig, index: number, run: string, redisUrl: string | undefined): Promise<{ child: ChildProcess; port: number }> {
+    if (config.family === 'switchboard') {
+      const env: NodeJS.ProcessEnv = {};
+      // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
+      for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+      Object.assign(env, {
+        SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
+        SWITCHBOARD_API_KEY: BENCH_API_KEY,
+        SWITCHBOARD_NODE_ID: `bench${index + 1}`,
+        SWITCHBOARD_LOG_LEVEL: 'info',
+        // The bench's clients are well behaved and many share a process: lift the per-session and
+        // per-node guards that exist to stop abusive ones, so the limits measured are the server's.
+        SWITCHBOARD_RATE_LIMIT_PER_SECOND: '1000000',
+        SWITCHBOARD_RATE_LIMIT_BURST: '1000000',
+        SWITCHBOARD_MAX_CONNECTIONS_PER_USER: '100000',
+        SWITCHBOARD_MAX_CONNECTIONS: '1000000',
+        SWITCHBOARD_HANDSHAKE_TIMEOUT_MS: '60000',
+      });
+      // --sb-env: an experiment's own settings (e.g. to measure what one option buys) go last.
+      Object.assign(env, this.opts.switchboardEnv);
+      if (config.redis) {
+        Object.assign(env, {
+          SWITCHBOARD_ENGINE: 'redis',
+          REDIS_URL: redisUrl,
+          SWITCHBOARD_REDIS_PREFIX: `bench-${run}:`,
+          SWITCHBOARD_ROUTING: config.routing ?? 'interest',
+        });
+      }
+      const execArgv: string[] = [];
+      if (this.opts.cpuProfDir) {
+        mkdirSync(this.opts.cpuProfDir, { recursive: true });
+        execArgv.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);
+      }
+      const bin = join(this.repo, 'packages/server/bin/switchboard.js');
+      return this.spawnServer([...execArgv, bin, 'node', '--port', '0', '--host', '127.0.0.1'], env, (line) => {
+        if (!line.includes('node listening')) return undefined;
+        const m = /"url":"http:\/\/[^"]*:(\d+)"/.exec(line);
+        return m ? Number(m[1]) : undefined;
+      });
+    }
+    const peer = join(this.repo, 'bench/peers', config.family === 'raw' ? 'raw-ws.ts' : 'socketio.ts');
+    const args = ['--import', 'tsx', peer, '--port', '0', '--host', '127.0.0.1'];
+    if (config.redis) args.push('--redis', redisUrl!, '--key', `bench-${run}`);
+    return this.spawnServer(args, { ...process.env }, (line) => {
+      const m = /^listening (\d+)$/.exec(line.trim());
+      return m ? Number(m[1]) : undefined;
+    });
+  }
+
+  private async spawnServer(args: string[], env: NodeJS.ProcessEnv, portOf: (line: string) => number | undefined): Promise<{ child: ChildProcess; port: number }> {
+    const child = spawn(process.execPath, args, { cwd: this.repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.track(child);
+    const tail = collectTail(child);
+    const port = await withTimeout(
+      new Promise<number>((resolve, reject) => {
+        let buffered = '';
+        child.stdout!.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString('utf8');
+          let nl: number;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            const port = portOf(line);
+            if (port !== undefined) resolve(port);
+          }
+          if (buffered.length > 65_536) buffered = '';
+        });
+        child.once('exit', (code, signal) => reject(new Error(`server exited (${signal ?? code}) before listening: ${args.join(' ')}\n${tail()}`)));
+      }),
+      30_000,
+      `starting ${args.join(' ')}`,
+    ).catch(async (err: Error) => {
+      await this.kill(child);
+      throw new Error(`${err.message}\n${tail()}`);
+    });
+    return { child, port };
+  }
+
+  private track(child: ChildProcess): void {
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+  }
+
+  /** SIGTERM, then SIGKILL after a bound. */
+  private async kill(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGTERM');
+    try {
+      await withTimeout(exited, 15_000, 'server exit');
+    } catch {
+      child.kill('SIGKILL');
+      await withTimeout(exited, 5_000, 'server kill').catch(() => undefined);
+    }
+  }
+
+  /** Stops everything this env started, Redis last. */
+  async stopAll(): Promise<void> {
+    const redis = this.redis?.child;
+    await Promise.all([...this.children].filter((c) => c !== redis).map((c) => this.kill(c)));
+    if (redis) await this.kill(redis);
+    this.redis = undefined;
+  }
+
+  /** Synchronous last resort (process exit): SIGKILL whatever is still running. */
+  killAllNow(): void {
+    for (const c of this.children) {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    }
+  }
+}
+
+/** Keeps the last lines a process printed, to explain a failure; drains its pipes meanwhile. */
+function collectTail(child: ChildProcess): () => string {
+  const lines: string[] = [];
+  const add = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      lines.push(line.slice(0, 400));
+      if (lines.length > 20) lines.shift();
+    }
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => lines.join('\n');
+}
+
+/** A TCP port that was free a moment ago (redis-server cannot be told to pick one). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function whichSync(name: string): boolean {
+  const dirs = (process.env.PATH ?? '').split(':');
+  return dirs.some((d) => d && existsSync(join(d, name)));
+}

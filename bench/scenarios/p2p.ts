@@ -1,0 +1,116 @@
+/**
+ * Scenario 4, point-to-point across nodes: P pairs; each sender is on node 1 and sends to its
+ * receiver, which is on node 2, so every message crosses Redis. Two phases:
+ *  - fixed rate (5,000 msg/s in total): latency from each message's intended send time;
+ *  - saturation: every pair keeps `window` messages in flight (the receiver's arrival lets its
+ *    sender send the next): delivered messages per second.
+ * The raw ws peer has no second node, so it is not in this table.
+ */
+import { merge, summarise } from '../lib/hist.js';
+import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
+import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
+import { socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
+import { nowUs, sleep } from '../lib/util.js';
+
+const FIXED_RATE = 5000;
+const WINDOW = 2;
+
+export const p2p: Scenario = {
+  name: 'p2p',
+  number: 4,
+  title: 'Point-to-point across nodes',
+  async run(ctx) {
+    const pairs = ctx.opts.clients ?? (ctx.opts.quick ? 200 : 1000);
+    const durationMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 2000 : 10_000);
+    const systems = [switchboardCluster(2), socketioCluster(2)];
+    const results = await rounds(ctx, `p2p ${pairs} pairs`, systems, (sys, note) => runOnce(ctx, sys, pairs, durationMs, note));
+    return [
+      tabulate(
+        {
+          name: 'p2p',
+          scenario: 'p2p',
+          title: `4. Point-to-point across two nodes, ${pairs.toLocaleString('en')} pairs`,
+          what: `Each pair's sender is on node 1 and its receiver on node 2. Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery.`,
+          size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
+          metrics: [
+            { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' },
+            { key: 'p50', label: `p50 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
+            { key: 'p99', label: `p99 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
+            { key: 'max', label: `max at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
+            { key: 'satP99', label: 'p99 at saturation', unit: 'ms', better: 'lower' },
+            { key: 'lossPct', label: 'lost', unit: '%', better: 'lower' },
+            { key: 'cpuUsPerMsg', label: 'CPU per message at saturation (nodes + Redis)', unit: 'µs', better: 'lower' },
+            { key: 'fixedCpuUsPerMsg', label: `CPU per message at ${FIXED_RATE / 1000}k msg/s`, unit: 'µs', better: 'lower' },
+            { key: 'fixedCpuPct', label: `nodes + Redis CPU at ${FIXED_RATE / 1000}k msg/s`, unit: '% of a core', better: 'lower' },
+            { ...METRIC.generator, label: `load generator CPU at ${FIXED_RATE / 1000}k msg/s` },
+          ],
+          primary: 'deliveredPerS',
+          charts: [{ title: `Point-to-point latency at ${FIXED_RATE.toLocaleString('en')} msg/s`, metrics: ['p50', 'p99'], unit: 'ms' }],
+          notes: skippedNotes(ctx, systems),
+        },
+        results,
+        () => switchboardCluster(2).id,
+      ),
+    ];
+  },
+};
+
+async function runOnce(ctx: BenchContext, sys: RunningSystem, pairs: number, durationMs: number, note: (s: string) => void): Promise<Record<string, number>> {
+  const [a, b] = sys.urls as [string, string];
+  const receivers: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
+  const senders: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
+  // A pair lives in one worker: the receiver's arrival is what lets its sender go on at saturation.
+  for (let i = 0; i < pairs; i++) {
+    const w = i % ctx.pool.size;
+    receivers[w]!.push(spec(2 * i + 1, b, `r${i}`, { role: 'receiver', pair: i }));
+    senders[w]!.push(spec(2 * i, a, `s${i}`, { role: 'sender', pair: i, to: `r${i}` }));
+  }
+  // Receivers first, so that every message has somewhere to go.
+  for (const group of [receivers, senders]) {
+    const c = await connectAll(ctx, sys.config.kind, group);
+    if (c.errors > 0) note(`${c.errors} clients failed to connect (${c.errorSamples.join('; ')})`);
+  }
+  const workers = senders.filter((s) => s.length > 0).length;
+
+  // Warm-up at a tenth of the fixed rate.
+  await sendRate(ctx, workers, FIXED_RATE / 10, 1000);
+  await sleep(500);
+  await ctx.pool.all(() => ({ op: 'listen', fanout: false }), 10_000);
+
+  const fixedMeter = cpuMeter(ctx, sys);
+  const fixed = await sendRate(ctx, workers, FIXED_RATE, durationMs);
+  const fixedCpu = fixedMeter();
+  await sleep(1000);
+  const fixedCollect = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
+  const lat = summarise(merge(fixedCollect.map((r) => r.hist)));
+  const fixedDelivered = fixedCollect.reduce((n, r) => n + r.delivered, 0);
+
+  const meter = cpuMeter(ctx, sys);
+  const sat = { result: await ctx.pool.all<SendResult>((i) => (i < workers ? { op: 'send-saturate', window: WINDOW, durationMs } : null), durationMs + 30_000), cpu: meter() };
+  const satCollect = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
+  const delivered = satCollect.reduce((n, r) => n + r.delivered, 0);
+  const sent = sat.result.reduce((n, r) => n + r.sent, 0);
+  const start = Math.min(...sat.result.map((r) => r.startUs));
+  const end = Math.max(...satCollect.map((r) => r.lastDeliveryUs));
+  const drops = [...fixedCollect, ...satCollect].reduce((n, r) => n + r.drops, 0);
+  if (drops > 0) note(`${drops} clients were disconnected`);
+  return {
+    deliveredPerS: delivered / ((end - start) / 1e6),
+    p50: lat.p50,
+    p99: lat.p99,
+    max: lat.max,
+    satP99: summarise(merge(satCollect.map((r) => r.hist))).p99,
+    lossPct: (100 * (fixed.sent + sent - fixedDelivered - delivered)) / Math.max(1, fixed.sent + sent),
+    cpuUsPerMsg: ((cpuSeconds(sat.cpu.server) + cpuSeconds(sat.cpu.redis)) * 1e6) / Math.max(1, delivered),
+    fixedCpuUsPerMsg: ((cpuSeconds(fixedCpu.server) + cpuSeconds(fixedCpu.redis)) * 1e6) / Math.max(1, fixedDelivered),
+    fixedCpuPct: (100 * (cpuSeconds(fixedCpu.server) + cpuSeconds(fixedCpu.redis))) / fixedCpu.seconds,
+    genCpuPct: (100 * cpuSeconds(fixedCpu.generator)) / fixedCpu.seconds,
+  };
+}
+
+/** Every worker's senders at `rate` msg/s in total. */
+async function sendRate(ctx: BenchContext, workers: number, rate: number, durationMs: number): Promise<{ sent: number }> {
+  const startAtUs = nowUs() + 100_000;
+  const out = await ctx.pool.all<SendResult>((i) => (i < workers ? { op: 'send-rate', rate: rate / workers, durationMs, startAtUs } : null), durationMs + 40_000);
+  return { sent: out.reduce((n, r) => n + r.sent, 0) };
+}

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from '../helpers.js';
 import { connectRedis, deletePrefix, redisSkip } from '../redis-helpers.js';
-import { freePort } from './harness.js';
+import { freeConsecutivePorts, freePort } from './harness.js';
 
 const BIN = fileURLToPath(new URL('../../bin/switchboard.js', import.meta.url));
 
@@ -20,13 +20,13 @@ function run(args: string[]) {
 
 describe('switchboard dev', () => {
   it('starts N nodes on consecutive ports that form one cluster, and stops them all on SIGINT', { skip: redisSkip }, async () => {
-    const port = await freePort();
+    const port = await freeConsecutivePorts(4); // three nodes and the gateway
     const prefix = `sbtest:dev${port}:`;
     const dev = run(['dev', '--nodes', '3', '--port', String(port), '--redis-prefix', prefix]);
     try {
       const deadline = Date.now() + 15_000;
       while (!dev.stderr().includes('Ctrl-C stops them all')) {
-        assert.ok(Date.now() < deadline, `no banner: ${dev.stderr()}`);
+        assert.ok(Date.now() < deadline && dev.child.exitCode === null, `no banner: ${dev.stderr()}`);
         await new Promise((r) => setTimeout(r, 50));
       }
       for (let i = 0; i < 3; i++) assert.match(dev.stderr(), new RegExp(`n${i + 1}: http://127\\.0\\.0\\.1:${port + i}/`));

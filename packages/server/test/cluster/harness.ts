@@ -34,6 +34,27 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A base port with `count` free consecutive ports after it, below the ephemeral range (32768+)
+ * so that outgoing connections of other tests cannot take them between the check and the use.
+ */
+export async function freeConsecutivePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 /** A set of nodes sharing one Redis prefix. */
 export class Cluster {
   readonly prefix = `sbtest:${randomUUID().slice(0, 8)}:`;

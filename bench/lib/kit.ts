@@ -201,6 +201,20 @@ export function spec(idx: number, url: string, user: string, extra: Partial<Clie
   return { idx, url, user, localAddress: nextAddress(), ...extra };
 }
 
+/**
+ * A user name that lands on node `node` of `sys`: `base` itself when clients pick their node by
+ * URL; through a gateway, the first of `base`, `base-1`, `base-2`, … that the gateway places on
+ * that node, so a scenario keeps the same layout (e.g. sender on node 1, receiver on node 2).
+ */
+export function userOn(sys: RunningSystem, base: string, node: number): string {
+  if (!sys.nodeOf) return base;
+  for (let k = 0; k < 1000; k++) {
+    const user = k === 0 ? base : `${base}-${k}`;
+    if (sys.nodeOf(user) === node % sys.config.nodes) return user;
+  }
+  throw new Error(`no user name like ${base} lands on node ${node + 1}`);
+}
+
 /** Totals of a connect phase over all workers. */
 export interface ConnectTotals {
   ok: number;

@@ -133,6 +133,28 @@ function scenarioTable(s: ScenarioReport): string {
   return lines.join('\n');
 }
 
+/** Metrics compared in a gateway table, when the scenario has them. */
+const GATEWAY_KEYS = ['deliveredPerS', 'p50', 'p99', 'satP99', 'cpuUsPerMsg'];
+
+/**
+ * For each row through a gateway (`…-gateway`), what the gateway adds: direct and via-gateway
+ * medians side by side with the paired ratio (via gateway ÷ direct), for throughput and latency.
+ */
+function gatewayTable(s: ScenarioReport): string | undefined {
+  const lines: string[] = [];
+  for (const row of s.rows.filter((r) => r.id.endsWith('-gateway'))) {
+    const base = s.rows.find((r) => r.id === row.baseline);
+    if (!base) continue;
+    if (lines.length === 0) lines.push(`| Measure | ${base.label} (direct) | ${row.label} | via gateway ÷ direct |`, '| --- | ---: | ---: | ---: |');
+    for (const key of GATEWAY_KEYS) {
+      const m = s.metrics.find((x) => x.key === key);
+      if (!m) continue;
+      lines.push(`| ${m.label} | ${fmt(base.summary[key], m, base.runs.length)} | ${fmt(row.summary[key], m, row.runs.length)} | ${ratioCell(row, key)} |`);
+    }
+  }
+  return lines.length ? lines.join('\n') : undefined;
+}
+
 // ---- charts --------------------------------------------------------------------------------
 
 function valueText(v: number, unit: string): string {
@@ -294,6 +316,8 @@ export function writeReport(report: Report, base: string): string[] {
     md.push(`## ${s.title}`, '', s.what, '', `Size: ${s.size}.`, '');
     if (s.rows.length === 0) md.push('No system ran.', '');
     else md.push(scenarioTable(s), '');
+    const gw = gatewayTable(s);
+    if (gw) md.push('Gateway overhead (ratios paired run by run, median and range):', '', gw, '');
     for (const img of images.get(s.name) ?? []) md.push(`![${s.name}](${img})`, '');
     const notes = [...s.notes, ...s.rows.flatMap((r) => r.errors.map((e) => `${r.label}: ${e}`))];
     if (notes.length) md.push(...notes.map((n) => `- ${n}`), '');

@@ -8,6 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { HashRing } from '@switchboard/server';
 import type { ClientKind } from './protocol.js';
 import { sleep, withTimeout } from './util.js';
 
@@ -23,6 +24,11 @@ export interface SystemConfig {
   redis: boolean;
   /** Switchboard cluster routing. */
   routing?: Routing;
+  /**
+   * Every client connects through one `switchboard gateway` process (policy `hash`) instead of to
+   * a node directly; the gateway's CPU counts as the system's.
+   */
+  gateway?: boolean;
 }
 
 /** Switchboard's cluster routing strategies. */
@@ -32,32 +38,48 @@ export const SWITCHBOARD: SystemConfig = { id: 'switchboard', label: 'Switchboar
 export const RAW_WS: SystemConfig = { id: 'raw-ws', label: 'raw ws', family: 'raw', kind: 'raw', nodes: 1, redis: false };
 export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', family: 'socketio', kind: 'socketio', nodes: 1, redis: false };
 
-/** Switchboard on `nodes` nodes sharing a Redis. */
-export function switchboardCluster(nodes: number, routing: Routing = 'interest'): SystemConfig {
+/** Switchboard on `nodes` nodes sharing a Redis; with `gateway`, every client connects through a gateway. */
+export function switchboardCluster(nodes: number, routing: Routing = 'interest', opts: { gateway?: boolean } = {}): SystemConfig {
   const suffix = routing === 'interest' ? '' : ` ${routing}`;
   return {
-    id: `switchboard-redis-${nodes}${routing === 'interest' ? '' : `-${routing}`}`,
-    label: `Switchboard + Redis ×${nodes}${suffix}`,
+    id: `switchboard-redis-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}`,
+    label: `Switchboard + Redis ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}`,
     family: 'switchboard',
     kind: 'switchboard',
     nodes,
     redis: true,
     routing,
+    ...(opts.gateway ? { gateway: true } : {}),
   };
 }
+
 
 /** Socket.IO on `nodes` nodes with @socket.io/redis-adapter. */
 export function socketioCluster(nodes: number): SystemConfig {
   return { id: `socketio-redis-${nodes}`, label: `Socket.IO + Redis ×${nodes}`, family: 'socketio', kind: 'socketio', nodes, redis: true };
 }
 
+/** The node ids of a Switchboard system's nodes, in the order of its `urls`. */
+function nodeIds(config: SystemConfig): string[] {
+  return Array.from({ length: config.nodes }, (_, i) => `bench${i + 1}`);
+}
+
 /** A started system. */
 export interface RunningSystem {
   config: SystemConfig;
-  /** One base URL per node (`ws://…` for ws clients, `http://…` for socket.io). */
+  /**
+   * One base URL per node (`ws://…` for ws clients, `http://…` for socket.io). Through a gateway,
+   * every entry is the gateway's URL: the gateway, not the client, picks the node.
+   */
   urls: string[];
-  /** Server process ids (Redis excluded). */
+  /** Server process ids, the gateway's included (Redis excluded). */
   pids: number[];
+  /**
+   * Through a gateway: the index of the node the gateway places `user` on (its `hash` policy: the
+   * owner of the user on the cluster's ring), so a scenario can choose users that land where it
+   * needs them. Undefined when clients pick their node by URL.
+   */
+  nodeOf?: (user: string) => number;
   stop(): Promise<void>;
 }
 
@@ -154,14 +176,96 @@ export class ServerEnv {
       throw err;
     }
     const scheme = config.kind === 'socketio' ? 'http' : 'ws';
+    const stopNodes = async () => {
+      await Promise.all(started.map((s) => this.kill(s.child)));
+    };
+    if (config.gateway) {
+      let gateway: { child: ChildProcess; port: number } | undefined;
+      try {
+        gateway = await this.startGateway(config, run, redisUrl!);
+      } catch (err) {
+        await stopNodes();
+        throw err;
+      }
+      const gw = gateway;
+      const ring = HashRing.from(nodeIds(config));
+      return {
+        config,
+        urls: started.map(() => `ws://127.0.0.1:${gw.port}`),
+        pids: [...started.map((s) => s.child.pid!), gw.child.pid!],
+        nodeOf: (user) => nodeIds(config).indexOf(ring.nodeFor(user)!),
+        // The gateway first, so no client is placed on a node that is already going.
+        stop: async () => {
+          await this.kill(gw.child);
+          await stopNodes();
+        },
+      };
+    }
     return {
       config,
       urls: started.map((s) => `${scheme}://127.0.0.1:${s.port}`),
       pids: started.map((s) => s.child.pid!),
-      stop: async () => {
-        await Promise.all(started.map((s) => this.kill(s.child)));
-      },
+      stop: stopNodes,
     };
+  }
+
+  /**
+   * Starts `switchboard gateway` in front of the nodes of `run` (the same secret, API key, Redis
+   * and prefix) and waits until its `/readyz` lists every node: until then it would place clients
+   * on fewer nodes than the direct system has.
+   */
+  private async startGateway(config: SystemConfig, run: string, redisUrl: string): Promise<{ child: ChildProcess; port: number }> {
+    const env = this.switchboardEnv();
+    Object.assign(env, {
+      SWITCHBOARD_NODE_ID: 'bench-gw',
+      SWITCHBOARD_ENGINE: 'redis',
+      REDIS_URL: redisUrl,
+      SWITCHBOARD_REDIS_PREFIX: `bench-${run}:`,
+      SWITCHBOARD_GATEWAY_POLICY: 'hash',
+    });
+    const bin = join(this.repo, 'packages/server/bin/switchboard.js');
+    const gw = await this.spawnServer([bin, 'gateway', '--port', '0', '--host', '127.0.0.1'], env, (line) => {
+      if (!line.includes('gateway listening')) return undefined;
+      const m = /"url":"http:\/\/[^"]*:(\d+)"/.exec(line);
+      return m ? Number(m[1]) : undefined;
+    });
+    const want = nodeIds(config);
+    let seen: string[] = [];
+    const deadline = Date.now() + 20_000;
+    try {
+      for (;;) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${gw.port}/readyz`, { signal: AbortSignal.timeout(2000) });
+          seen = ((await res.json()) as { nodes?: string[] }).nodes ?? [];
+          if (res.ok && want.every((id) => seen.includes(id))) break;
+        } catch {
+          // not answering yet: try again below
+        }
+        if (Date.now() > deadline) throw new Error(`the gateway's /readyz listed [${seen.join(', ')}] after 20 s, not every node of [${want.join(', ')}]`);
+        await sleep(100);
+      }
+    } catch (err) {
+      await this.kill(gw.child);
+      throw err;
+    }
+    return gw;
+  }
+
+  /** The environment every Switchboard process of the bench starts from. */
+  private switchboardEnv(): NodeJS.ProcessEnv {
+    const env: NodeJS.ProcessEnv = {};
+    // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+    Object.assign(env, {
+      SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
+      SWITCHBOARD_API_KEY: BENCH_API_KEY,
+      SWITCHBOARD_LOG_LEVEL: 'info',
+      // Tokens the gateway checks and the nodes check again; the handshake bound is the nodes' too.
+      SWITCHBOARD_HANDSHAKE_TIMEOUT_MS: '60000',
+    });
+    // --sb-env: an experiment's own settings go to the gateway as well, since it reads the same table.
+    Object.assign(env, this.opts.switchboardEnv);
+    return env;
   }
 
   private async startNode(config: SystemConfig, index: number, run: string, redisUrl: string | undefined): Promise<{ child: ChildProcess; port: number }> {

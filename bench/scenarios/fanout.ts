@@ -10,7 +10,7 @@
  * a `group:` would add a presence event per join), the raw peer's and Socket.IO's "everyone".
  */
 import { merge, summarise } from '../lib/hist.js';
-import { connectAll, cpuMeter, cpuSeconds, rounds, runnerClient, skippedNotes, spec, tabulate, warmUp, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
+import { connectAll, cpuMeter, cpuSeconds, rounds, runnerClient, skippedNotes, spec, tabulate, userOn, warmUp, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
 import type { BenchClient } from '../lib/clients.js';
 import type { ClientSpec, CollectResult } from '../lib/protocol.js';
 import { RAW_WS, SOCKETIO, SWITCHBOARD, socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
@@ -31,6 +31,9 @@ export const fanout: Scenario = {
     const window = ctx.opts.window;
     const fixedRate = Math.max(1, FIXED_DELIVERIES_PER_S / n);
     const systems = [SWITCHBOARD, RAW_WS, SOCKETIO, switchboardCluster(2), socketioCluster(2)];
+    // Through the gateway only when asked for by name (`--systems`): it is a deployment choice, not a peer.
+    const viaGateway = switchboardCluster(2, 'interest', { gateway: true });
+    if (ctx.opts.systems?.includes(viaGateway.id)) systems.push(viaGateway);
     const results = await rounds(ctx, `fan-out ${n}`, systems, (sys, note) => runOnce(ctx, sys, n, durationMs, window, fixedRate, note));
     return [
       tabulate(
@@ -110,11 +113,11 @@ async function runOnce(ctx: BenchContext, sys: RunningSystem, n: number, duratio
   await warmUp(ctx, sys);
   const workers = Math.min(ctx.pool.size, n);
   const perWorker: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
-  for (let i = 0; i < n; i++) perWorker[i % workers]!.push(spec(i, sys.urls[i % sys.urls.length]!, `sub${i}`));
+  for (let i = 0; i < n; i++) perWorker[i % workers]!.push(spec(i, sys.urls[i % sys.urls.length]!, userOn(sys, `sub${i}`, i)));
   const c = await connectAll(ctx, sys.config.kind, perWorker);
   if (c.errors > 0) note(`${c.errors} of ${n} subscribers failed to connect (${c.errorSamples.join('; ')})`);
   if (c.ok === 0) throw new Error('no subscriber connected');
-  const publisher = await runnerClient(sys, spec(-1, sys.urls[0]!, 'publisher', { admin: true }));
+  const publisher = await runnerClient(sys, spec(-1, sys.urls[0]!, userOn(sys, 'publisher', 0), { admin: true }));
   try {
     const inflight = new InFlight(workers);
     ctx.pool.onSeqDone = (w, seq) => inflight.workerDone(w, seq);

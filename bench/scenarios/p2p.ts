@@ -7,13 +7,15 @@
  * The raw ws peer has no second node, so it is not in this table.
  */
 import { merge, summarise } from '../lib/hist.js';
-import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
+import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate, userOn, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
 import { socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
 import { nowUs, sleep } from '../lib/util.js';
 
 const FIXED_RATE = 5000;
 const WINDOW = 2;
+const GATEWAY_WHAT =
+  " Via gateway: the same two nodes, every client connecting through one `switchboard gateway` process (policy `hash`), with user names chosen so that the gateway puts each sender on node 1 and its receiver on node 2, as in the direct row; the gateway's CPU counts with the nodes'.";
 
 export const p2p: Scenario = {
   name: 'p2p',
@@ -22,7 +24,8 @@ export const p2p: Scenario = {
   async run(ctx) {
     const pairs = ctx.opts.clients ?? (ctx.opts.quick ? 200 : 1000);
     const durationMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 2000 : 10_000);
-    const systems = [switchboardCluster(2), socketioCluster(2)];
+    // The same cluster with every client connecting through a gateway: what the gateway adds.
+    const systems = [switchboardCluster(2), socketioCluster(2), switchboardCluster(2, 'interest', { gateway: true })];
     const results = await rounds(ctx, `p2p ${pairs} pairs`, systems, (sys, note) => runOnce(ctx, sys, pairs, durationMs, note));
     return [
       tabulate(
@@ -30,7 +33,7 @@ export const p2p: Scenario = {
           name: 'p2p',
           scenario: 'p2p',
           title: `4. Point-to-point across two nodes, ${pairs.toLocaleString('en')} pairs`,
-          what: `Each pair's sender is on node 1 and its receiver on node 2. Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery.`,
+          what: `Each pair's sender is on node 1 and its receiver on node 2. Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery.${results.some((r) => r.config.gateway) ? GATEWAY_WHAT : ''}`,
           size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
           metrics: [
             { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' },
@@ -62,8 +65,9 @@ async function runOnce(ctx: BenchContext, sys: RunningSystem, pairs: number, dur
   // A pair lives in one worker: the receiver's arrival is what lets its sender go on at saturation.
   for (let i = 0; i < pairs; i++) {
     const w = i % ctx.pool.size;
-    receivers[w]!.push(spec(2 * i + 1, b, `r${i}`, { role: 'receiver', pair: i }));
-    senders[w]!.push(spec(2 * i, a, `s${i}`, { role: 'sender', pair: i, to: `r${i}` }));
+    const receiver = userOn(sys, `r${i}`, 1);
+    receivers[w]!.push(spec(2 * i + 1, b, receiver, { role: 'receiver', pair: i }));
+    senders[w]!.push(spec(2 * i, a, userOn(sys, `s${i}`, 0), { role: 'sender', pair: i, to: receiver }));
   }
   // Receivers first, so that every message has somewhere to go.
   for (const group of [receivers, senders]) {

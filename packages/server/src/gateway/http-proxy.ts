@@ -2,7 +2,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, t
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import { SwitchboardError } from '../errors.js';
-import { sendError, sendThrown } from '../http/respond.js';
+import { readBody, sendError, sendThrown } from '../http/respond.js';
 import { redactUrl } from '../logger.js';
 import type { NodeHealth, NodeState } from './health.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -131,15 +131,3 @@ function forwardHeaders(incoming: IncomingHttpHeaders, remote: string, secure: b
   return out;
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}

@@ -34,6 +34,24 @@ export function rejectUpgrade(socket: Duplex, status: number, reason: string, me
  * @throws SwitchboardError `too_large` (413) or `bad_frame` (400).
  */
 export async function readJsonBody(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+  const body = await readBody(req, limit);
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new SwitchboardError('ERR_BAD_FRAME', 'body is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new SwitchboardError('ERR_BAD_FRAME', 'body must be a JSON object');
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Reads a request body of at most `limit` bytes.
+ * @throws SwitchboardError `too_large` (413), from the declared length or while reading.
+ */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -43,14 +61,5 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
     if (size > limit) throw new SwitchboardError('ERR_TOO_LARGE', `body over ${limit} bytes`);
     chunks.push(chunk);
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new SwitchboardError('ERR_BAD_FRAME', 'body is not valid JSON');
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new SwitchboardError('ERR_BAD_FRAME', 'body must be a JSON object');
-  }
-  return value as Record<string, unknown>;
+  return Buffer.concat(chunks);
 }

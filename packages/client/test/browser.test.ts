@@ -15,14 +15,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { OUTPUT_DIR, browserSkip, launchChromium, openTab } from '../../server/test/browser-helpers.js';
 import { sleep, startNode, token, type TestNode } from '../../server/test/helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const GLOBAL_BUNDLE = fileURLToPath(new URL('../dist/switchboard.global.min.js', import.meta.url));
-const OUTPUT_DIR = fileURLToPath(new URL('../../../test-output/', import.meta.url));
-// Locally a machine without Chromium skips; CI installs it, so there a missing browser is a failure.
-const skip = process.env.CI !== 'true' && !existsSync(CHROMIUM) ? `${CHROMIUM} is missing: run "apt-get install -y chromium" to run the browser test` : false;
+const skip = browserSkip;
 
 /** A chat message as the harness records it. */
 interface Received {
@@ -127,11 +125,7 @@ describe('SDK bundles in a real browser', { skip }, () => {
    * the node (/config.json), and `setContent` replaces it, keeping its origin.
    */
   async function open(user: string): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 760, height: 520 } });
-    const page = await context.newPage();
-    page.on('pageerror', (err) => pageErrors.push(`${user}: ${err.message}`));
-    contexts[user] = context;
-    pages[user] = page;
+    const page = await openTab(browser, user, { width: 760, height: 520 }, { contexts, pages, errors: pageErrors });
     await page.goto(`${node.url}/config.json`);
     await page.setContent(HARNESS);
     await page.waitForFunction(() => 'harness' in globalThis);
@@ -145,13 +139,9 @@ describe('SDK bundles in a real browser', { skip }, () => {
   }
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: CI must install it (apt-get install -y chromium)`);
     assert.ok(existsSync(GLOBAL_BUNDLE), `${GLOBAL_BUNDLE} is missing: run "npm run build" first`);
     node = await startNode({}, 'dev');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -16,15 +16,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { mkdirSync } from 'node:fs';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { OUTPUT_DIR, browserSkip, launchChromium, openTab } from './browser-helpers.js';
 import { api, sleep, startNode, type TestNode } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const OUTPUT_DIR = fileURLToPath(new URL('../../../test-output/', import.meta.url));
-// Locally a machine without Chromium skips; CI installs it, so there a missing browser is a failure.
-const skip = process.env.CI !== 'true' && !existsSync(CHROMIUM) ? `${CHROMIUM} is missing: run "apt-get install -y chromium" to run the browser test` : false;
+const skip = browserSkip;
 
 /** Polls `read` until `ok` accepts its value; fails with the last value seen. */
 async function eventually<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
@@ -57,11 +54,7 @@ describe('demo page in a real browser', { skip }, () => {
 
   /** Opens a fresh tab (its own context, so its own sessionStorage) and signs `user` in to lobby. */
   async function signIn(user: string): Promise<Page> {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-    const page = await context.newPage();
-    page.on('pageerror', (err) => pageErrors.push(`${user}: ${err.message}`));
-    contexts[user] = context;
-    pages[user] = page;
+    const page = await openTab(browser, user, { width: 1100, height: 720 }, { contexts, pages, errors: pageErrors });
     await page.goto(`${node.url}/`);
     await page.getByTestId('signin-user').fill(user);
     assert.equal(await page.getByTestId('signin-group').inputValue(), 'lobby');
@@ -78,12 +71,8 @@ describe('demo page in a real browser', { skip }, () => {
   }
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: CI must install it (apt-get install -y chromium)`);
     node = await startNode({}, 'dev');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {

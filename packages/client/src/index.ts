@@ -1,9 +1,11 @@
-export { Switchboard, type ClientOptions } from './client.js';
+export { Switchboard } from './client.js';
+export type { ClientOptions } from './options.js';
 export { Subscription, type SubscriptionEvents } from './subscription.js';
 export { fullJitter, type Backoff, type FullJitterOptions } from './backoff.js';
 export { MemoryPositionStore, WebStoragePositionStore, type PositionStore, type StorageLike } from './position-store.js';
 export {
   SwitchboardError,
+  type ClientErrorCode,
   type ClientEvents,
   type ClientState,
   type Message,

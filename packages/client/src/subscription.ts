@@ -1,7 +1,21 @@
 import type { PresenceEventFrame, PresenceUser, StreamPosition } from '@switchboard/protocol';
-import type { Switchboard } from './client.js';
 import { Emitter } from './emitter.js';
 import type { Message, PublishResult, SwitchboardError, TopicMap } from './types.js';
+
+/**
+ * What a subscription needs of its client; the client implements it, and depending on this
+ * instead of the client class keeps the two modules from importing each other.
+ */
+export interface SubscriptionHost<Topics extends TopicMap = TopicMap> {
+  /** Subscribes `channel` beyond the automatic ones; kept across reconnects. */
+  subscribeChannel(channel: string): Promise<void>;
+  /** Stops receiving `channel` and forgets its position. */
+  unsubscribeChannel(channel: string): Promise<void>;
+  /** Who is in `channel` now. */
+  presenceOf(channel: string): Promise<PresenceUser[]>;
+  /** Publishes to a channel. */
+  publish<K extends keyof Topics & string>(channel: string, topic: K, data: Topics[K]): Promise<PublishResult>;
+}
 
 /** Events of one channel. */
 export interface SubscriptionEvents {
@@ -21,7 +35,7 @@ export class Subscription<Topics extends TopicMap = TopicMap> {
   private readonly emitter = new Emitter<SubscriptionEvents>();
 
   constructor(
-    private readonly client: Switchboard<Topics>,
+    private readonly client: SubscriptionHost<Topics>,
     readonly channel: string,
   ) {}
 

@@ -58,6 +58,7 @@ export interface ClientEvents {
   message: Message;
   presence: PresenceEventFrame;
   'recovery-failed': { channel: string } & StreamPosition;
+  /** An `error` frame from the server (a protocol `ErrorCode`), or the client's own `token` error. */
   error: { code: string; message: string };
 }
 
@@ -67,7 +68,20 @@ export interface PublishResult extends StreamPosition {
   duplicate?: boolean;
 }
 
-/** A failed request: `code` is a protocol error code, or `timeout`, `disconnected`, `queue_full`, `closed`. */
+/** The error codes the client raises itself, next to the protocol's wire `ErrorCode`s. */
+export type ClientErrorCode =
+  /** A request got no reply within `requestTimeoutMs` while connected. */
+  | 'timeout'
+  /** The connection was lost before the reply of a request that is unsafe to resend (subscribe, presence…). */
+  | 'disconnected'
+  /** The offline queue already holds `maxQueue` sends. */
+  | 'queue_full'
+  /** The client is closed: by `disconnect()`, or by a close code that forbids reconnecting. */
+  | 'closed'
+  /** The token function threw or rejected (an `error` event, not a rejection); the client retries with backoff. */
+  | 'token';
+
+/** A failed request: `code` is a protocol `ErrorCode` or a {@link ClientErrorCode}. */
 export class SwitchboardError extends Error {
   constructor(
     readonly code: string,

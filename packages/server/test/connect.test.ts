@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { connect as tcpConnect } from 'node:net';
 import WebSocket from 'ws';
 import { TestClient, api, sleep, startNode, token, type Frame, type TestNode } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 /**
  * Opens a WebSocket that the server must refuse with a plain HTTP response before the upgrade;
@@ -53,19 +54,6 @@ async function connectWith(node: TestNode, user: string, options: WebSocket.Clie
   } catch (err) {
     client.ws.terminate();
     throw err;
-  }
-}
-
-/** Retries `attempt` until it resolves or `timeoutMs` passes (for state the server updates asynchronously). */
-async function eventually<T>(attempt: () => Promise<T>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await attempt();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(50);
-    }
   }
 }
 
@@ -223,21 +211,24 @@ describe('connection limits', () => {
 
   it('answers upgrades with HTTP 503 once the node holds maxConnections sessions, and admits again after one leaves', async () => {
     // Earlier sessions may still be going away on the server side; wait until three fit.
-    const clients = await eventually(async () => {
-      const opened: TestClient[] = [];
-      try {
-        for (const user of ['u1', 'u2', 'u3']) opened.push(await TestClient.connect(node, user));
-        return opened;
-      } catch (err) {
-        for (const c of opened) c.ws.terminate();
-        throw err;
-      }
-    });
+    const clients = await eventually(
+      async () => {
+        const opened: TestClient[] = [];
+        try {
+          for (const user of ['u1', 'u2', 'u3']) opened.push(await TestClient.connect(node, user));
+          return opened;
+        } catch (err) {
+          for (const c of opened) c.ws.terminate();
+          throw err;
+        }
+      },
+      { intervalMs: 50, message: 'three sessions to fit under maxConnections' },
+    );
     try {
       const refused = await refusedUpgrade(await wsUrlFor(node, 'u4'));
       assert.deepEqual(refused, { status: 503, body: { error: { code: 'unavailable', message: 'node at its connection limit' } } });
       await clients.pop()!.close();
-      const again = await eventually(() => TestClient.connect(node, 'u4'));
+      const again = await eventually(() => TestClient.connect(node, 'u4'), { intervalMs: 50, message: 'a session to be admitted once one left' });
       clients.push(again);
     } finally {
       await Promise.all(clients.map((c) => c.close()));

@@ -20,19 +20,12 @@ import { mkdirSync } from 'node:fs';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { OUTPUT_DIR, browserSkip, launchChromium, openTab } from './browser-helpers.js';
 import { api, sleep, startNode, type TestNode } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 const skip = browserSkip;
 
-/** Polls `read` until `ok` accepts its value; fails with the last value seen. */
-async function eventually<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 8000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
+/** How the browser tests poll the page: a real browser and reconnects take a while. */
+const WAIT = { timeoutMs: 8000, intervalMs: 50 };
 
 /** The texts of the group messages in a page's log, in display order. */
 const groupTexts = (page: Page) => page.locator('[data-testid="chat-message"][data-channel="group:lobby"] [data-testid="chat-text"]').allTextContents();
@@ -67,7 +60,7 @@ describe('demo page in a real browser', { skip }, () => {
   async function say(page: Page, text: string): Promise<void> {
     await page.getByTestId('chat-input').fill(text);
     await page.getByTestId('chat-send').click();
-    await eventually('composer cleared after sending', () => page.getByTestId('chat-input').inputValue(), (v) => v === '');
+    await eventually(async () => assert.equal(await page.getByTestId('chat-input').inputValue(), ''), { ...WAIT, message: 'composer cleared after sending' });
   }
 
   before(async () => {
@@ -95,8 +88,8 @@ describe('demo page in a real browser', { skip }, () => {
   it('signs alice and bob in, and each sees the other in the lobby presence list', async () => {
     const alice = await signIn('alice');
     const bob = await signIn('bob');
-    await eventually("alice's presence list", () => presenceOf(alice), (users) => users.join() === 'alice,bob');
-    await eventually("bob's presence list", () => presenceOf(bob), (users) => users.join() === 'alice,bob');
+    await eventually(async () => assert.deepEqual(await presenceOf(alice), ['alice', 'bob']), { ...WAIT, message: "alice's presence list" });
+    await eventually(async () => assert.deepEqual(await presenceOf(bob), ['alice', 'bob']), { ...WAIT, message: "bob's presence list" });
     assert.equal(await alice.getByTestId('me').textContent(), 'alice');
     assert.equal(await bob.getByTestId('group-name').textContent(), 'lobby');
   });
@@ -109,7 +102,7 @@ describe('demo page in a real browser', { skip }, () => {
     assert.equal(await message.getAttribute('data-from'), 'alice');
     assert.deepEqual(await groupTexts(bob!), ['hello bob']);
     // alice gets her own publication back on the group channel, once
-    await eventually("alice's log", () => groupTexts(alice!), (texts) => texts.join('|') === 'hello bob');
+    await eventually(async () => assert.deepEqual(await groupTexts(alice!), ['hello bob']), { ...WAIT, message: "alice's log" });
   });
 
   it('delivers a direct message from bob to alice only', async () => {
@@ -128,16 +121,19 @@ describe('demo page in a real browser', { skip }, () => {
     const sessionBefore = await bob!.getByTestId('session-id').textContent();
 
     await contexts.bob!.setOffline(true);
-    await eventually("bob's connection state", () => connState(bob!), (s) => s === 'offline');
+    await eventually(async () => assert.equal(await connState(bob!), 'offline'), { ...WAIT, message: "bob's connection state" });
     assert.equal(await bob!.getByTestId('conn-text').textContent(), 'Offline — waiting for the network');
     for (const text of ['missed 1', 'missed 2', 'missed 3']) await say(alice!, text);
-    await eventually("alice's own log", () => groupTexts(alice!), (texts) => texts.at(-1) === 'missed 3');
+    await eventually(async () => assert.equal((await groupTexts(alice!)).at(-1), 'missed 3'), { ...WAIT, message: "alice's own log" });
     await sleep(300);
     assert.deepEqual(await groupTexts(bob!), ['hello bob'], 'nothing reaches bob while he is offline');
 
     await contexts.bob!.setOffline(false);
-    await eventually("bob's connection state", () => connState(bob!), (s) => s === 'connected');
-    await eventually("bob's log", () => groupTexts(bob!), (texts) => texts.length >= 4);
+    await eventually(async () => assert.equal(await connState(bob!), 'connected'), { ...WAIT, message: "bob's connection state" });
+    await eventually(async () => {
+      const texts = await groupTexts(bob!);
+      assert.ok(texts.length >= 4, JSON.stringify(texts));
+    }, { ...WAIT, message: "bob's log" });
     // The old socket's held frames are released when the context comes back: give any late
     // duplicate the time to show up before checking there is none.
     await sleep(700);
@@ -148,7 +144,7 @@ describe('demo page in a real browser', { skip }, () => {
     assert.deepEqual(offsets, [1, 2, 3, 4]);
     assert.notEqual(await bob!.getByTestId('session-id').textContent(), sessionBefore, 'bob came back on a new session');
     assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 3 missed messages recovered.']);
-    await eventually("bob's presence list after coming back", () => presenceOf(bob!), (users) => users.join() === 'alice,bob');
+    await eventually(async () => assert.deepEqual(await presenceOf(bob!), ['alice', 'bob']), { ...WAIT, message: "bob's presence list after coming back" });
 
     mkdirSync(OUTPUT_DIR, { recursive: true });
     await bob!.screenshot({ path: `${OUTPUT_DIR}demo-page.png` });
@@ -161,25 +157,31 @@ describe('demo page in a real browser', { skip }, () => {
 
     // Leaving the page closes its socket; the tab's sessionStorage (identity, positions) stays.
     await bob!.goto('about:blank');
-    await eventually("alice's presence list once bob's page is closed", () => presenceOf(alice!), (users) => users.join() === 'alice');
+    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice']), { ...WAIT, message: "alice's presence list once bob's page is closed" });
     for (const text of ['while away 1', 'while away 2']) await say(alice!, text);
-    await eventually("alice's own log", () => groupTexts(alice!), (texts) => texts.at(-1) === 'while away 2');
+    await eventually(async () => assert.equal((await groupTexts(alice!)).at(-1), 'while away 2'), { ...WAIT, message: "alice's own log" });
 
     await bob!.goto(`${node.url}/`);
     await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
     assert.equal(await bob!.getByTestId('me').textContent(), 'bob', 'signed in again from sessionStorage, without the form');
-    await eventually("bob's log after reopening", () => groupTexts(bob!), (texts) => texts.length >= 2);
+    await eventually(async () => {
+      const texts = await groupTexts(bob!);
+      assert.ok(texts.length >= 2, JSON.stringify(texts));
+    }, { ...WAIT, message: "bob's log after reopening" });
     await sleep(500);
     assert.deepEqual(await groupTexts(bob!), ['while away 1', 'while away 2']);
     assert.deepEqual(await groupOffsets(bob!), [5, 6]);
     assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 2 missed messages recovered.']);
-    await eventually("alice's presence list after bob is back", () => presenceOf(alice!), (users) => users.join() === 'alice,bob');
+    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice', 'bob']), { ...WAIT, message: "alice's presence list after bob is back" });
 
     // The positions were saved as messages arrived: a plain reload replays nothing, then goes live.
     await bob!.reload();
     await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
     await say(alice!, 'after the reload');
-    await eventually("bob's log after the reload", () => groupTexts(bob!), (texts) => texts.length >= 1);
+    await eventually(async () => {
+      const texts = await groupTexts(bob!);
+      assert.ok(texts.length >= 1, JSON.stringify(texts));
+    }, { ...WAIT, message: "bob's log after the reload" });
     await sleep(300);
     assert.deepEqual(await groupTexts(bob!), ['after the reload']);
     assert.deepEqual(await groupOffsets(bob!), [7]);
@@ -190,9 +192,9 @@ describe('demo page in a real browser', { skip }, () => {
     const { alice, bob } = pages as Required<typeof pages>;
     const res = await api(node, 'POST', '/v1/disconnect', { user: 'bob' });
     assert.equal(res.status, 200);
-    await eventually("bob's connection state", () => connState(bob!), (s) => s === 'signed-out');
+    await eventually(async () => assert.equal(await connState(bob!), 'signed-out'), { ...WAIT, message: "bob's connection state" });
     assert.equal(await bob!.getByTestId('signin-error').textContent(), 'Disconnected by the server (4003): disconnected by the server. Sign in again.');
-    await eventually("alice's presence list", () => presenceOf(alice!), (users) => users.join() === 'alice');
+    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice']), { ...WAIT, message: "alice's presence list" });
     await sleep(1000);
     assert.equal(await connState(bob!), 'signed-out', 'no reconnect after 4003');
     const user = await api(node, 'GET', '/v1/users/bob');

@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { TestClient, api, sleep, startNode, type Frame, type TestNode } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 /** Unique ids so tests sharing one node never see each other's channels. */
 let seq = 0;
@@ -190,18 +191,16 @@ describe('client frames', () => {
         { user: dave, sessions: 1, nodes: ['n-test'] },
       ].sort((x, y) => x.user.localeCompare(y.user));
       // Presence is recorded just after `welcome`; poll until all three sessions are in.
-      const deadline = Date.now() + 5000;
-      for (;;) {
-        const reply = await c1.request({ type: 'presence', channel });
-        const users = [...((reply.users as Frame[] | undefined) ?? [])].sort((x, y) => String(x.user).localeCompare(String(y.user)));
-        if (JSON.stringify(users) === JSON.stringify(expected) || Date.now() > deadline) {
+      await eventually(
+        async () => {
+          const reply = await c1.request({ type: 'presence', channel });
+          const users = [...((reply.users as Frame[] | undefined) ?? [])].sort((x, y) => String(x.user).localeCompare(String(y.user)));
           assert.equal(reply.ok, true);
           assert.equal(reply.channel, channel);
           assert.deepEqual(users, expected);
-          break;
-        }
-        await sleep(50);
-      }
+        },
+        { intervalMs: 50, message: 'the presence reply to list all three sessions' },
+      );
     });
   });
 

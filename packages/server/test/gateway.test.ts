@@ -16,24 +16,18 @@ import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Gateway, HashRing, resolveOptions, gatewayOptions, type PolicyName } from '../src/index.js';
 import { RedisRegistry } from '../src/registry/redis-registry.js';
-import { API_KEY, SECRET, TestClient, api, sleep, token, type TestNode } from './helpers.js';
-import { Cluster, REDIS_URL, freePort, type NodeProcess } from './cluster/harness.js';
+import { API_KEY, SECRET, TestClient, api, token, type TestNode } from './helpers.js';
+import { Cluster, REDIS_URL, type NodeProcess } from './cluster/harness.js';
+import { eventually } from './support/eventually.js';
+import { freePort } from './support/ports.js';
 import { connectRedis, redisSkip } from './redis-helpers.js';
 
 const BIN = fileURLToPath(new URL('../bin/switchboard.js', import.meta.url));
 const LEASE_MS = 3000;
 const PROBE_MS = 200;
 
-/** Waits until `check` is truthy (polling), up to `ms`. */
-async function until<T>(what: string, check: () => T | Promise<T>, ms = 8000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
+/** How the gateway tests poll: a probe round or a node process start takes a while. */
+const WAIT = { timeoutMs: 8000, intervalMs: 50 };
 
 /** A gateway started in this process, with what tests need to talk to it. */
 interface TestGateway extends TestNode {
@@ -97,7 +91,7 @@ describe('gateway', { skip: redisSkip }, () => {
   before(async () => {
     nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => cluster.start(id)));
     for (const policy of ['hash', 'round-robin', 'least-conn'] as const) gateways.set(policy, await startGateway(cluster.prefix, policy));
-    for (const g of gateways.values()) await until('the gateway to see three ready nodes', () => g.gateway.health.live().length === 3);
+    for (const g of gateways.values()) await eventually(() => g.gateway.health.live().length === 3, { ...WAIT, message: 'the gateway to see three ready nodes' });
   });
 
   after(async () => {
@@ -158,7 +152,7 @@ describe('gateway', { skip: redisSkip }, () => {
       for (let i = 0; i < 3; i++) await connect(n1!, `busy${i}`, open);
       for (let i = 0; i < 2; i++) await connect(n2!, `half${i}`, open);
       const health = gw('least-conn').gateway.health;
-      await until('the probes to report 3/2/0 sessions', () => health.get('n1')?.reported === 3 && health.get('n2')?.reported === 2 && health.get('n3')?.reported === 0);
+      await eventually(() => health.get('n1')?.reported === 3 && health.get('n2')?.reported === 2 && health.get('n3')?.reported === 0, { ...WAIT, message: 'the probes to report 3/2/0 sessions' });
       const placed: string[] = [];
       for (let i = 0; i < 3; i++) placed.push((await connect(gw('least-conn'), `lc${i}`, open)).node);
       assert.deepEqual(placed.slice(0, 2), ['n3', 'n3'], `placed ${placed}`);
@@ -261,7 +255,7 @@ describe('gateway', { skip: redisSkip }, () => {
     try {
       await registry.register({ node: 'n9', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() });
       for (const g of gateways.values()) {
-        await until('the gateway to list n9 as failing', () => /503/.test(g.gateway.health.get('n9')?.reason ?? ''));
+        await eventually(() => /503/.test(g.gateway.health.get('n9')?.reason ?? ''), { ...WAIT, message: 'the gateway to list n9 as failing' });
       }
       const ring4 = HashRing.from(['n1', 'n2', 'n3', 'n9']);
       const ownedByFake = Array.from({ length: 200 }, (_, i) => `f${i}`).filter((u) => ring4.nodeFor(u) === 'n9').slice(0, 4);
@@ -290,11 +284,11 @@ describe('gateway', { skip: redisSkip }, () => {
       assert.equal(g.gateway.connections, 1);
       assert.equal((await api(g, 'POST', '/v1/disconnect', { user: 'kicked' })).status, 200);
       assert.equal((await kicked.client.waitClose()).code, 4003);
-      await until('the gateway to drop the closed connection', () => g.gateway.connections === 0);
+      await eventually(() => g.gateway.connections === 0, { ...WAIT, message: 'the gateway to drop the closed connection' });
       const vanish = await connect(g, 'vanish', open);
       assert.equal((await api(g, 'GET', '/v1/users/vanish')).body.online, true);
       vanish.client.ws.terminate(); // TCP gone, no close frame
-      await until('the node to drop the session', async () => (await api(g, 'GET', '/v1/users/vanish')).body.online === false);
+      await eventually(async () => (await api(g, 'GET', '/v1/users/vanish')).body.online === false, { ...WAIT, message: 'the node to drop the session' });
       assert.equal(g.gateway.connections, 0);
     } finally {
       await closeAll();
@@ -314,7 +308,7 @@ describe('gateway', { skip: redisSkip }, () => {
     const slow = await startGateway(cluster.prefix, 'round-robin', { nodeId: 'gw-slow', gatewayProbeIntervalMs: 60_000 });
     try {
       await registry.register({ node: 'n8', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() });
-      await until('the gateway to count n8 as live', () => slow.gateway.health.live().some((n) => n.id === 'n8'));
+      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), { ...WAIT, message: 'the gateway to count n8 as live' });
       await new Promise<void>((resolve) => {
         fake.close(() => resolve());
         fake.closeAllConnections();
@@ -325,7 +319,7 @@ describe('gateway', { skip: redisSkip }, () => {
       // HTTP: bring n8 back (it restarts: a new start time makes the gateway probe it), then refuse again.
       await new Promise<void>((resolve) => fake.listen(port, '127.0.0.1', resolve));
       await registry.register({ node: 'n8', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() + 1 });
-      await until('the gateway to count the restarted n8 as live', () => slow.gateway.health.live().some((n) => n.id === 'n8'));
+      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), { ...WAIT, message: 'the gateway to count the restarted n8 as live' });
       await new Promise<void>((resolve) => {
         fake.close(() => resolve());
         fake.closeAllConnections();
@@ -354,7 +348,7 @@ describe('gateway', { skip: redisSkip }, () => {
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       const ca = readFileSync(join(dir, 'cert.pem'));
-      await until('the gateway process to listen', () => stderr.includes(`on https://127.0.0.1:${port}`) || child.exitCode !== null, 10_000);
+      await eventually(() => stderr.includes(`on https://127.0.0.1:${port}`) || child.exitCode !== null, { ...WAIT, timeoutMs: 10_000, message: 'the gateway process to listen' });
       assert.equal(child.exitCode, null, stderr);
       const wss = `wss://localhost:${port}/ws`;
       const dave = new TestClient(`${wss}?token=${await token('dave')}`, { ca });
@@ -399,7 +393,7 @@ describe('gateway', { skip: redisSkip }, () => {
       for (const user of orphans) assert.equal((await connect(gw('hash'), user, open)).node, ring2.nodeFor(user), user);
       assert.notEqual((await connect(gw('least-conn'), 'lk', open)).node, 'n3');
       // Once the lease lapses the cluster's ring drops n3: nodes and the gateway name live owners.
-      await until('the gateway to drop n3 from the ring', () => !gw('hash').gateway.health.ring.nodes.includes('n3'), LEASE_MS * 3);
+      await eventually(() => !gw('hash').gateway.health.ring.nodes.includes('n3'), { ...WAIT, timeoutMs: LEASE_MS * 3, message: 'the gateway to drop n3 from the ring' });
       for (const user of orphans) {
         assert.equal((await api(gw('hash'), 'GET', `/v1/route?user=${user}`)).body.node, ring2.nodeFor(user));
       }

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { SignJWT } from 'jose';
 import { SwitchboardNode, resolveOptions, type NodeOptionsInput } from '../src/index.js';
+import { eventually } from './support/eventually.js';
 
 export const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 export const API_KEY = 'test-api-key-0123456789';
@@ -143,19 +144,21 @@ export class TestClient {
     }
   }
 
-  /** Untaken `message` frames so far. */
+  /** Every `message` frame so far (of `channel` when given), in arrival order, whether `next` took it or not. */
   messages(channel?: string): Frame[] {
     return this.frames.filter((f) => f.type === 'message' && (channel === undefined || f.channel === channel));
   }
 
-  /** Waits until `count` message frames (optionally of one channel) have arrived. */
+  /** Waits until `count` message frames (optionally of one channel) have arrived; resolves with `messages(channel)`. */
   async waitMessages(count: number, channel?: string, timeoutMs = 5000): Promise<Frame[]> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.messages(channel).length < count) {
-      if (Date.now() > deadline) throw new Error(`expected ${count} messages, got ${this.messages(channel).length}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return this.messages(channel);
+    return eventually(
+      () => {
+        const got = this.messages(channel);
+        if (got.length < count) throw new Error(`expected ${count} messages, got ${got.length}`);
+        return got;
+      },
+      { timeoutMs, intervalMs: 10, message: `${count} message frames${channel === undefined ? '' : ` on ${channel}`}` },
+    );
   }
 
   /** Waits for the close and returns its code and reason. */

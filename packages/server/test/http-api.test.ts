@@ -8,10 +8,8 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { API_KEY, TestClient, api, sleep, startNode, token, type Frame, type TestNode, nodeFixture } from './helpers.js';
-
-/** How long to wait before asserting that something did not arrive. */
-const SETTLE_MS = 300;
+import { API_KEY, TestClient, api, startNode, token, type Frame, type TestNode, nodeFixture } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 /** Asserts an error response: status and `{error:{code, message}}` with a non-empty message. */
 function assertError(res: { status: number; body: Frame }, status: number, code: string): void {
@@ -109,7 +107,10 @@ describe('HTTP API', () => {
       await dave.next((f) => f.type === 'message' && f.channel === 'broadcast' && f.data === 'hello all');
       await api(node, 'POST', '/v1/publish', { channel: 'user:carol', topic: 'dm', data: 'just you' });
       await carol.next((f) => f.type === 'message' && f.channel === 'user:carol' && f.data === 'just you');
-      await sleep(SETTLE_MS);
+      // A marker for dave, published after: the memory broker delivers in publish order across
+      // channels, so had dave been sent carol's message, it would have reached him first.
+      await api(node, 'POST', '/v1/publish', { channel: 'user:dave', topic: 'marker', data: 'marker' });
+      await dave.next((f) => f.type === 'message' && f.channel === 'user:dave' && f.data === 'marker');
       assert.deepEqual(dave.messages('user:carol'), []);
     });
 
@@ -220,9 +221,10 @@ describe('HTTP API', () => {
       assert.equal(res.body.user, 'mallory');
       assert.equal((await tab1.waitClose()).code, 4003);
       assert.equal((await tab2.waitClose()).code, 4003);
-      await sleep(SETTLE_MS);
-      assert.equal(bystander.closeCode, undefined);
+      // The disconnect reached every session on user:mallory before the reply above; had it closed
+      // trent too, his close would come before the answer to this ping.
       assert.equal((await bystander.request({ type: 'ping' })).ok, true);
+      assert.equal(bystander.closeCode, undefined);
     });
 
     it('answers 200 for a user with no session', async () => {
@@ -283,10 +285,31 @@ describe('HTTP API', () => {
   });
 
   describe('health and metrics', () => {
-    it('answers 200 on /healthz and /readyz', async () => {
-      assert.equal((await api(node, 'GET', '/healthz')).status, 200);
-      const ready = await api(node, 'GET', '/readyz');
-      assert.equal(ready.status, 200);
+    it('answers 200 on /healthz and /readyz, with the node id and, on /readyz, the open connections', async () => {
+      // A node of its own, so that `connections` is known exactly (the fixture's node keeps the
+      // other tests' sessions open). The gateway probes without a key and reads `node` and `connections`.
+      const own = await startNode({ nodeId: 'n-health' });
+      const readyz = async () => {
+        const res = await api(own, 'GET', '/readyz', undefined, null);
+        return { status: res.status, body: res.body };
+      };
+      let client: TestClient | undefined;
+      try {
+        const health = await api(own, 'GET', '/healthz', undefined, null);
+        assert.deepEqual({ status: health.status, body: health.body }, { status: 200, body: { status: 'ok', node: 'n-health' } });
+        assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 0 } });
+
+        client = await TestClient.connect(own, 'health-user');
+        assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 1 } }, 'an open WebSocket is counted');
+
+        await client.close();
+        await eventually(async () => assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 0 } }), {
+          message: 'the closed WebSocket to leave the count',
+        });
+      } finally {
+        await client?.close();
+        await own.stop();
+      }
     });
 
     it('serves Prometheus text with switchboard_sessions counting open sessions', async () => {
@@ -304,9 +327,9 @@ describe('HTTP API', () => {
       const extra = await connect('metrics-user');
       assert.equal(await sessions(), before + 1);
       await extra.close();
-      const deadline = Date.now() + 5000;
-      while ((await sessions()) !== before && Date.now() < deadline) await sleep(20);
-      assert.equal(await sessions(), before, 'a closed session is no longer counted');
+      await eventually(async () => assert.equal(await sessions(), before, 'a closed session is no longer counted'), {
+        message: 'switchboard_sessions to drop the closed session',
+      });
     });
   });
 });
@@ -354,10 +377,8 @@ describe('/readyz while draining', () => {
       `GET /ws?token=${await token('lingerer')} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
-    const deadline = Date.now() + 5000;
-    while (!received.includes('"welcome"') && Date.now() < deadline) await sleep(10);
+    await eventually(() => assert.match(received, /"welcome"/), { intervalMs: 10, message: 'the welcome on the raw socket' });
     assert.match(received, /^HTTP\/1\.1 101/);
-    assert.match(received, /"welcome"/);
 
     const drained = node.node.drain();
     try {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { TestClient, api, sleep, startNode, token, type TestNode } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 /** The TCP socket under a ws client (not part of ws's typed API). */
 function tcpSocket(client: TestClient): Socket {
@@ -20,15 +21,6 @@ function sendAtOnce(client: TestClient, frames: unknown[]): void {
   socket.cork();
   for (const frame of frames) client.send(frame);
   socket.uncork();
-}
-
-/** Polls `cond` every 10 ms until it holds; fails after `timeoutMs`. */
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 /** Asserts that `client` is still served: a ping with an id is answered ok. */
@@ -113,7 +105,7 @@ describe('limit: rate (rateLimitPerSecond, rateLimitBurst)', () => {
       assert.equal(code, 4029);
       assert.match(reason, /rate/);
       assert.ok(flooder.frames.some((f) => f.type === 'reply' && f.error?.code === 'rate_limited'), 'rate_limited replies came before the close');
-      await waitFor(() => node.node.sessionCount === before - 1, 'the flooder session to be released');
+      await eventually(() => node.node.sessionCount === before - 1, { intervalMs: 10, message: 'the flooder session to be released' });
       await assertServed(other);
     } finally {
       await Promise.all([flooder.close(), other.close()]);
@@ -193,7 +185,7 @@ describe('limit: heartbeat (heartbeatIntervalMs)', () => {
       await dead.waitClose(5000);
       const elapsed = Date.now() - t0;
       assert.ok(elapsed < 1500, `dropped after ${elapsed} ms; expected about 2 × 200 ms`);
-      await waitFor(() => node.node.sessionCount === before - 1, 'the dead session to be released');
+      await eventually(() => node.node.sessionCount === before - 1, { intervalMs: 10, message: 'the dead session to be released' });
     } finally {
       dead.ws.terminate();
     }

@@ -12,7 +12,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestClient, api, sleep, token, type TestNode } from './helpers.js';
-import { Cluster, freePort, type NodeProcess } from './cluster/harness.js';
+import { Cluster, type NodeProcess } from './cluster/harness.js';
+import { freePort } from './support/ports.js';
 import { redisSkip } from './redis-helpers.js';
 
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));

@@ -107,9 +107,15 @@ describe('logs', () => {
   });
 
   it('logs the rejected token with a reason, not the token', () => {
-    const rejected = node.logs.map((line) => JSON.parse(line) as Record<string, unknown>).find((e) => e.msg === 'token rejected');
-    assert.ok(rejected, 'the 4001 was logged');
-    assert.equal(typeof rejected.reason, 'string');
+    const rejected = node.logs.map((line) => JSON.parse(line) as Record<string, unknown>).filter((e) => e.msg === 'token rejected');
+    assert.equal(rejected.length, 1, 'the 4001 was logged once');
+    // Signed with another secret: the reason names the signature, as the 4001 close reason does.
+    assert.equal(rejected[0]!.reason, 'bad signature');
+    const forged = secrets['rejected token']!;
+    const [, payload, signature] = forged.split('.');
+    for (const [what, text] of [['the token', forged], ['its payload', payload!], ['its signature', signature!]] as const) {
+      assert.deepEqual(node.logs.filter((line) => line.includes(text)), [], `${what} appears in the logs`);
+    }
   });
 });
 

@@ -4,25 +4,38 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { TestClient, api, nodeFixture, sleep, type Frame, type TestNode } from './helpers.js';
-
-/** How long to wait before asserting that a frame did not arrive. */
-const SETTLE_MS = 300;
+import { TestClient, api, nodeFixture, type Frame, type TestNode } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 /** Presence frames `client` received about `user` (on any channel). */
 function presenceOf(client: TestClient, user: string, channel?: string): Frame[] {
   return client.frames.filter((f) => f.type === 'presence' && f.user === user && (channel === undefined || f.channel === channel));
 }
 
-/** Polls `read` until `check` holds, for up to 5 s; returns the last value read. */
-async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const value = await read();
-    if (check(value)) return value;
-    if (Date.now() > deadline) assert.fail(`${what}: last value ${JSON.stringify(value)}`);
-    await sleep(20);
-  }
+/**
+ * Publishes a marker message on `channel` and waits until `client` has it. The node runs on the
+ * memory broker, which delivers synchronously with each publish, in publish order across channels,
+ * and a presence event is published as soon as the presence store has changed: so every presence
+ * frame published before the marker has reached `client` once the marker has. A test that asserts
+ * that some presence frame did not come calls this after whatever would have caused it, instead of
+ * sleeping.
+ */
+async function barrier(node: TestNode, client: TestClient, channel: string): Promise<Frame> {
+  const marker = `marker-${Math.random()}`;
+  const res = await api(node, 'POST', '/v1/publish', { channel, topic: 'marker', data: { marker } });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return client.next((f) => f.type === 'message' && f.channel === channel && f.data?.marker === marker);
+}
+
+/** Waits until the presence store lists `user` in `channel` with `sessions` sessions (0: not listed). */
+async function listedWith(node: TestNode, channel: string, user: string, sessions: number): Promise<void> {
+  await eventually(
+    async () => {
+      const res = await api(node, 'GET', `/v1/presence/${channel}`);
+      assert.equal((res.body.users as Frame[]).find((u) => u.user === user)?.sessions ?? 0, sessions);
+    },
+    { message: `${user} listed with ${sessions} session(s) in ${channel}` },
+  );
 }
 
 const byUser = (a: Frame, b: Frame) => String(a.user).localeCompare(String(b.user));
@@ -41,19 +54,23 @@ describe('presence', () => {
     assert.equal(typeof join.ts, 'number');
     assert.deepEqual({ ...join, ts: 0 }, { type: 'presence', channel: 'group:ops1', event: 'join', user: 'alice1', ts: 0 });
 
+    // A session's join is announced before its welcome, so the marker comes after any join of tab2.
     const tab2 = await connect('alice1', claims);
-    await sleep(SETTLE_MS);
+    await barrier(node, bob, 'group:ops1');
     assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join'], 'a second tab sends no join');
 
+    // The server removes a closed session after the client's close completes: wait for the store.
     await tab1.close();
-    await sleep(SETTLE_MS);
+    await listedWith(node, 'group:ops1', 'alice1', 1);
+    await barrier(node, bob, 'group:ops1');
     assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join'], 'closing one of two tabs sends no leave');
 
     await tab2.close();
     const leave = await bob.next((f) => f.type === 'presence' && f.user === 'alice1' && f.event === 'leave');
     assert.equal(leave.channel, 'group:ops1');
-    await sleep(SETTLE_MS);
+    const marker = await barrier(node, bob, 'group:ops1');
     assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join', 'leave'], 'exactly one join and one leave');
+    assert.equal(bob.frames.indexOf(marker), bob.frames.indexOf(leave) + 1, 'nothing between the leave and the marker');
   });
 
   it('tells every subscriber of the group, and a later tab sees no join for its own user', async () => {
@@ -63,8 +80,9 @@ describe('presence', () => {
     await connect('alice2', claims);
     await carol.next((f) => f.type === 'presence' && f.user === 'alice2' && f.event === 'join');
     await dave.next((f) => f.type === 'presence' && f.user === 'alice2' && f.event === 'join');
+    // Frames held for a session until its welcome are written right after it, before the marker.
     const self = await connect('alice2', claims);
-    await sleep(SETTLE_MS);
+    await barrier(node, self, 'group:ops2');
     assert.deepEqual(presenceOf(self, 'alice2'), [], 'the second tab joined after the join and sees none for itself');
   });
 
@@ -87,7 +105,11 @@ describe('presence', () => {
     await bob.next((f) => f.type === 'presence' && f.user === 'alice3' && f.channel === 'group:ops3' && f.event === 'join');
     await alice.close();
     await bob.next((f) => f.type === 'presence' && f.user === 'alice3' && f.channel === 'group:ops3' && f.event === 'leave');
-    await sleep(SETTLE_MS);
+    // alice3's other channels may leave presence after group:ops3: wait until the last of them
+    // (user:alice3, what GET /v1/users reads) is done, then for a marker.
+    await eventually(async () => assert.equal((await api(node, 'GET', '/v1/users/alice3')).body.online, false), { message: 'alice3 offline' });
+    await barrier(node, bob, 'group:ops3');
+    await barrier(node, bob, 'user:alice3');
     const off = bob.frames.filter((f) => f.type === 'presence' && f.channel !== 'group:ops3');
     assert.deepEqual(off, [], 'presence only on the group channel');
     assert.deepEqual(presenceOf(bob, 'bob3', 'user:bob3'), []);
@@ -108,9 +130,13 @@ describe('presence', () => {
       { user: 'bob4', sessions: 1, nodes: ['n-test'] },
     ];
     const listed = await eventually(
-      async () => (await bob.request({ type: 'presence', channel: 'group:ops4' })) as Frame,
-      (r) => r.ok === true && JSON.stringify([...(r.users as Frame[])].sort(byUser)) === JSON.stringify(expected),
-      'presence reply lists both users',
+      async () => {
+        const reply = await bob.request({ type: 'presence', channel: 'group:ops4' });
+        assert.equal(reply.ok, true);
+        assert.deepEqual([...(reply.users as Frame[])].sort(byUser), expected);
+        return reply;
+      },
+      { message: 'the presence reply to list both users' },
     );
     assert.equal(listed.channel, 'group:ops4');
 
@@ -137,8 +163,9 @@ describe('presence', () => {
     const tab2 = await connect('alice6', claims);
     await bob.next((f) => f.type === 'presence' && f.user === 'alice6' && f.event === 'join');
 
+    // The reply to unsubscribe comes once its presence change is done (and a leave published).
     assert.equal((await tab1.request({ type: 'unsubscribe', channel: 'group:ops6' })).ok, true);
-    await sleep(SETTLE_MS);
+    await barrier(node, bob, 'group:ops6');
     assert.deepEqual(presenceOf(bob, 'alice6').map((f) => f.event), ['join'], 'one tab still in the group: no leave');
 
     assert.equal((await tab2.request({ type: 'unsubscribe', channel: 'group:ops6' })).ok, true);
@@ -148,9 +175,10 @@ describe('presence', () => {
     assert.equal(tab2.closeCode, undefined, 'unsubscribing leaves the session open');
 
     assert.equal((await tab1.request({ type: 'subscribe', channel: 'group:ops6' })).ok, true);
-    await bob.next((f) => f.type === 'presence' && f.user === 'alice6' && f.event === 'join');
-    await sleep(SETTLE_MS);
+    const rejoin = await bob.next((f) => f.type === 'presence' && f.user === 'alice6' && f.event === 'join');
+    const marker = await barrier(node, bob, 'group:ops6');
     assert.deepEqual(presenceOf(bob, 'alice6').map((f) => f.event), ['join', 'leave', 'join']);
+    assert.equal(bob.frames.indexOf(marker), bob.frames.indexOf(rejoin) + 1, 'nothing between the join and the marker');
   });
 
   it('shows a user online with each session in GET /v1/users/{id}, and offline once gone', async () => {
@@ -160,9 +188,12 @@ describe('presence', () => {
     const ids = [tab1, tab2].map((c) => c.frames.find((f) => f.type === 'welcome')!.session as string).sort();
 
     const online = await eventually(
-      () => api(node, 'GET', '/v1/users/alice7'),
-      (r) => r.body.sessions?.length === 2,
-      'both sessions listed',
+      async () => {
+        const res = await api(node, 'GET', '/v1/users/alice7');
+        assert.equal(res.body.sessions?.length, 2);
+        return res;
+      },
+      { message: 'both sessions listed' },
     );
     assert.equal(online.status, 200);
     assert.equal(online.body.user, 'alice7');
@@ -175,11 +206,25 @@ describe('presence', () => {
     }
 
     await tab1.close();
-    const one = await eventually(() => api(node, 'GET', '/v1/users/alice7'), (r) => r.body.sessions?.length === 1, 'one session left');
+    const one = await eventually(
+      async () => {
+        const res = await api(node, 'GET', '/v1/users/alice7');
+        assert.equal(res.body.sessions?.length, 1);
+        return res;
+      },
+      { message: 'one session left' },
+    );
     assert.equal(one.body.online, true);
 
     await tab2.close();
-    const offline = await eventually(() => api(node, 'GET', '/v1/users/alice7'), (r) => r.body.online === false, 'offline after the last session');
+    const offline = await eventually(
+      async () => {
+        const res = await api(node, 'GET', '/v1/users/alice7');
+        assert.equal(res.body.online, false);
+        return res;
+      },
+      { message: 'offline after the last session' },
+    );
     assert.deepEqual(offline.body, { user: 'alice7', online: false, sessions: [] });
 
     const never = await api(node, 'GET', '/v1/users/never-seen');

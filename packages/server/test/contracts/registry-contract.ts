@@ -6,6 +6,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NodeInfo, Registry } from '../../src/registry/registry.js';
+import { eventually as retry } from '../support/eventually.js';
 
 /** One cluster's registry backend for a test. */
 export interface RegistryHarness {
@@ -15,15 +16,30 @@ export interface RegistryHarness {
   cleanup(): Promise<void>;
 }
 
-/** Polls `read` until `pred` holds; fails with the last value after `timeoutMs`. */
+/**
+ * Polls `read` until `pred` holds and resolves with that value; fails naming `what` and the last
+ * value read after `timeoutMs`. The read-and-test form of support/eventually.ts, kept here under
+ * this name because the broker contract and its tests import it from this module; new tests use
+ * `eventually` from support/eventually.ts directly.
+ */
 export async function eventually<T>(read: () => T | Promise<T>, pred: (value: T) => boolean, what: string, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (pred(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  // Boxed, because the value may be `false` (a `ready` flag awaited to drop), which support's
+  // eventually reads as "not yet"; a read that throws fails at once, not after the timeout.
+  const outcome = await retry(
+    async (): Promise<{ value: T } | { error: unknown }> => {
+      let value: T;
+      try {
+        value = await read();
+      } catch (error) {
+        return { error };
+      }
+      assert.ok(pred(value), `last value ${JSON.stringify(value)}`);
+      return { value };
+    },
+    { timeoutMs, message: what },
+  );
+  if ('error' in outcome) throw outcome.error;
+  return outcome.value;
 }
 
 function info(node: string, connections = 0): NodeInfo {

@@ -37,11 +37,6 @@ export function isStreamPosition(value: unknown): value is StreamPosition {
   );
 }
 
-/** Splits a `?batch=1` frame into its JSON objects. */
-export function splitBatch(frame: string): string[] {
-  return frame.split('\n').filter((line) => line.length > 0);
-}
-
 function base64UrlEncode(text: string): string {
   const bytes = new TextEncoder().encode(text);
   let binary = '';

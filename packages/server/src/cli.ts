@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { isValidId } from '@switchboard/protocol';
 import { mintToken, parseDuration } from './auth/token-minter.js';
 import { collectConfig, loadConfig } from './config.js';
-import { redactRedisUrl } from './engine.js';
+import { redactRedisUrl } from './redis/connect.js';
 import { Gateway, gatewayOptions } from './gateway/gateway.js';
 import { SwitchboardNode } from './node.js';
 import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
@@ -255,15 +255,16 @@ function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number, alsoStop: (
 }
 
 function fail(err: unknown): never {
-  if (err instanceof OptionsError) {
-    process.stderr.write(`switchboard: ${err.message}\n`);
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (code === 'ERR_OPTIONS') {
+    process.stderr.write(`switchboard: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  if (err instanceof Error && err.message.startsWith('Redis is not reachable')) {
-    process.stderr.write(`switchboard: ${err.message}\n`);
+  // A service the node needs does not answer: its message says which and how to fix it.
+  if (code === 'ERR_REDIS_UNREACHABLE' || code === 'ERR_BROKER_UNREACHABLE') {
+    process.stderr.write(`switchboard: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  const code = (err as NodeJS.ErrnoException).code;
   if (code === 'EADDRINUSE') {
     process.stderr.write(`switchboard: port already in use: ${(err as Error).message} (set PORT or --port)\n`);
     process.exit(2);

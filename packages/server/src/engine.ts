@@ -1,134 +1,154 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
 import type { Broker } from './broker/broker.js';
-import { MemoryBroker } from './broker/memory-broker.js';
-import { RedisBroker } from './broker/redis-broker.js';
+import { createBroker } from './broker/create-broker.js';
+import type { MemoryBus } from './broker/memory-transport.js';
+import { RedisTransport } from './broker/redis-transport.js';
 import type { History } from './history/history.js';
 import { MemoryHistory } from './history/memory-history.js';
 import { RedisHistory } from './history/redis-history.js';
+import { createLogger } from './logger.js';
 import type { NodeOptions } from './options.js';
 import { MemoryPresenceStore } from './presence/memory-presence-store.js';
 import type { PresenceStore } from './presence/presence-store.js';
 import { RedisPresenceStore } from './presence/redis-presence-store.js';
-import { MemoryRegistry } from './registry/memory-registry.js';
+import { AppendThenPublish, AtomicAppendPublish, type PublicationPath } from './publish/publication-path.js';
+import { closeRedis, connectRedis, createRedisLinks, type RedisLinks } from './redis/connect.js';
+import { MemoryRegistry, MemoryRoster } from './registry/memory-registry.js';
 import { RedisRegistry } from './registry/redis-registry.js';
 import type { Registry } from './registry/registry.js';
 import { RingHolder } from './registry/ring-holder.js';
 
-/** The four seams a node runs on. The node never knows which implementations it has. */
+/** The four seams a node runs on, and the path a publication takes. The node never knows which implementations it has. */
 export interface Engine {
   broker: Broker;
   presence: PresenceStore;
   history: History;
   registry: Registry;
+  /** How a publication leaves: appended, then published (or both in one step where one store does both). */
+  publication: PublicationPath;
   /** The hash ring of the live nodes, kept current by the node from registry events. */
   ring: RingHolder;
-  /** Resolves once the backing services answer. @throws Error saying what is unreachable and how to fix it. */
+  /** Resolves once the backing services answer. @throws RedisUnreachableError (or the broker's own) saying how to fix it. */
   connect(): Promise<void>;
-  /** Releases connections the engine opened (after the components are closed). */
+  /**
+   * Closes the components the engine made, then the connections it opened. Components given in
+   * `EngineDeps.shared` belong to the caller and stay open.
+   */
   close(): Promise<void>;
 }
 
-/** How long `connect()` waits for Redis before giving up with a clear message. */
-const CONNECT_TIMEOUT_MS = 5000;
+/** What an engine is built with besides the options. */
+export interface EngineDeps {
+  /** Where the engine logs link changes; a logger of its own when absent. */
+  log?: Logger;
+  /**
+   * What several nodes in one process share to form a cluster on the memory engine (the
+   * in-process cluster of the tests): the broker's bus, the list of live nodes, and one history
+   * and presence store. Each is this node's own when absent.
+   */
+  shared?: { bus?: MemoryBus; roster?: MemoryRoster; history?: History; presence?: PresenceStore };
+}
+
+/** The components of one engine kind, before the broker and publication path are chosen. */
+interface Stores {
+  presence: PresenceStore;
+  history: History;
+  registry: Registry;
+  redis?: RedisLinks;
+  connect(): Promise<void>;
+  /** Closes what these stores made and opened. */
+  close(): Promise<void>;
+}
 
 /**
- * Builds the engine named by the options.
+ * Builds the engine named by the options: stores (`engine`), broker (`broker`, over the stores'
+ * connections where it is the same backend) and publication path.
  * @throws Error for an engine or broker this build does not have (never falls back silently).
  */
-export function createEngine(options: NodeOptions): Engine {
+export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engine {
+  const stores = createStores(options, deps);
+  const ring = new RingHolder();
+  const broker = createBroker(options.broker, {
+    nodeId: options.nodeId,
+    routing: options.routing,
+    ring,
+    bus: deps.shared?.bus,
+    redis: stores.redis,
+    redisPrefix: options.redisPrefix,
+  });
+  const { transport, router } = broker;
+  // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).
+  const publication =
+    stores.history instanceof RedisHistory && transport instanceof RedisTransport
+      ? new AtomicAppendPublish(stores.history, (channel) => router.destinations(channel).map((to) => transport.address(to)))
+      : new AppendThenPublish(stores.history, broker);
+  return {
+    ...stores,
+    broker,
+    publication,
+    ring,
+    async close() {
+      await Promise.allSettled([broker.close(), stores.registry.close()]);
+      await stores.close();
+    },
+  };
+}
+
+function createStores(options: NodeOptions, deps: EngineDeps): Stores {
   switch (options.engine) {
-    case 'memory':
-      return memoryEngine(options);
+    case 'memory': {
+      const presence = deps.shared?.presence ?? new MemoryPresenceStore();
+      const history = deps.shared?.history ?? new MemoryHistory(historyOptions(options));
+      return {
+        presence,
+        history,
+        registry: new MemoryRegistry(deps.shared?.roster),
+        connect: async () => undefined,
+        async close() {
+          await Promise.allSettled([deps.shared?.presence ? undefined : presence.close(), deps.shared?.history ? undefined : history.close()]);
+        },
+      };
+    }
     case 'redis':
-      return redisEngine(options);
+      return redisStores(options, deps.log ?? createLogger(options.nodeId, options.logLevel));
     default: {
       const never: never = options.engine;
-      throw new Error(`unknown engine "${String(never)}"`);
+      throw new Error(`unknown engine "${String(never)}": use memory or redis`);
     }
   }
 }
 
-function memoryEngine(options: NodeOptions): Engine {
+/** The history limits every history takes from the options. */
+function historyOptions(options: NodeOptions) {
   return {
-    broker: new MemoryBroker(),
-    presence: new MemoryPresenceStore(),
-    history: new MemoryHistory({
-      historySize: options.historySize,
-      historyTtlMs: options.historyTtlMs,
-      historyMetaTtlMs: options.historyMetaTtlMs,
-      idempotencyWindowMs: options.idempotencyWindowMs,
-    }),
-    registry: new MemoryRegistry(),
-    ring: new RingHolder(),
-    connect: async () => undefined,
-    close: async () => undefined,
+    historySize: options.historySize,
+    historyTtlMs: options.historyTtlMs,
+    historyMetaTtlMs: options.historyMetaTtlMs,
+    idempotencyWindowMs: options.idempotencyWindowMs,
   };
 }
 
 /**
- * Redis engine: one command connection (fail fast: no offline queue, so publishes answer
- * `unavailable` at once while Redis is down) and one subscriber connection shared by the broker
- * and the registry. ioredis reconnects both by itself and resubscribes every channel.
+ * Redis stores: one command connection (fail fast: no offline queue, so publishes answer
+ * `unavailable` at once while Redis is down; auto-pipelined, so the commands of one tick leave in
+ * one write) and one subscriber connection shared by the broker and the registry. ioredis
+ * reconnects both by itself and re-subscribes every channel.
  */
-function redisEngine(options: NodeOptions): Engine {
-  const common: RedisOptions = {
-    lazyConnect: true,
-    connectionName: `switchboard:${options.nodeId}`,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
-  };
-  // Auto-pipelining: commands issued in the same tick (appends of many sessions, presence reads)
-  // leave in one write instead of one syscall each.
-  const redis = new Redis(options.redisUrl, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, enableAutoPipelining: true });
-  const sub = new Redis(options.redisUrl, { ...common, connectionName: `switchboard:${options.nodeId}:sub` });
-  // Errors surface through `ready` (/readyz), metrics and failed publishes; ioredis would print them otherwise.
-  redis.on('error', () => undefined);
-  sub.on('error', () => undefined);
+function redisStores(options: NodeOptions, log: Logger): Stores {
+  const links = createRedisLinks({ url: options.redisUrl, name: options.nodeId, log, autoPipelining: true });
+  const { redis, sub } = links;
   const prefix = options.redisPrefix;
-  const routing = options.routing;
-  const redisBroker = options.broker === 'redis';
-  const ring = new RingHolder();
+  const presence = new RedisPresenceStore({ redis, prefix, presenceTtlMs: options.presenceTtlMs });
+  const history = new RedisHistory({ redis, prefix, ...historyOptions(options) });
   return {
-    ring,
-    broker: redisBroker ? new RedisBroker({ pub: redis, sub, prefix, routing, nodeId: options.nodeId, ring }) : new MemoryBroker(),
-    presence: new RedisPresenceStore({ redis, prefix, presenceTtlMs: options.presenceTtlMs }),
-    history: new RedisHistory({
-      redis,
-      prefix,
-      historySize: options.historySize,
-      historyTtlMs: options.historyTtlMs,
-      historyMetaTtlMs: options.historyMetaTtlMs,
-      idempotencyWindowMs: options.idempotencyWindowMs,
-      // Append and publish in one Lua script, one round trip, when the broker is Redis too.
-      publish: redisBroker,
-      routing,
-      ring,
-    }),
+    redis: links,
+    presence,
+    history,
     registry: new RedisRegistry({ redis, sub, prefix, nodeLeaseMs: options.presenceTtlMs }),
-    async connect() {
-      const where = redactRedisUrl(options.redisUrl);
-      const timeout = new Promise<never>((_, reject) =>
-        setTimeout(
-          () => reject(new Error(`Redis is not reachable at ${where} (REDIS_URL): start it, e.g. \`redis-server --daemonize yes\`, or point REDIS_URL at it`)),
-          CONNECT_TIMEOUT_MS,
-        ).unref(),
-      );
-      await Promise.race([Promise.all([redis.connect(), sub.connect()]), timeout]).catch((err: unknown) => {
-        redis.disconnect();
-        sub.disconnect();
-        throw err instanceof Error && err.message.startsWith('Redis is not reachable')
-          ? err
-          : new Error(`Redis is not reachable at ${where} (REDIS_URL): ${(err as Error).message} Start it, e.g. \`redis-server --daemonize yes\`, or point REDIS_URL at it.`);
-      });
-    },
+    connect: () => connectRedis(links, options.redisUrl, 'start it, e.g. `redis-server --daemonize yes`, or point REDIS_URL at it.'),
     async close() {
-      await Promise.allSettled([redis.quit(), sub.quit()]);
-      redis.disconnect();
-      sub.disconnect();
+      await Promise.allSettled([presence.close(), history.close()]);
+      await closeRedis(links);
     },
   };
-}
-
-/** A Redis URL without its password, for messages and logs. */
-export function redactRedisUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:[REDACTED]@');
 }

@@ -17,6 +17,7 @@ export const ERRORS = {
   ERR_BAD_FRAME: { code: 'bad_frame', status: 400, description: 'Not a JSON object, an unknown `type`, a missing or mistyped field, an invalid channel name, `data` nested deeper than 128 levels, or a binary frame.' },
   ERR_TOO_LARGE: { code: 'too_large', status: 413, description: 'A body over `maxPayloadBytes`, or a session already at `maxSubscriptions`.' },
   ERR_RATE_LIMITED: { code: 'rate_limited', status: 429, description: 'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped.' },
+  ERR_UPGRADE_REQUIRED: { code: 'bad_frame', status: 426, description: 'A plain HTTP request to the WebSocket endpoint: it needs an `Upgrade: websocket` request.' },
   ERR_NOT_FOUND: { code: 'not_found', status: 404, description: 'No such route, or unsubscribing from a channel the session is not in.' },
   ERR_UNAVAILABLE: { code: 'unavailable', status: 503, description: 'The engine (history, broker or presence) is unreachable, or the node is draining. Nothing was published.' },
   ERR_INTERNAL: { code: 'internal', status: 500, description: 'A bug: the failure is logged with the node id.' },
@@ -33,8 +34,9 @@ export class SwitchboardError extends Error {
   constructor(
     readonly errorName: ErrorName,
     message: string,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'SwitchboardError';
     this.code = ERRORS[errorName].code;
     this.status = ERRORS[errorName].status;

@@ -5,8 +5,8 @@ import type { NodeMetrics } from './metrics.js';
 /** What the hub needs of a session. */
 export interface HubMember {
   readonly user: string;
-  /** A publication for a channel the member is in; `frame` is its message frame, encoded once for all members. */
-  deliver(channel: string, offset: number, epoch: string, frame: Buffer): void;
+  /** A publication for a channel the member is in; its `frame` is encoded once for all members. */
+  deliver(channel: string, message: Extract<BrokerMessage, { kind: 'message' }>): void;
   /** A frame to write as is (presence events). */
   sendRaw(frame: string | Buffer): void;
   /** Close the session (cluster-wide disconnect). */
@@ -40,16 +40,19 @@ export class Hub {
     if (!entry) {
       entry = { members: new Set(), op: Promise.resolve(), subscribed: false };
       this.channels.set(channel, entry);
-      this.metrics.subscriptions.set(this.channels.size);
+      this.metrics.localChannels.set(this.channels.size);
     }
     entry.members.add(member);
     const e = entry;
     if (!e.subscribed) {
-      e.op = e.op.then(async () => {
-        if (e.subscribed || e.members.size === 0) return;
-        await this.broker.subscribe(channel);
-        e.subscribed = true;
-      });
+      // After a failed subscribe (broker down) the chain goes on: the next add tries again.
+      e.op = e.op
+        .catch(() => undefined)
+        .then(async () => {
+          if (e.subscribed || e.members.size === 0) return;
+          await this.broker.subscribe(channel);
+          e.subscribed = true;
+        });
     }
     await e.op;
   }
@@ -68,40 +71,41 @@ export class Hub {
         }
         if (entry.members.size === 0 && this.channels.get(channel) === entry) {
           this.channels.delete(channel);
-          this.metrics.subscriptions.set(this.channels.size);
+          this.metrics.localChannels.set(this.channels.size);
         }
       })
       .catch((err: unknown) => {
-        this.metrics.brokerErrors.inc();
+        this.metrics.engineErrors.inc({ component: 'broker' });
         this.log.warn({ err, channel }, 'broker unsubscribe failed');
       });
   }
 
-  /** Local members of `channel` (for tests and presence). */
-  members(channel: string): ReadonlySet<HubMember> {
-    return this.channels.get(channel)?.members ?? new Set();
-  }
-
-  /** Number of channels with local members. */
-  get size(): number {
-    return this.channels.size;
-  }
-
-  /** The broker's handler: fans a message out to the channel's local members. */
+  /**
+   * What the broker delivered: fanned out to the channel's local members, every socket getting
+   * the same bytes. One member that throws does not keep the message from the others.
+   */
   readonly onBrokerMessage = (channel: string, message: BrokerMessage): void => {
     const entry = this.channels.get(channel);
     if (!entry || entry.members.size === 0) return;
     switch (message.kind) {
-      case 'message': {
-        const { epoch, offset } = message;
-        // UTF-8 encoded once: every socket sends the same bytes (ws would otherwise encode per send).
-        const frame = Buffer.from(message.frame);
-        for (const member of entry.members) member.deliver(channel, offset, epoch, frame);
+      case 'message':
+        for (const member of entry.members) {
+          try {
+            member.deliver(channel, message);
+          } catch (err) {
+            this.memberFailed(err, channel);
+          }
+        }
         return;
-      }
       case 'presence': {
         const frame = Buffer.from(JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts }));
-        for (const member of entry.members) member.sendRaw(frame);
+        for (const member of entry.members) {
+          try {
+            member.sendRaw(frame);
+          } catch (err) {
+            this.memberFailed(err, channel);
+          }
+        }
         return;
       }
       case 'disconnect': {
@@ -116,4 +120,9 @@ export class Hub {
       }
     }
   };
+
+  private memberFailed(err: unknown, channel: string): void {
+    this.metrics.engineErrors.inc({ component: 'hub' });
+    this.log.error({ err, channel }, 'delivery to a session failed');
+  }
 }

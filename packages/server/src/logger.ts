@@ -1,19 +1,17 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { SECRET_OPTIONS } from './options.js';
 
 export type { Logger } from 'pino';
 
+/** Fields that hold secrets wherever they appear in a log line: the secret options, and request credentials. */
+const SECRET_FIELDS = [...SECRET_OPTIONS, 'token', 'secret', 'password'];
 const REDACT_PATHS = [
-  'token',
-  'apiKey',
-  'jwtSecret',
-  'secret',
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((field) => `*.${field}`),
   'authorization',
   'headers.authorization',
   'req.headers.authorization',
   'req.headers.cookie',
-  '*.token',
-  '*.apiKey',
-  '*.jwtSecret',
 ];
 
 /**
@@ -32,7 +30,7 @@ export function createLogger(nodeId: string, level: string, destination?: Destin
   );
 }
 
-/** Replaces the value of `token`, `access_token` and `api_key` query parameters with `[REDACTED]`. */
+/** Replaces the value of `token`, `access_token`, `api_key` and `apiKey` query parameters with `[REDACTED]`. */
 export function redactUrl(url: string | undefined): string | undefined {
   if (url === undefined) return undefined;
   return url.replace(/([?&](?:token|access_token|api_key|apiKey)=)[^&#]*/gi, '$1[REDACTED]');

@@ -12,8 +12,9 @@ export class NodeMetrics {
   readonly publications: Counter<'source'>;
   readonly errors: Counter<'code'>;
   readonly closes: Counter<'code'>;
-  readonly brokerErrors: Counter;
-  readonly subscriptions: Gauge;
+  readonly engineErrors: Counter<'component'>;
+  readonly brokerUp: Gauge;
+  readonly localChannels: Gauge;
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
   readonly gaps: Counter;
@@ -24,7 +25,12 @@ export class NodeMetrics {
     const registers = [this.registry];
     this.sessions = new Gauge({ name: 'switchboard_sessions', help: 'Open sessions on this node', registers });
     this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'WebSocket upgrades by result', labelNames: ['result'], registers });
-    this.framesIn = new Counter({ name: 'switchboard_frames_in_total', help: 'Client frames received by type', labelNames: ['type'], registers });
+    this.framesIn = new Counter({
+      name: 'switchboard_frames_in_total',
+      help: 'Client frames received, once each, by frame type (`ping` for the bare text ping, `invalid`, `binary`)',
+      labelNames: ['type'],
+      registers,
+    });
     // Counted in a plain field on the hot path (once per message per session) and handed to
     // prom-client when scraped.
     let reported = 0;
@@ -42,8 +48,14 @@ export class NodeMetrics {
     this.publications = new Counter({ name: 'switchboard_publications_total', help: 'Publications accepted by source (ws or http)', labelNames: ['source'], registers });
     this.errors = new Counter({ name: 'switchboard_errors_total', help: 'Error frames and failed replies by code', labelNames: ['code'], registers });
     this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers });
-    this.brokerErrors = new Counter({ name: 'switchboard_engine_errors_total', help: 'Failed engine (broker, history, presence) calls', registers });
-    this.subscriptions = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
+    this.engineErrors = new Counter({
+      name: 'switchboard_engine_errors_total',
+      help: 'Failures of the engine and of delivery, by component (history, broker, presence, registry, hub)',
+      labelNames: ['component'],
+      registers,
+    });
+    this.brokerUp = new Gauge({ name: 'switchboard_broker_up', help: '1 while the link to the broker is up, 0 while it is down', registers });
+    this.localChannels = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
     this.recoveries = new Counter({ name: 'switchboard_recoveries_total', help: 'Channel recoveries by outcome', labelNames: ['recovered'], registers });
     this.gaps = new Counter({ name: 'switchboard_gaps_total', help: 'Live gaps in a channel (a publication the broker did not deliver) filled from history', registers });
     this.publishLatency = new Histogram({

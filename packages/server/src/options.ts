@@ -60,6 +60,8 @@ export type NodeOptionsInput = { -readonly [K in keyof Specs]?: unknown };
 
 /** Thrown when an option is invalid; the message names the option, its flag and env name. */
 export class OptionsError extends Error {
+  readonly code = 'ERR_OPTIONS';
+
   constructor(message: string) {
     super(message);
     this.name = 'OptionsError';
@@ -118,7 +120,7 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
   return Object.freeze(out) as NodeOptions;
 }
 
-/** Option names whose values are secrets and must never be printed. */
+/** Option names whose values are secrets and must never be printed (the logger redacts them by name). */
 export const SECRET_OPTIONS: ReadonlySet<string> = new Set(
   Object.entries(OPTION_SPECS)
     .filter(([, spec]) => 'secret' in spec && spec.secret)

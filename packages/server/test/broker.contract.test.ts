@@ -1,231 +1,163 @@
 /**
- * The broker contract run against every backend: MemoryBroker (two brokers on one MemoryBus) and
- * RedisBroker with interest and broadcast routing (two brokers, each with its own pub and sub
- * connection, as two nodes have them). Then what only Redis can do: lose its subscriber
- * connection, be unreachable.
+ * The broker contract (contracts/broker-contract.ts) on every backend — the cluster protocol
+ * (ClusterBroker: codec and routing) over each transport — with every routing strategy. Outage
+ * cases run where the harness can take the backend away (Redis: a private redis-server, killed
+ * and restarted). Then what only Redis shows: its pub/sub names, a shared subscriber connection.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { MemoryBroker, MemoryBus } from '../src/broker/memory-broker.js';
-import { RedisBroker, type RedisBrokerOptions } from '../src/broker/redis-broker.js';
-import { broadcastName, channelTag, type Routing } from '../src/broker/redis-wire.js';
-import { brokerContract, publication, startPair, type BrokerPair } from './contracts/broker-contract.js';
-import { eventually } from './contracts/registry-contract.js';
+import type { Broker } from '../src/broker/broker.js';
+import { ClusterBroker } from '../src/broker/cluster-broker.js';
+import { createBroker } from '../src/broker/create-broker.js';
+import { MemoryBus, MemoryTransport } from '../src/broker/memory-transport.js';
+import { RedisTransport } from '../src/broker/redis-transport.js';
+import { Router, type Routing } from '../src/broker/routing.js';
+import { channelTag, clusterAllName, nodeTag } from '../src/redis/keys.js';
+import { RingHolder } from '../src/registry/ring-holder.js';
+import { brokerContract, publication, startPair, type BrokerPair, type MakePair } from './contracts/broker-contract.js';
 import { RedisFixture, TEST_CLIENT_OPTIONS, connectRedis, redisSkip } from './redis-helpers.js';
+import { PrivateServer } from './support/servers.js';
 
-describe('MemoryBroker contract', () => {
-  brokerContract(async () => {
+describe('memory broker contract', () => {
+  brokerContract(async ({ routing, ring }) => {
     const bus = new MemoryBus();
-    const a = new MemoryBroker(bus);
-    const b = new MemoryBroker(bus);
+    const make = (node: string) => new ClusterBroker({ transport: new MemoryTransport(bus), router: new Router(routing, node, ring), ring });
+    const a = make('node-a');
+    const b = make('node-b');
     return { a, b, cleanup: async () => void (await Promise.all([a.close(), b.close()])) };
   });
 });
 
-/** Two Redis nodes' brokers and their connections (sub connections are named, to find and kill them). */
-interface RedisPair extends BrokerPair {
-  a: RedisBroker;
-  b: RedisBroker;
-  prefix: string;
-  clients: { aPub: Redis; aSub: Redis; bPub: Redis; bSub: Redis };
-  bSubName: string;
-}
-
 let pairs = 0;
 
-async function redisPair(fixture: RedisFixture, routing: Routing, extra: Partial<RedisBrokerOptions> = {}): Promise<RedisPair> {
+/** Two nodes' Redis brokers, each with its own command and subscriber connection, as two nodes have them. */
+async function redisPair(connect: (name: string) => Promise<Redis>, prefixBase: string, routing: Routing, ring: RingHolder): Promise<BrokerPair & { clients: Redis[]; prefix: string }> {
   // A prefix per pair, so that nothing in flight from an earlier test can reach this one.
-  const prefix = `${fixture.prefix}${++pairs}:`;
-  const bSubName = `sbtest-sub-${randomUUID().slice(0, 8)}`;
-  const [aPub, aSub, bPub, bSub] = await Promise.all([connectRedis(), connectRedis(), connectRedis(), connectRedis({ connectionName: bSubName })]);
-  const a = new RedisBroker({ pub: aPub, sub: aSub, prefix, routing });
-  const b = new RedisBroker({ pub: bPub, sub: bSub, prefix, routing, ...extra });
-  const clients = { aPub, aSub, bPub, bSub };
+  const prefix = `${prefixBase}${++pairs}:`;
+  const clients = await Promise.all(['a', 'a:sub', 'b', 'b:sub'].map((n) => connect(n)));
+  const [aPub, aSub, bPub, bSub] = clients as [Redis, Redis, Redis, Redis];
+  const make = (node: string, pub: Redis, sub: Redis) => createBroker('redis', { nodeId: node, routing, ring, redis: { redis: pub, sub }, redisPrefix: prefix });
+  const a = make('node-a', aPub, aSub);
+  const b = make('node-b', bPub, bSub);
   return {
     a,
     b,
-    prefix,
     clients,
-    bSubName,
+    prefix,
     cleanup: async () => {
       await Promise.allSettled([a.close(), b.close()]);
-      for (const c of Object.values(clients)) c.disconnect();
+      for (const c of clients) c.disconnect();
     },
   };
 }
 
-/** The id of the live connection named `name`, from CLIENT LIST. */
-async function clientId(admin: Redis, name: string): Promise<string | undefined> {
-  const list = (await admin.client('LIST')) as string;
-  const line = list.split('\n').find((l) => l.includes(` name=${name} `));
-  return line?.match(/^id=(\d+) /)?.[1];
-}
+// On a private redis-server, so that the outage case can kill it and start it again.
+describe('Redis broker contract', { skip: redisSkip }, () => {
+  let server: PrivateServer | undefined;
+  after(() => server?.stop());
+  const make: MakePair = async ({ routing, ring }) => {
+    server ??= await PrivateServer.redis();
+    const s = server;
+    const connect = async () => {
+      // Fail fast like the engine's connections; reconnect quickly.
+      const r = new Redis({ ...TEST_CLIENT_OPTIONS, port: s.port, lazyConnect: true, retryStrategy: () => 100 });
+      r.on('error', () => undefined);
+      await r.connect();
+      return r;
+    };
+    const pair = await redisPair(connect, 'sb:', routing, ring);
+    return { ...pair, outage: { down: () => s.stop(), up: () => s.start() } };
+  };
+  brokerContract(make);
+});
 
-for (const routing of ['interest', 'broadcast'] as const) {
-  describe(`RedisBroker contract (${routing} routing)`, { skip: redisSkip }, () => {
-    const fixture = new RedisFixture();
-    after(() => fixture.cleanup());
-
-    brokerContract(() => redisPair(fixture, routing));
-
-    it('resumes delivery on every channel after its subscriber connection is killed', async () => {
-      const pair = await redisPair(fixture, routing);
-      try {
-        const got = await startPair(pair);
-        const channels = ['group:ops', 'group:dev', 'user:bob'];
-        for (const channel of channels) await pair.b.subscribe(channel);
-        for (const channel of channels) await pair.a.publish(channel, publication(channel, 1));
-        for (const channel of channels) await got.b.wait(channel, 1);
-
-        const admin = await fixture.client();
-        const before = await clientId(admin, pair.bSubName);
-        assert.ok(before, 'the subscriber connection is listed');
-        const reconnecting = new Promise((resolve) => pair.clients.bSub.once('reconnecting', resolve));
-        // Kill by id, not `CLIENT KILL TYPE pubsub`: other test files share this Redis.
-        assert.equal(await admin.client('KILL', 'ID', before), 1);
-        await reconnecting;
-
-        // Nothing re-subscribes but ioredis: keep publishing until each channel hears again.
-        await eventually(
-          async () => {
-            for (const channel of channels) await pair.a.publish(channel, publication(channel, 2));
-            return channels.map((channel) => got.b.on(channel).length);
-          },
-          (counts) => counts.every((n) => n >= 2),
-          'delivery on every channel after the kill',
-          8000,
-        );
-        const afterKill = await clientId(admin, pair.bSubName);
-        assert.ok(afterKill && afterKill !== before, 'a new connection carries the subscriptions');
-        assert.equal(pair.b.ready, true);
-      } finally {
-        await pair.cleanup();
-      }
-    });
-
-    it('subscribes in Redis as the routing says', async () => {
-      const pair = await redisPair(fixture, routing);
-      try {
-        await startPair(pair);
-        const admin = await fixture.client();
-        const numsub = async (name: string): Promise<number> => Number(((await admin.pubsub('NUMSUB', name)) as [string, number])[1]);
-        await pair.b.subscribe('group:ops');
-        if (routing === 'interest') {
-          assert.equal(await numsub(channelTag(pair.prefix, 'group:ops')), 1, 'one node has interest in group:ops');
-          assert.equal(await numsub(broadcastName(pair.prefix)), 0);
-          await pair.b.unsubscribe('group:ops');
-          assert.equal(await numsub(channelTag(pair.prefix, 'group:ops')), 0, 'no interest left after unsubscribe');
-        } else {
-          assert.equal(await numsub(channelTag(pair.prefix, 'group:ops')), 0, 'no per-channel subscription');
-          assert.equal(await numsub(broadcastName(pair.prefix)), 2, 'both nodes listen on the one broadcast channel');
-        }
-        await pair.b.close();
-        assert.equal(await numsub(broadcastName(pair.prefix)), routing === 'broadcast' ? 1 : 0, 'close unsubscribes');
-        assert.equal(pair.clients.bSub.status, 'ready', 'close does not quit the injected connection');
-        assert.equal(pair.clients.bPub.status, 'ready', 'close does not quit the injected connection');
-      } finally {
-        await pair.cleanup();
-      }
-    });
-
-    it('reports an undecodable payload and ignores other components on a shared subscriber connection', async () => {
-      const errors: Error[] = [];
-      const pair = await redisPair(fixture, routing, { onError: (err) => errors.push(err) });
-      try {
-        const got = await startPair(pair);
-        await pair.b.subscribe('group:ops');
-        // What a RedisRegistry sharing the connection would subscribe to.
-        const foreign = `${pair.prefix}{cluster}:registry`;
-        await pair.clients.bSub.subscribe(foreign);
-        const admin = await fixture.client();
-        await admin.publish(foreign, 'up|n1');
-        const target = routing === 'interest' ? channelTag(pair.prefix, 'group:ops') : broadcastName(pair.prefix);
-        await admin.publish(target, routing === 'interest' ? 'x|garbage' : '9:group:ops|garbage');
-        await pair.a.publish('group:ops', publication('group:ops', 1));
-        assert.deepEqual(await got.b.wait('group:ops', 1), [publication('group:ops', 1)]);
-        assert.equal(got.b.all.length, 1);
-        assert.equal(errors.length, 1, `one decode error, got ${errors.map((e) => e.message).join('; ')}`);
-        assert.equal(errors[0]!.name, 'WireError');
-      } finally {
-        await pair.cleanup();
-      }
-    });
-
-    if (routing === 'interest') {
-      it('drops in Redis, once reconnected, a channel unsubscribed while the subscriber connection was down', async () => {
-        const pair = await redisPair(fixture, routing);
-        try {
-          const got = await startPair(pair);
-          await pair.b.subscribe('group:ops');
-          await pair.b.subscribe('group:marker');
-          const admin = await fixture.client();
-          const unsubscribed = new Promise<unknown>((resolve) =>
-            pair.clients.bSub.once('reconnecting', () => resolve(pair.b.unsubscribe('group:ops').then(() => 'resolved', (err: Error) => err.message))),
-          );
-          assert.equal(await admin.client('KILL', 'ID', (await clientId(admin, pair.bSubName))!), 1);
-          assert.match(String(await unsubscribed), /writeable/, 'the unsubscribe could not reach Redis');
-          const numsub = async (): Promise<number> => Number(((await admin.pubsub('NUMSUB', channelTag(pair.prefix, 'group:ops'))) as [string, number])[1]);
-          await eventually(() => pair.b.ready, Boolean, 'b ready again');
-          await eventually(numsub, (n) => n === 0, 'group:ops no longer subscribed in Redis');
-          await eventually(
-            async () => {
-              await pair.a.publish('group:ops', publication('group:ops', 1));
-              await pair.a.publish('group:marker', publication('group:marker', 1));
-              return got.b.on('group:marker').length;
-            },
-            (n) => n > 0,
-            'the marker channel delivered again',
-          );
-          assert.deepEqual(got.b.on('group:ops'), []);
-        } finally {
-          await pair.cleanup();
-        }
-      });
-    }
-
-    it('is not ready while a connection is down', async () => {
-      const pair = await redisPair(fixture, routing);
-      try {
-        await startPair(pair);
-        assert.equal(pair.b.ready, true);
-        pair.clients.bSub.disconnect();
-        await eventually(() => pair.b.ready, (ready) => !ready, 'b not ready with its subscriber connection down');
-        assert.equal(pair.a.ready, true);
-        pair.clients.aPub.disconnect();
-        await eventually(() => pair.a.ready, (ready) => !ready, 'a not ready with its command connection down');
-      } finally {
-        await pair.cleanup();
-      }
-    });
-  });
-}
-
-describe('RedisBroker with Redis unreachable', { skip: redisSkip }, () => {
+describe('Redis transport', { skip: redisSkip }, () => {
   const fixture = new RedisFixture();
   after(() => fixture.cleanup());
 
-  // Port 1 on loopback refuses connections: as if Redis were down.
+  it('subscribes in Redis as the routing says, and close unsubscribes without quitting the connections', async () => {
+    const admin = await fixture.client();
+    const numsub = async (name: string): Promise<number> => Number(((await admin.pubsub('NUMSUB', name)) as [string, number])[1]);
+    for (const routing of ['interest', 'broadcast', 'hash'] as const) {
+      const ring = new RingHolder();
+      const pair = await redisPair(() => connectRedis(), fixture.prefix, routing, ring);
+      try {
+        await startPair(pair);
+        await pair.b.subscribe('group:ops');
+        const p = pair.prefix;
+        if (routing === 'broadcast') {
+          assert.equal(await numsub(channelTag(p, 'group:ops')), 0, 'broadcast: no per-channel subscription');
+          assert.equal(await numsub(clusterAllName(p)), 2, 'broadcast: both nodes listen on the one cluster name');
+        } else {
+          assert.equal(await numsub(channelTag(p, 'group:ops')), 1, `${routing}: one node has interest in group:ops`);
+          assert.equal(await numsub(clusterAllName(p)), 0);
+          assert.equal(await numsub(nodeTag(p, 'node-b')), routing === 'hash' ? 1 : 0, 'hash: each node has its own name');
+          await pair.b.unsubscribe('group:ops');
+          assert.equal(await numsub(channelTag(p, 'group:ops')), 0, 'no interest left after unsubscribe');
+        }
+        await pair.b.close();
+        assert.equal(await numsub(clusterAllName(p)), routing === 'broadcast' ? 1 : 0, 'close unsubscribes');
+        assert.equal(await numsub(nodeTag(p, 'node-b')), 0, 'close unsubscribes the node name');
+        assert.ok(pair.clients.every((c) => c.status === 'ready'), 'close does not quit the injected connections');
+      } finally {
+        await pair.cleanup();
+      }
+    }
+  });
+
+  it('reports an undecodable payload and ignores other components on a shared subscriber connection', async () => {
+    const ring = new RingHolder();
+    const pair = await redisPair(() => connectRedis(), fixture.prefix, 'interest', ring);
+    try {
+      const got = await startPair(pair);
+      await pair.b.subscribe('group:ops');
+      // What a RedisRegistry sharing the connection would subscribe to.
+      const foreign = `${pair.prefix}{cluster}:registry`;
+      await pair.clients[3]!.subscribe(foreign);
+      const admin = await fixture.client();
+      await admin.publish(foreign, 'up|n1');
+      await admin.publish(channelTag(pair.prefix, 'group:ops'), 'x|garbage');
+      await pair.a.publish('group:ops', publication('group:ops', 1));
+      assert.deepEqual(await got.b.wait('group:ops', 1), [publication('group:ops', 1)]);
+      assert.equal(got.b.all.length, 1);
+      assert.equal(got.b.errors.length, 1, `one decode error, got ${got.b.errors.map((e) => e.what).join('; ')}`);
+      assert.equal((got.b.errors[0]!.err as Error).name, 'WireError');
+      assert.match(got.b.errors[0]!.what, /undecodable redis payload/);
+    } finally {
+      await pair.cleanup();
+    }
+  });
+
   for (const [what, options] of [
     ['a fail-fast client (no offline queue)', { ...TEST_CLIENT_OPTIONS, port: 1 }],
     ['a client with the default offline queue', { port: 1, host: '127.0.0.1' }],
   ] as const) {
-    it(`rejects a publish within 1 s with ${what}, and is not ready`, async () => {
+    it(`rejects a publish within 1 s with ${what} when Redis is unreachable, and is not ready`, async () => {
       const pub = new Redis(options);
       pub.on('error', () => undefined);
       const sub = await fixture.client();
+      let broker: Broker | undefined;
       try {
-        const broker = new RedisBroker({ pub, sub, prefix: fixture.prefix });
-        await broker.start(() => undefined);
+        broker = new ClusterBroker({ transport: new RedisTransport({ pub, sub, prefix: fixture.prefix }), router: new Router('interest', 'n') });
+        await broker.start({ message: () => undefined, link: () => undefined, error: () => undefined });
         assert.equal(broker.ready, false);
         const t0 = Date.now();
-        await assert.rejects(broker.publish('group:ops', publication('group:ops', 1)), /redis unavailable|Stream isn't writeable/);
+        await assert.rejects(broker.publish('group:ops', publication('group:ops', 1)), /redis broker unreachable/);
         assert.ok(Date.now() - t0 < 1000, `rejected after ${Date.now() - t0} ms`);
-        await broker.close();
       } finally {
+        await broker?.close();
         pub.disconnect();
       }
     });
   }
+});
+
+describe('createBroker', () => {
+  it('names the valid choices for an unknown broker', () => {
+    assert.throws(
+      () => createBroker('kafka', { nodeId: 'n', routing: 'interest', ring: new RingHolder() }),
+      /^Error: unknown broker "kafka": use one of memory, redis/,
+    );
+  });
 });

@@ -22,4 +22,15 @@ describe('live gap repair', () => {
     const metrics = await (await fetch(`${fx.node.url}/metrics`)).text();
     assert.match(metrics, /switchboard_gaps_total\{node="n-test"\} 1/);
   });
+
+  it('fills a gap right after offset 0: the first publications of a channel lost between nodes', async () => {
+    const alice = await fx.connect('alice', { groups: ['first'] });
+    const welcome = alice.frames.find((f) => f.type === 'welcome') as { subscriptions: Record<string, { offset: number }> };
+    assert.equal(welcome.subscriptions['group:first']?.offset, 0, 'the channel is empty when alice arrives');
+    await fx.node.node.engine.history.append('group:first', { from: null, topic: 't', data: 1, ts: Date.now() });
+    await fx.node.node.engine.history.append('group:first', { from: null, topic: 't', data: 2, ts: Date.now() });
+    await api(fx.node, 'POST', '/v1/publish', { channel: 'group:first', topic: 't', data: 3 });
+    const got = await alice.waitMessages(3, 'group:first');
+    assert.deepEqual(got.map((m) => [m.offset, m.data]), [[1, 1], [2, 2], [3, 3]]);
+  });
 });

@@ -1,6 +1,6 @@
 /**
- * HashRing: determinism, spread, minimal movement on membership changes, and diff ranges that agree
- * with nodeFor. Stated tolerances (160 virtual nodes, node ids n1…nN, 100 000 keys `user-<i>`):
+ * HashRing: determinism, spread and minimal movement on membership changes.
+ * Stated tolerances (160 virtual nodes, node ids n1…nN, 100 000 keys `user-<i>`):
  * - spread: every node holds the mean ±15 % of the keys, for N = 2…12;
  * - growth: going from N to N+1 nodes moves 1/(N+1) ±15 % (relative) of the keys, N = 1…11, and
  *   every moved key moves to the new node;
@@ -9,7 +9,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { DEFAULT_VNODES, HashRing, RING_MAX, hashKey, inRanges } from '../src/registry/hash-ring.js';
+import { DEFAULT_VNODES, HashRing, RING_MAX, hashKey } from '../src/registry/hash-ring.js';
 
 const KEYS = Array.from({ length: 100_000 }, (_, i) => `user-${i}`);
 /** Key positions computed once: the tests below look owners up by position (ownerAt) to stay fast. */
@@ -111,66 +111,5 @@ describe('HashRing', () => {
       }
     }
     assert.ok(owned > 0);
-  });
-
-  it('diff ranges are ascending, disjoint, and hold exactly the keys whose owner changed', () => {
-    const cases: [string[], string[]][] = [
-      [ids(3), ids(4)],
-      [ids(4), ids(3)],
-      [ids(5), ['n1', 'n2', 'n4', 'n5']],
-      [ids(3), ['n2', 'n3', 'x9']], // one out, one in
-      [[], ids(2)],
-      [ids(2), []],
-    ];
-    for (const [a, b] of cases) {
-      const before = HashRing.from(a);
-      const after = HashRing.from(b);
-      const ranges = HashRing.diff(before, after);
-      for (let i = 0; i < ranges.length; i++) {
-        const r = ranges[i]!;
-        assert.ok(r.start <= r.end && r.start >= 0 && r.end <= RING_MAX);
-        assert.notEqual(r.before, r.after);
-        if (i > 0) assert.ok(ranges[i - 1]!.end < r.start, 'ranges overlap or are out of order');
-      }
-      for (let i = 0; i < 20_000; i++) {
-        const key = KEYS[i]!;
-        const range = inRanges(ranges, key);
-        const moved = HashRing.moved(before, after, key);
-        assert.equal(range !== undefined, moved, `${a}→${b}: ${key} moved=${moved} but inRanges says ${JSON.stringify(range)}`);
-        if (range) {
-          assert.equal(range.before, before.nodeFor(key));
-          assert.equal(range.after, after.nodeFor(key));
-        }
-      }
-    }
-  });
-
-  it('diff covers the whole ring when one side is empty, and nothing when the rings are equal', () => {
-    const full = HashRing.diff(HashRing.from([]), HashRing.from(['n1']));
-    assert.deepEqual(full, [{ start: 0, end: RING_MAX, before: undefined, after: 'n1' }]);
-    assert.deepEqual(HashRing.diff(HashRing.from(ids(3)), HashRing.from(['n3', 'n2', 'n1'])), []);
-  });
-
-  it('diff checks the ring ends: positions past the last virtual node wrap to the first', () => {
-    const before = HashRing.from(['a'], { vnodes: 3 });
-    const after = HashRing.from(['a', 'b'], { vnodes: 3 });
-    const ranges = HashRing.diff(before, after);
-    for (const position of [0, 1, RING_MAX, RING_MAX - 1]) {
-      const moved = before.ownerAt(position) !== after.ownerAt(position);
-      const hit = ranges.find((r) => r.start <= position && position <= r.end);
-      assert.equal(hit !== undefined, moved, `position ${position}`);
-    }
-    // The moved share equals b's arcs: the lengths of the ranges add up to what sampling measures.
-    const covered = ranges.reduce((sum, r) => sum + (r.end - r.start + 1), 0) / (RING_MAX + 1);
-    const sampled = POSITIONS.filter((p) => before.ownerAt(p) !== after.ownerAt(p)).length / POSITIONS.length;
-    assert.ok(Math.abs(covered - sampled) < 0.01, `ranges cover ${covered}, sampling says ${sampled}`);
-  });
-
-  it('looks up in O(log n): 100k lookups on a 20-node ring take well under a second', () => {
-    const ring = HashRing.from(ids(20));
-    const start = performance.now();
-    for (const p of POSITIONS) ring.ownerAt(p);
-    // Linear search over 3200 points would take seconds; the bound is generous for a busy machine.
-    assert.ok(performance.now() - start < 1000);
   });
 });

@@ -9,9 +9,6 @@ import { encodeResume, type StreamPosition } from '@switchboard/protocol';
 import { SwitchboardNode, createEngine, resolveOptions, type History, type NodeOptionsInput } from '../src/index.js';
 import { API_KEY, SECRET, TestClient, api, sleep, startNode, type Frame, type TestNode } from './helpers.js';
 
-/** How long to wait before asserting that something did not arrive. */
-const SETTLE_MS = 300;
-
 function welcomeOf(client: TestClient): Frame {
   const welcome = client.frames.find((f) => f.type === 'welcome');
   assert.ok(welcome, 'the session got a welcome');
@@ -39,7 +36,12 @@ function offsets(frames: Frame[]): number[] {
   return frames.map((f) => f.offset as number);
 }
 
-/** Publishes a marker and waits for it: everything published before it has been delivered by then. */
+/**
+ * Publishes a marker and waits for it: everything published before it has been delivered by then
+ * (the memory broker delivers synchronously with each publish, in publish order, and a session
+ * writes a channel's replay before anything live of it). A test that asserts that nothing more
+ * came asserts that the marker is the next message after the expected ones, instead of sleeping.
+ */
 async function barrier(node: TestNode, client: TestClient, channel: string): Promise<Frame> {
   const marker = `marker-${Math.random()}`;
   await publish(node, channel, { marker });
@@ -61,10 +63,6 @@ class LaggyHistory implements History {
 
   get ready(): boolean {
     return this.inner.ready;
-  }
-
-  get publishes(): boolean {
-    return this.inner.publishes;
   }
 
   append(...args: Parameters<History['append']>) {
@@ -146,8 +144,9 @@ async function resumeWhilePublishing(node: TestNode, open: TestClient[], group: 
     assert.ok(state.offset >= 50 && state.offset <= last, `welcome offset ${state.offset} is within the published range`);
 
     await back.waitMessages(last - since.offset, channel, 10_000);
-    await sleep(SETTLE_MS);
-    assert.deepEqual(offsets(back.messages(channel)), range(since.offset + 1, last), 'exactly since+1..last, in order, no duplicates');
+    const marker = await barrier(node, back, channel);
+    assert.equal(marker.offset, last + 1);
+    assert.deepEqual(offsets(back.messages(channel)), range(since.offset + 1, last + 1), 'exactly since+1..last, in order, no duplicates, then the marker');
   } finally {
     stop = true;
     await loop;
@@ -193,14 +192,17 @@ describe('resume on connect', () => {
     const live = await publish(node, 'group:ops1', { n: 'live' });
     await back.waitMessages(31, 'group:ops1');
     await back.waitMessages(30, 'user:alice1');
-    await sleep(SETTLE_MS);
+    const userMarker = await barrier(node, back, 'user:alice1');
+    const groupMarker = await barrier(node, back, 'group:ops1');
 
     const user = back.messages('user:alice1');
+    assert.equal(user.pop(), userMarker, 'the marker is the next message after the replay');
     assert.deepEqual(offsets(user), range(positions['user:alice1'].offset + 1, positions['user:alice1'].offset + 30));
     assert.deepEqual(user.map((m) => m.data.n), range(0, 29));
     assert.ok(user.every((m) => m.from === 'bob' && m.topic === 'update' && m.epoch === positions['user:alice1'].epoch));
 
     const group = back.messages('group:ops1');
+    assert.equal(group.pop(), groupMarker, 'the marker is the next message after the live one');
     assert.deepEqual(offsets(group), range(2, 32), 'offsets 2..31 replayed, then the live 32, none twice');
     assert.deepEqual(group.slice(0, 30).map((m) => m.data.n), range(0, 29));
     assert.deepEqual(group.at(-1)?.data, { n: 'live' });
@@ -221,7 +223,6 @@ describe('resume on connect', () => {
     const back = await connect('alice3', claims, resumeQuery({ 'group:epochs': { epoch: 'not-the-epoch', offset: pos.offset } }));
     assert.deepEqual(welcomeOf(back).subscriptions['group:epochs'], { epoch: pos.epoch, offset: pos.offset + 5, recovered: false });
     const marker = await barrier(node, back, 'group:epochs');
-    await sleep(SETTLE_MS);
     assert.deepEqual(back.messages('group:epochs'), [marker], 'only the live message, nothing replayed');
     assert.equal(marker.offset, pos.offset + 6);
   });
@@ -234,8 +235,9 @@ describe('resume on connect', () => {
 
     await publish(node, 'group:secret', { n: 1 });
     await publish(node, 'user:bob4', { n: 1 });
+    // On another channel: the memory broker keeps publish order across channels, so anything of
+    // the two publishes above would have reached the client before this marker.
     await barrier(node, client, 'user:alice4');
-    await sleep(SETTLE_MS);
     assert.deepEqual(
       client.frames.filter((f) => f.channel === 'group:secret' || f.channel === 'user:bob4'),
       [],
@@ -302,8 +304,9 @@ describe('resume against a history store with latency', () => {
     assert.equal(reply.recovered, true);
 
     await reader.waitMessages(last - 10, channel);
-    await sleep(SETTLE_MS);
+    const marker = await barrier(node, reader, channel);
     const got = reader.messages(channel);
+    assert.equal(got.pop(), marker, 'the marker is the next message after the replay and the live ones');
     assert.deepEqual(offsets(got), range(11, last), 'exactly 11..last, in order, no duplicates');
     assert.ok(reader.frames.indexOf(reply) < reader.frames.indexOf(got[0]!), 'the reply comes before any message of the channel');
   });
@@ -331,7 +334,6 @@ describe('resume beyond the history window', () => {
     open.push(stale);
     assert.deepEqual(welcomeOf(stale).subscriptions['group:window'], { epoch: pos.epoch, offset: 20, recovered: false });
     const marker = await barrier(node, stale, 'group:window');
-    await sleep(SETTLE_MS);
     assert.deepEqual(stale.messages('group:window'), [marker], 'nothing replayed');
     await stale.close();
 
@@ -340,8 +342,9 @@ describe('resume beyond the history window', () => {
     open.push(edge);
     assert.deepEqual(welcomeOf(edge).subscriptions['group:window'], { epoch: pos.epoch, offset: 21, recovered: true });
     await edge.waitMessages(5, 'group:window');
-    await sleep(SETTLE_MS);
-    assert.deepEqual(offsets(edge.messages('group:window')), range(17, 21));
+    const edgeMarker = await barrier(node, edge, 'group:window');
+    assert.equal(edgeMarker.offset, 22);
+    assert.deepEqual(offsets(edge.messages('group:window')), range(17, 22), '17..21 replayed, then the marker');
   });
 });
 
@@ -366,7 +369,6 @@ describe('resume past maxRecoveryMessages', () => {
     open.push(over);
     assert.deepEqual(welcomeOf(over).subscriptions['group:big'], { epoch, offset: 20, recovered: false });
     const marker = await barrier(node, over, 'group:big');
-    await sleep(SETTLE_MS);
     assert.deepEqual(over.messages('group:big'), [marker], 'an 11-message gap is not replayed');
     await over.close();
 
@@ -374,8 +376,9 @@ describe('resume past maxRecoveryMessages', () => {
     open.push(within);
     assert.deepEqual(welcomeOf(within).subscriptions['group:big'], { epoch, offset: 21, recovered: true });
     await within.waitMessages(10, 'group:big');
-    await sleep(SETTLE_MS);
-    assert.deepEqual(offsets(within.messages('group:big')), range(12, 21));
+    const withinMarker = await barrier(node, within, 'group:big');
+    assert.equal(withinMarker.offset, 22);
+    assert.deepEqual(offsets(within.messages('group:big')), range(12, 22), '12..21 replayed, then the marker');
   });
 });
 
@@ -404,7 +407,6 @@ describe('subscribe with since', () => {
 
     const live = await barrier(node, carol, 'group:news');
     assert.equal(live.offset, 11);
-    await sleep(SETTLE_MS);
     assert.deepEqual(offsets(carol.messages('group:news')), range(5, 11), 'nothing twice');
   });
 
@@ -417,7 +419,6 @@ describe('subscribe with since', () => {
     assert.equal(reply.recovered, false);
     assert.equal(reply.offset, offset);
     const marker = await barrier(node, dave, 'group:wire');
-    await sleep(SETTLE_MS);
     assert.deepEqual(dave.messages('group:wire'), [marker]);
   });
 });

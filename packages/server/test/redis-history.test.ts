@@ -1,17 +1,19 @@
 /**
- * RedisHistory beyond the shared contract: what only a Redis store has (lost keys, the Lua-built
- * frame it publishes, key layout, TTLs, trimming, and failing fast when Redis is unreachable).
+ * RedisHistory beyond the shared contract: what only a Redis store has (lost keys, the append
+ * that also publishes — its Lua-built payload byte for byte the codec's — key layout, TTLs,
+ * trimming, and failing fast when Redis is unreachable).
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { broadcastName, channelTag, decodePubsub } from '../src/broker/redis-wire.js';
+import { decode, encode } from '../src/broker/codec.js';
+import { channelTag, clusterAllName } from '../src/redis/keys.js';
 import { RedisHistory, type RedisHistoryOptions } from '../src/history/redis-history.js';
 import { messageFrame, type Publication, type PublicationInput } from '../src/publication.js';
 import { RedisFixture, redisSkip } from './redis-helpers.js';
 
 /** Waits up to 5 s for `got` to hold `count` payloads. */
-async function received(got: string[], count: number): Promise<void> {
+async function received(got: Buffer[], count: number): Promise<void> {
   const deadline = Date.now() + 5000;
   while (got.length < count) {
     if (Date.now() > deadline) assert.fail(`expected ${count} pub/sub messages, got ${got.length}`);
@@ -36,11 +38,11 @@ describe('RedisHistory', { skip: redisSkip }, () => {
   }
 
   /** A subscriber client collecting what arrives on `name`. */
-  async function listen(name: string): Promise<string[]> {
+  async function listen(name: string): Promise<Buffer[]> {
     const sub = await redis.client();
-    const got: string[] = [];
-    sub.on('message', (channel: string, payload: string) => {
-      if (channel === name) got.push(payload);
+    const got: Buffer[] = [];
+    sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
+      if (channel.toString() === name) got.push(payload);
     });
     await sub.subscribe(name);
     return got;
@@ -71,54 +73,64 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     assert.deepEqual((await h.read('group:a', 0, 10)).publications, [next]);
   });
 
-  it('publishes a frame byte-identical to messageFrame(pub), in the append, with interest routing', async () => {
-    const { h, prefix } = await open({ publish: true });
-    assert.equal(h.publishes, true);
+  it('appends and publishes in one step: the payload is byte for byte what the codec encodes', async () => {
+    const { h, prefix } = await open();
     const name = channelTag(prefix, 'group:ops');
     const got = await listen(name);
     const inputs: PublicationInput[] = [
-      { from: null, topic: 'sys', data: null, ts: 1 },
+      { from: null, topic: 'sys', data: null, ts: Date.now() },
       { from: 'a"b\\c|d', topic: 't\u2028</script>', data: { text: 'héllo 👋', n: [1e21, -0.5, 0], deep: { a: [{}] } }, ts: Date.now() },
-      { from: 'bob', topic: 'x', data: 'm|1|e|{"type":"message"}', ts: Date.now() },
+      { from: 'bob', topic: 'x', data: 'm9:group:ops|1|e|{"type":"message"}', ts: Date.now() },
     ];
     const pubs: Publication[] = [];
-    for (const i of inputs) pubs.push(await h.append('group:ops', i));
+    for (const i of inputs) {
+      const result = await h.appendAndPublish('group:ops', i, undefined, [name]);
+      assert.ok(!result.duplicate);
+      pubs.push(result.pub);
+    }
     await received(got, pubs.length);
     pubs.forEach((pub, i) => {
-      assert.equal(got[i], `m|${pub.offset}|${pub.epoch}|${messageFrame(pub)}`);
-      assert.deepEqual(decodePubsub(prefix, name, got[i]!), { channel: 'group:ops', message: { kind: 'message', epoch: pub.epoch, offset: pub.offset, frame: messageFrame(pub) } });
+      const expected = encode('group:ops', { kind: 'message', epoch: pub.epoch, offset: pub.offset, frame: Buffer.from(messageFrame(pub)) });
+      assert.deepEqual(got[i], expected);
+      assert.equal(decode(got[i]!).channel, 'group:ops');
     });
+    assert.deepEqual((await h.read('group:ops', 0, 10)).publications, pubs, 'and kept in history');
   });
 
-  it('publishes to the cluster channel with the channel in the payload with broadcast routing', async () => {
-    const { h, prefix } = await open({ publish: true, routing: 'broadcast' });
-    const got = await listen(broadcastName(prefix));
-    const pub = await h.append('user:a|b', input({ k: 'v' }));
-    await received(got, 1);
-    assert.equal(got[0], `8:user:a|bm|1|${pub.epoch}|${messageFrame(pub)}`);
-    assert.deepEqual(decodePubsub(prefix, broadcastName(prefix), got[0]!).channel, 'user:a|b');
-  });
-
-  it('publishes nothing when not asked to', async () => {
+  it('publishes to every name it is given, the same payload to each', async () => {
     const { h, prefix } = await open();
-    assert.equal(h.publishes, false);
+    const names = [clusterAllName(prefix), channelTag(prefix, 'user:a|b')];
+    const [all, own] = await Promise.all(names.map((name) => listen(name)));
+    const { pub } = (await h.appendAndPublish('user:a|b', input({ k: 'v' }), undefined, names)) as { pub: Publication };
+    await received(all!, 1);
+    await received(own!, 1);
+    assert.deepEqual(all![0], own![0]);
+    assert.equal(decode(all![0]!).channel, 'user:a|b');
+    assert.equal(pub.offset, 1);
+  });
+
+  it('publishes nothing on a plain append', async () => {
+    const { h, prefix } = await open();
     const got = await listen(channelTag(prefix, 'group:a'));
     await h.append('group:a', input(1));
+    await h.append('group:marker', input(1));
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(got, []);
   });
 
   it('stores an idempotency key for the window and neither appends nor publishes a repeat', async () => {
-    const { h, r, prefix } = await open({ publish: true, idempotencyWindowMs: 60_000 });
-    const got = await listen(channelTag(prefix, 'group:a'));
-    const first = await h.appendOnce('group:a', input(1), 'key|1');
+    const { h, r, prefix } = await open({ idempotencyWindowMs: 60_000 });
+    const name = channelTag(prefix, 'group:a');
+    const got = await listen(name);
+    const first = await h.appendAndPublish('group:a', input(1), 'key|1', [name]);
     assert.ok(!first.duplicate);
-    const repeat = await h.appendOnce('group:a', input(2), 'key|1');
+    const repeat = await h.appendAndPublish('group:a', input(2), 'key|1', [name]);
     assert.deepEqual(repeat, { duplicate: true, position: { epoch: first.pub.epoch, offset: 1 } });
     const ttl = await r.pttl(`${channelTag(prefix, 'group:a')}:idem:key|1`);
     assert.ok(ttl > 50_000 && ttl <= 60_000, `key TTL ${ttl} ms within the window`);
-    await new Promise((res) => setTimeout(res, 200));
-    assert.equal(got.length, 1, 'the repeat was not published');
+    await h.appendAndPublish('group:a', input(3), undefined, [name]);
+    await received(got, 2);
+    assert.deepEqual(got.map((p) => (decode(p).message as { offset: number }).offset), [1, 2], 'the repeat was not published');
   });
 
   it('bounds the stream with MAXLEN and sets the key TTLs on append', async () => {

@@ -1,13 +1,13 @@
 /**
- * The registry contract run against every backend: MemoryRegistry (one instance shared by the
- * nodes of a process) and RedisRegistry (an instance per node, each with its own connections).
+ * The registry contract run against every backend: MemoryRegistry (an instance per node on one
+ * shared MemoryRoster) and RedisRegistry (an instance per node, each with its own connections).
  * Then what only leases in Redis do: a node that stops renewing disappears by itself.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { MemoryRegistry } from '../src/registry/memory-registry.js';
+import { MemoryRegistry, MemoryRoster } from '../src/registry/memory-registry.js';
 import { RedisRegistry, type RedisRegistryOptions } from '../src/registry/redis-registry.js';
 import type { NodeInfo } from '../src/registry/registry.js';
 import { eventually, registryContract, type RegistryHarness } from './contracts/registry-contract.js';
@@ -15,8 +15,16 @@ import { RedisFixture, connectRedis, redisSkip } from './redis-helpers.js';
 
 describe('MemoryRegistry contract', () => {
   registryContract(async () => {
-    const shared = new MemoryRegistry();
-    return { open: async () => shared, cleanup: () => shared.close() };
+    const roster = new MemoryRoster();
+    const opened: MemoryRegistry[] = [];
+    return {
+      open: async () => {
+        const registry = new MemoryRegistry(roster);
+        opened.push(registry);
+        return registry;
+      },
+      cleanup: async () => void (await Promise.all(opened.map((r) => r.close()))),
+    };
   });
 });
 

@@ -1,9 +1,9 @@
 import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
-
-type CryptoKey = webcrypto.CryptoKey;
-import { existsSync, readFileSync } from 'node:fs';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import { isValidId } from '@switchboard/protocol';
+import { readPem } from './pem.js';
+
+type CryptoKey = webcrypto.CryptoKey;
 
 /** The identity a valid token grants. */
 export interface Identity {
@@ -26,17 +26,25 @@ export interface TokenVerifierOptions {
 
 /** Why a token was refused; the text goes into the 4001 close reason, never the token itself. */
 export class TokenError extends Error {
+  readonly code = 'ERR_TOKEN';
+
   constructor(message: string) {
     super(message);
     this.name = 'TokenError';
   }
 }
 
+/** Anything that turns a token into an identity (a {@link TokenVerifier}, or a test's slow one). */
+export interface Verifier {
+  /** @throws TokenError with the reason a client is told. */
+  verify(token: string): Promise<Identity>;
+}
+
 /**
  * Verifies client JWTs with one pinned algorithm: HS256 with a shared secret, or RS256/ES256 with
  * a public key. The token's own `alg` header never chooses the algorithm.
  */
-export class TokenVerifier {
+export class TokenVerifier implements Verifier {
   readonly algorithm: 'HS256' | 'RS256' | 'ES256';
   private readonly key: Uint8Array | KeyObject;
   private readonly requireExp: boolean;
@@ -50,7 +58,7 @@ export class TokenVerifier {
       return;
     }
     if (options.jwtPublicKey === undefined) throw new Error('a JWT secret or public key is required');
-    const pem = readPem(options.jwtPublicKey);
+    const pem = readPem(options.jwtPublicKey, 'SWITCHBOARD_JWT_PUBLIC_KEY');
     const key = createPublicKey(pem);
     const inferred = key.asymmetricKeyType === 'rsa' ? 'RS256' : key.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
     const algorithm = options.jwtAlgorithm ?? inferred;
@@ -113,10 +121,4 @@ function reasonOf(err: unknown): string {
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
   return 'malformed token';
-}
-
-function readPem(value: string): string {
-  if (value.includes('-----BEGIN')) return value;
-  if (existsSync(value)) return readFileSync(value, 'utf8');
-  throw new Error('SWITCHBOARD_JWT_PUBLIC_KEY is neither PEM text nor a readable file');
 }

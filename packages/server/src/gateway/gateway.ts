@@ -1,17 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Redis, type RedisOptions } from 'ioredis';
 import type { DestinationStream, Logger } from 'pino';
+import { readPem } from '../auth/pem.js';
 import { TokenVerifier } from '../auth/token-verifier.js';
-import { redactRedisUrl } from '../engine.js';
 import { ApiKeyCheck } from '../http/api-key.js';
 import { sendError, sendJson, sendThrown } from '../http/respond.js';
+import { answerProbe, closeServer, createServer, listen, requestUrl } from '../http/server-kit.js';
 import { routeUser } from '../http/route-auth.js';
-import { createLogger, redactUrl } from '../logger.js';
+import { createLogger } from '../logger.js';
 import type { NodeOptions } from '../options.js';
+import { closeRedis, connectRedis, createRedisLinks, type RedisLinks } from '../redis/connect.js';
 import { RedisRegistry } from '../registry/redis-registry.js';
 import type { Registry } from '../registry/registry.js';
 import { NodeHealth } from './health.js';
@@ -88,9 +86,6 @@ export interface GatewayRuntime {
   logDestination?: DestinationStream;
 }
 
-/** How long `start()` waits for Redis. */
-const CONNECT_TIMEOUT_MS = 5000;
-
 /**
  * `switchboard gateway`: one address in front of the nodes. It follows the live nodes through the
  * registry's change events (never reading Redis per connection), probes each node's `/readyz`,
@@ -109,7 +104,7 @@ export class Gateway {
   private readonly verifier: TokenVerifier;
   private readonly routePolicy = new HashPolicy();
   private readonly registry: Registry;
-  private readonly redis: { redis: Redis; sub: Redis } | undefined;
+  private readonly redis: RedisLinks | undefined;
   private readonly secure: boolean;
   private unwatch: (() => void) | undefined;
   private stopping = false;
@@ -127,14 +122,9 @@ export class Gateway {
     if (runtime.registry) {
       this.registry = runtime.registry;
     } else {
-      const common: RedisOptions = { lazyConnect: true, connectionName: `switchboard:${options.id}`, retryStrategy: (n) => Math.min(100 * 2 ** Math.min(n, 5), 2000) };
-      const redis = new Redis(options.redisUrl, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-      const sub = new Redis(options.redisUrl, { ...common, connectionName: `switchboard:${options.id}:sub` });
       // While Redis is away the gateway keeps routing by the last list and the probes.
-      redis.on('error', () => undefined);
-      sub.on('error', () => undefined);
-      this.redis = { redis, sub };
-      this.registry = new RedisRegistry({ redis, sub, prefix: options.redisPrefix, nodeLeaseMs: options.nodeLeaseMs });
+      this.redis = createRedisLinks({ url: options.redisUrl, name: options.id, log: this.log });
+      this.registry = new RedisRegistry({ ...this.redis, prefix: options.redisPrefix, nodeLeaseMs: options.nodeLeaseMs });
     }
     this.health = new NodeHealth({ registry: this.registry, probeIntervalMs: options.probeIntervalMs, log: this.log });
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('tlsCert and tlsKey go together: give both or neither');
@@ -153,44 +143,24 @@ export class Gateway {
       draining: () => this.stopping,
     });
     this.http = new HttpProxy({ health: this.health, log: this.log, metrics: this.metrics, maxBodyBytes: options.maxPayloadBytes, timeoutMs: 30_000, secure: this.secure });
-    const serverOptions = { headersTimeout: options.handshakeTimeoutMs, requestTimeout: options.handshakeTimeoutMs };
-    const onRequest = (req: IncomingMessage, res: ServerResponse) =>
-      void this.onRequest(req, res).catch((err: unknown) => {
-        this.log.error({ err, url: redactUrl(req.url) }, 'request failed');
-        if (!res.headersSent) sendJson(res, 500, { error: { code: 'internal', message: 'internal error' } });
-        else res.destroy();
-      });
-    this.server = this.secure
-      ? createHttpsServer({ ...serverOptions, cert: readPem(options.tlsCert!, 'tlsCert'), key: readPem(options.tlsKey!, 'tlsKey') }, onRequest)
-      : createHttpServer(serverOptions, onRequest);
+    const tls = this.secure ? { cert: readPem(options.tlsCert!, 'tlsCert'), key: readPem(options.tlsKey!, 'tlsKey') } : undefined;
+    this.server = createServer({ handshakeTimeoutMs: options.handshakeTimeoutMs, ...(tls ? { tls } : {}) }, (req, res) => this.onRequest(req, res), this.log);
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrades.handle(req, socket, head));
-    this.server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      socket.destroy();
-    });
   }
 
   /** Connects to Redis, learns the live nodes, listens. Resolves with the bound port and base URL. */
   async start(): Promise<{ port: number; url: string }> {
-    if (this.redis) await this.connectRedis();
+    if (this.redis) await connectRedis(this.redis, this.options.redisUrl, 'the gateway finds the nodes there; start it or point REDIS_URL at it.');
     this.unwatch = this.health.onChange((live) => {
       this.metrics.nodeUp.reset();
       for (const n of this.health.all()) this.metrics.nodeUp.set({ target: n.id }, n.healthy ? 1 : 0);
       this.log.info({ live: live.map((n) => n.id) }, 'live nodes changed');
     });
     await this.health.start();
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const { port } = this.server.address() as AddressInfo;
-    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host === '0.0.0.0' ? '127.0.0.1' : this.options.host;
-    this.baseUrl = `${this.secure ? 'https' : 'http'}://${host}:${port}`;
-    this.log.info({ url: this.baseUrl, policy: this.options.policy, live: this.health.live().map((n) => n.id) }, 'gateway listening');
-    return { port, url: this.baseUrl };
+    const { port, url } = await listen(this.server, this.options.port, this.options.host, this.secure);
+    this.baseUrl = url;
+    this.log.info({ url, policy: this.options.policy, live: this.health.live().map((n) => n.id) }, 'gateway listening');
+    return { port, url };
   }
 
   /** The gateway's base URL (after `start`). */
@@ -220,59 +190,29 @@ export class Gateway {
       this.health.stop();
       this.upgrades.closeAll();
       this.http.close();
-      await new Promise<void>((resolve) => {
-        this.server.close(() => resolve());
-        this.server.closeAllConnections();
-      });
+      await closeServer(this.server);
       if (this.redis) {
         await this.registry.close().catch(() => undefined);
-        await Promise.allSettled([this.redis.redis.quit(), this.redis.sub.quit()]);
-        this.redis.redis.disconnect();
-        this.redis.sub.disconnect();
+        await closeRedis(this.redis);
       }
       this.log.info('gateway stopped');
     })();
     return this.stopped;
   }
 
-  private async connectRedis(): Promise<void> {
-    const { redis, sub } = this.redis!;
-    const where = redactRedisUrl(this.options.redisUrl);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis is not reachable at ${where} (REDIS_URL): the gateway finds the nodes there; start it or point REDIS_URL at it`)), CONNECT_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([Promise.all([redis.connect(), sub.connect()]), timeout]);
-    } catch (err) {
-      redis.disconnect();
-      sub.disconnect();
-      throw err instanceof Error && err.message.startsWith('Redis is not reachable')
-        ? err
-        : new Error(`Redis is not reachable at ${where} (REDIS_URL): ${(err as Error).message.replace(/\.$/, '')}. The gateway finds the nodes there; start it or point REDIS_URL at it.`);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      return sendJson(res, 400, { error: { code: 'bad_frame', message: 'bad request URL' } });
-    }
+    const url = requestUrl(req, res);
+    if (!url) return;
     const path = url.pathname;
-    if (path === '/healthz') return sendJson(res, 200, { status: 'ok', gateway: this.options.id });
-    if (path === '/readyz') {
-      const live = this.health.live().map((n) => n.id);
-      const status = this.ready ? 'ready' : this.stopping ? 'draining' : 'unavailable';
-      return sendJson(res, this.ready ? 200 : 503, { status, gateway: this.options.id, nodes: live });
-    }
-    if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
-      return void res.end(await this.metrics.registry.metrics());
-    }
+    const probes = {
+      health: () => ({ status: 'ok', gateway: this.options.id }),
+      readiness: () => ({
+        ready: this.ready,
+        body: { status: this.ready ? 'ready' : this.stopping ? 'draining' : 'unavailable', gateway: this.options.id, nodes: this.health.live().map((n) => n.id) },
+      }),
+      metrics: this.metrics.registry,
+    };
+    if (await answerProbe(path, res, probes)) return;
     if (path === '/v1/route' && req.method === 'GET') return this.route(req, res, url);
     await this.http.forward(req, res);
   }
@@ -293,10 +233,4 @@ export class Gateway {
     const node = this.routePolicy.pick(user, live, this.health.ring);
     sendJson(res, 200, { user, node: node.id, url: node.info.url });
   }
-}
-
-function readPem(value: string, option: string): string {
-  if (value.includes('-----BEGIN')) return value;
-  if (existsSync(value)) return readFileSync(value, 'utf8');
-  throw new Error(`${option} is neither PEM text nor a readable file`);
 }

@@ -5,8 +5,9 @@ import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { CloseCode } from '@switchboard/protocol';
-import { TokenError, type TokenVerifier } from '../auth/token-verifier.js';
+import { TokenError, type Verifier } from '../auth/token-verifier.js';
 import { rejectUpgrade } from '../http/respond.js';
+import { checkUpgrade } from '../http/upgrade-checks.js';
 import { redactUrl } from '../logger.js';
 import type { NodeHealth, NodeState } from './health.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -17,7 +18,7 @@ export interface UpgradeProxyOptions {
   wsPath: string;
   /** Exact origins allowed (empty: any), checked like a node does, before the token. */
   allowedOrigins: readonly string[];
-  verifier: TokenVerifier;
+  verifier: Verifier;
   health: NodeHealth;
   policy: Policy;
   log: Logger;
@@ -55,24 +56,18 @@ export class UpgradeProxy {
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const { log, metrics } = this.options;
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      return rejectUpgrade(socket, 400, 'Bad Request', 'bad request URL', 'bad_frame');
-    }
     log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
-    if (url.pathname !== this.options.wsPath) return rejectUpgrade(socket, 404, 'Not Found', `no WebSocket endpoint at ${url.pathname}`, 'not_found');
-    if (this.options.draining()) return rejectUpgrade(socket, 503, 'Service Unavailable', 'gateway shutting down: connect again', 'unavailable');
-    const allowed = this.options.allowedOrigins;
-    const origin = req.headers.origin;
-    if (allowed.length > 0 && origin !== undefined && !allowed.includes(origin)) {
-      metrics.upgrades.inc({ result: 'rejected' });
-      return rejectUpgrade(socket, 403, 'Forbidden', 'origin not allowed', 'forbidden');
+    // The same checks as a node's, from the same code (http/upgrade-checks.ts).
+    const check = checkUpgrade(req, {
+      wsPath: this.options.wsPath,
+      allowedOrigins: this.options.allowedOrigins,
+      refusal: () => (this.options.draining() ? 'gateway shutting down: connect again' : undefined),
+    });
+    if (!check.ok) {
+      if (check.reason === 'origin') metrics.upgrades.inc({ result: 'rejected' });
+      return rejectUpgrade(socket, check.error, check.message);
     }
-    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const token = url.searchParams.get('token') ?? bearer;
-    void this.authorize(token).then((result) => {
+    void this.authorize(check.token).then((result) => {
       if (socket.destroyed) return;
       if ('reason' in result) {
         metrics.upgrades.inc({ result: 'unauthorized' });
@@ -107,7 +102,7 @@ export class UpgradeProxy {
     const live = health.live().filter((n) => !tried.has(n.id));
     if (live.length === 0 || tried.size >= MAX_ATTEMPTS) {
       metrics.upgrades.inc({ result: tried.size > 0 ? 'connect_failed' : 'no_node' });
-      return rejectUpgrade(client, 503, 'Service Unavailable', 'no node is ready: try again later', 'unavailable');
+      return rejectUpgrade(client, 'ERR_UNAVAILABLE', 'no node is ready: try again later');
     }
     const node = policy.pick(user, live, health.ring);
     health.sentTo(node);

@@ -32,15 +32,10 @@ export interface History {
    * it answers the original position. The check and the append are one atomic step.
    */
   appendOnce(channel: string, input: PublicationInput, key: string): Promise<AppendOnceResult>;
-  /** The channel's current epoch and latest offset. */
+  /** The channel's current epoch and latest offset. Rejects when the store is unreachable. */
   position(channel: string): Promise<StreamPosition>;
-  /** Publications with offset > `since`, oldest first, at most `limit`. */
+  /** Publications with offset > `since`, oldest first, at most `limit`. Rejects when the store is unreachable. */
   read(channel: string, since: number, limit: number): Promise<HistoryPage>;
-  /**
-   * True when `append` also hands the publication to the broker in the same round trip (the Redis
-   * history with the Redis broker: one Lua script); the node then does not publish it again.
-   */
-  readonly publishes: boolean;
   /** True while the store is reachable. */
   readonly ready: boolean;
   /** Releases resources. Idempotent. */

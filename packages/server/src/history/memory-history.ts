@@ -47,7 +47,6 @@ export class MemoryHistory implements History {
     this.sweeper.unref();
   }
 
-  readonly publishes = false;
 
   get ready(): boolean {
     return !this.closed;
@@ -104,7 +103,7 @@ export class MemoryHistory implements History {
     clearInterval(this.sweeper);
   }
 
-  /** Number of channels with state, for tests and metrics. */
+  /** Channels with state: the idle sweep's effect, for its test. */
   get channelCount(): number {
     return this.streams.size;
   }

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '@switchboard/protocol';
-import { channelTag, pubsubAddress, type PubsubAddress, type Routing } from '../broker/redis-wire.js';
-import type { RingHolder } from '../registry/ring-holder.js';
+import { messageHead } from '../broker/codec.js';
 import { messageFrame, type Publication, type PublicationInput } from '../publication.js';
+import type { AppendPublishStore } from '../publish/publication-path.js';
+import { channelTag } from '../redis/keys.js';
+import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
 
 /** Options of {@link RedisHistory}. */
@@ -20,26 +22,8 @@ export interface RedisHistoryOptions {
   historyMetaTtlMs?: number;
   /** How long an idempotency key is remembered. @default 300_000 */
   idempotencyWindowMs?: number;
-  /**
-   * Also PUBLISH each appended publication to the broker's pub/sub channel, in the append script
-   * (so the node skips its own broker publish). Only with the Redis broker on the same Redis.
-   * @default false
-   */
-  publish?: boolean;
-  /** The Redis broker's routing, so the script publishes where the broker listens. @default 'interest' */
-  routing?: Routing;
-  /** Hash routing: the ring that names a `user:` channel's owner node. */
-  ring?: RingHolder;
   /** Clock for the history TTL on read, replaceable in tests. @default Date.now */
   now?: () => number;
-}
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-
-/** Defines (once per client) a Lua script run with EVALSHA, falling back to EVAL on NOSCRIPT. */
-function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): ScriptFn {
-  if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
-  return ((redis as unknown as Record<string, ScriptFn>)[name] as ScriptFn).bind(redis);
 }
 
 /**
@@ -61,9 +45,10 @@ end
 
 /**
  * KEYS: meta, stream, idempotency key. ARGV: fresh epoch, historySize, stream TTL ms, meta TTL ms,
- * idempotency window ms (0: no key), ts, frame tail, publish (1/0), pub/sub name, payload prefix,
- * frame head, frame mid, second pub/sub name ('' for none: hash routing also publishes to the
- * interest channel). Returns {0, epoch, offset} or, for a repeated key, {1, 'epoch|offset'}.
+ * idempotency window ms (0: no key), ts, frame tail, then, to publish as well: the cluster
+ * payload's head (`messageHead(channel)`, see broker/codec.ts), the frame's head and mid, and the
+ * pub/sub names to PUBLISH to (ARGV[11] on). Returns {0, epoch, offset} or, for a repeated key,
+ * {1, 'epoch|offset'}.
  */
 const APPEND = `${ENSURE_META}
 local window = tonumber(ARGV[5])
@@ -81,10 +66,9 @@ if size > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 if window > 0 then redis.call('SET', KEYS[3], epoch .. '|' .. off, 'PX', window) end
-if ARGV[8] == '1' then
-  local message = 'm|' .. off .. '|' .. epoch .. '|' .. ARGV[11] .. epoch .. ARGV[12] .. off .. ARGV[7]
-  redis.call('PUBLISH', ARGV[9], ARGV[10] .. message)
-  if ARGV[13] ~= '' then redis.call('PUBLISH', ARGV[13], message) end
+if #ARGV > 10 then
+  local payload = ARGV[8] .. off .. '|' .. epoch .. '|' .. ARGV[9] .. epoch .. ARGV[10] .. off .. ARGV[7]
+  for i = 11, #ARGV do redis.call('PUBLISH', ARGV[i], payload) end
 end
 return {0, epoch, offset}
 `;
@@ -147,23 +131,20 @@ function frameParts(channel: string, input: PublicationInput): { head: string; m
 /**
  * History in Redis: one stream per channel (entry id `<offset>-0`), a meta hash {epoch, offset},
  * and one Lua script per append that checks the idempotency key, assigns the offset, stores, trims
- * to `historySize`, refreshes TTLs and (with `publish`) publishes the frame, in one round trip.
+ * to `historySize` and refreshes TTLs, in one round trip. As an {@link AppendPublishStore} the same
+ * script also publishes the cluster payload (`AtomicAppendPublish`, with the Redis broker).
  * Keys: `${prefix}{ch:<channel>}:meta|stream|idem:<key>` (one hash slot per channel).
  * When Redis loses a channel's keys its epoch changes, so resuming clients get `recovered:false`.
  */
-export class RedisHistory implements History {
+export class RedisHistory implements History, AppendPublishStore {
   private readonly redis: Redis;
   private readonly prefix: string;
   private readonly historySize: number;
   private readonly historyTtlMs: number;
   private readonly metaTtlMs: number;
   private readonly windowMs: number;
-  private readonly routing: Routing;
-  private readonly ring: RingHolder | undefined;
   private readonly now: () => number;
-  private readonly appendScript: ScriptFn;
-  private readonly positionScript: ScriptFn;
-  private readonly readScript: ScriptFn;
+  private readonly scripts: Record<'historyAppend' | 'historyPosition' | 'historyRead', ScriptCaller>;
   private closed = false;
 
   constructor(options: RedisHistoryOptions) {
@@ -174,34 +155,35 @@ export class RedisHistory implements History {
     // The meta hash must outlive the stream, or kept entries would be dropped with a new epoch.
     this.metaTtlMs = Math.max(options.historyMetaTtlMs ?? 86_400_000, this.historyTtlMs);
     this.windowMs = options.idempotencyWindowMs ?? 300_000;
-    this.publishes = options.publish ?? false;
-    this.routing = options.routing ?? 'interest';
-    this.ring = options.ring;
     this.now = options.now ?? Date.now;
-    this.appendScript = defineScript(this.redis, 'sbHistoryAppendV1', 3, APPEND);
-    this.positionScript = defineScript(this.redis, 'sbHistoryPositionV1', 2, POSITION);
-    this.readScript = defineScript(this.redis, 'sbHistoryReadV1', 2, READ);
+    this.scripts = defineScripts(this.redis, {
+      historyAppend: { keys: 3, lua: APPEND },
+      historyPosition: { keys: 2, lua: POSITION },
+      historyRead: { keys: 2, lua: READ },
+    });
   }
-
-  readonly publishes: boolean;
 
   get ready(): boolean {
     return !this.closed && this.redis.status === 'ready';
   }
 
   async append(channel: string, input: PublicationInput): Promise<Publication> {
-    const result = await this.run(channel, input, undefined);
+    const result = await this.run(channel, input, undefined, []);
     if (result.duplicate) throw new Error('unexpected duplicate without an idempotency key');
     return result.pub;
   }
 
   async appendOnce(channel: string, input: PublicationInput, key: string): Promise<AppendOnceResult> {
-    return this.run(channel, input, key);
+    return this.run(channel, input, key, []);
+  }
+
+  appendAndPublish(channel: string, input: PublicationInput, key: string | undefined, to: readonly string[]): Promise<AppendOnceResult> {
+    return this.run(channel, input, key, to);
   }
 
   async position(channel: string): Promise<StreamPosition> {
     const tag = channelTag(this.prefix, channel);
-    const [epoch, offset] = (await this.positionScript(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs)) as [string, number];
+    const [epoch, offset] = (await this.scripts.historyPosition(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs)) as [string, number];
     return { epoch, offset };
   }
 
@@ -210,7 +192,7 @@ export class RedisHistory implements History {
     const from = Math.max(0, Math.min(Math.floor(since), Number.MAX_SAFE_INTEGER - 1));
     const count = Math.max(0, Math.min(Math.floor(limit), 1_000_000));
     const cutoff = this.now() - this.historyTtlMs;
-    const [epoch, offset, firstOffset, entries] = (await this.readScript(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs, from, count, cutoff)) as [
+    const [epoch, offset, firstOffset, entries] = (await this.scripts.historyRead(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs, from, count, cutoff)) as [
       string,
       number,
       number,
@@ -225,11 +207,11 @@ export class RedisHistory implements History {
     this.closed = true;
   }
 
-  private async run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
+  private async run(channel: string, input: PublicationInput, key: string | undefined, to: readonly string[]): Promise<AppendOnceResult> {
     const tag = channelTag(this.prefix, channel);
     const { head, mid, tail } = frameParts(channel, input);
-    const address: PubsubAddress = this.publishes ? pubsubAddress(this.prefix, this.routing, channel, this.routing === 'hash' ? this.ring?.ownerOf(channel) : undefined) : { name: '', payloadPrefix: '' };
-    const reply = (await this.appendScript(
+    const publish = to.length > 0 ? [messageHead(channel), head, mid, ...to] : [];
+    const reply = (await this.scripts.historyAppend(
       `${tag}:meta`,
       `${tag}:stream`,
       `${tag}:idem:${key ?? ''}`,
@@ -240,12 +222,7 @@ export class RedisHistory implements History {
       key === undefined ? 0 : this.windowMs,
       input.ts,
       tail,
-      this.publishes ? 1 : 0,
-      address.name,
-      address.payloadPrefix,
-      this.publishes ? head : '',
-      this.publishes ? mid : '',
-      address.also ?? '',
+      ...publish,
     )) as [0, string, number] | [1, string];
     if (reply[0] === 1) {
       const seen = reply[1];

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { bearerToken } from './bearer.js';
 
 /** Checks `Authorization: Bearer <key>` in constant time (both sides hashed to equal length). */
 export class ApiKeyCheck {
@@ -17,10 +18,9 @@ export class ApiKeyCheck {
   /** True when the request carries the configured key. */
   allows(req: IncomingMessage): boolean {
     if (!this.expected) return false;
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) return false;
-    return timingSafeEqual(digest(match[1]!.trim()), this.expected);
+    const key = bearerToken(req);
+    if (key === undefined) return false;
+    return timingSafeEqual(digest(key), this.expected);
   }
 }
 

@@ -1,27 +1,35 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isValidId, parseChannel, userChannel } from '@switchboard/protocol';
+import { CloseCode, isValidId, parseChannel, userChannel } from '@switchboard/protocol';
 import { SwitchboardError } from '../errors.js';
 import type { History } from '../history/history.js';
-import type { NodeContext } from '../node-context.js';
+import type { Logger } from 'pino';
+import type { Channels } from '../node-context.js';
 import type { Broker } from '../broker/broker.js';
+import type { PresenceStore } from '../presence/presence-store.js';
 import type { Registry } from '../registry/registry.js';
 import type { Route } from '../registry/node-ring.js';
 import { ApiKeyCheck } from './api-key.js';
 import { routeUser } from './route-auth.js';
-import type { TokenVerifier } from '../auth/token-verifier.js';
+import type { Verifier } from '../auth/token-verifier.js';
 import { readJsonBody, sendError, sendJson, sendThrown } from './respond.js';
-import { CloseCode } from '@switchboard/protocol';
 
-/** What the `/v1` API needs besides the node context. */
+/** What the `/v1` API works with. */
 export interface ApiDeps {
-  ctx: NodeContext;
+  nodeId: string;
+  log: Logger;
+  /** The key every call must carry; without one, `/v1` answers 401. */
+  apiKey: string | undefined;
+  /** Largest request body. */
+  maxBodyBytes: number;
+  channels: Channels;
+  presence: PresenceStore;
   history: History;
   broker: Broker;
   registry: Registry;
   /** This node's public URL. */
   url: () => string;
   /** Verifies client tokens (for `GET /v1/route` asked with a client token). */
-  verifier: TokenVerifier;
+  verifier: Verifier;
   /** This node's open sessions now (the registry's copy is refreshed every few seconds). */
   connections: () => number;
   /**
@@ -41,7 +49,7 @@ export class HttpApi {
   private readonly key: ApiKeyCheck;
 
   constructor(private readonly deps: ApiDeps) {
-    this.key = new ApiKeyCheck(deps.ctx.options.apiKey);
+    this.key = new ApiKeyCheck(deps.apiKey);
   }
 
   /** Handles a request whose path starts with `/v1/`. */
@@ -50,7 +58,7 @@ export class HttpApi {
       // Open to clients with their own token too (see routeUser), so it comes before the key check.
       try {
         const user = await routeUser(req, url, this.key, this.deps.verifier);
-        const route = this.deps.route?.(user) ?? { node: this.deps.ctx.nodeId, url: this.deps.url() };
+        const route = this.deps.route?.(user) ?? { node: this.deps.nodeId, url: this.deps.url() };
         return sendJson(res, 200, { user, node: route.node, url: route.url });
       } catch (err) {
         return sendThrown(res, err);
@@ -61,13 +69,13 @@ export class HttpApi {
     try {
       await this.route(req, res, url);
     } catch (err) {
-      if (!(err instanceof SwitchboardError)) this.deps.ctx.log.error({ err, path: url.pathname }, 'api call failed');
+      if (!(err instanceof SwitchboardError)) this.deps.log.error({ err, path: url.pathname }, 'api call failed');
       sendThrown(res, err);
     }
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
-    const { ctx } = this.deps;
+    const deps = this.deps;
     const method = req.method ?? 'GET';
     const parts = url.pathname.split('/').slice(2).map(decodeSegment);
     const [resource, arg] = parts;
@@ -77,25 +85,25 @@ export class HttpApi {
       if (resource === 'presence') {
         const channel = channelArg(arg);
         if (channel.kind === 'broadcast') throw new SwitchboardError('ERR_BAD_FRAME', 'broadcast has no presence');
-        return sendJson(res, 200, { channel: arg, users: await ctx.presence.list(arg) });
+        return sendJson(res, 200, { channel: arg, users: await deps.presence.list(arg) });
       }
       if (resource === 'users') {
         if (!isValidId(arg)) throw new SwitchboardError('ERR_BAD_FRAME', 'invalid user id');
-        const sessions = await ctx.presence.sessions(arg);
+        const sessions = await deps.presence.sessions(arg);
         return sendJson(res, 200, { user: arg, online: sessions.length > 0, sessions });
       }
       if (resource === 'history') return this.history(res, arg, url);
     }
     if (method === 'GET' && parts.length === 1 && resource === 'nodes') {
       const nodes = await this.deps.registry.nodes();
-      for (const n of nodes) if (n.node === ctx.nodeId) n.connections = this.deps.connections();
+      for (const n of nodes) if (n.node === deps.nodeId) n.connections = this.deps.connections();
       return sendJson(res, 200, { nodes });
     }
     throw new SwitchboardError('ERR_NOT_FOUND', `no route ${method} ${url.pathname}`);
   }
 
   private async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, this.deps.ctx.options.maxPayloadBytes);
+    const body = await readJsonBody(req, this.deps.maxBodyBytes);
     const { channel, topic, data, from, key } = body;
     if (typeof channel !== 'string') throw new SwitchboardError('ERR_BAD_FRAME', 'channel must be a string');
     channelArg(channel);
@@ -108,7 +116,7 @@ export class HttpApi {
     if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 128)) {
       throw new SwitchboardError('ERR_BAD_FRAME', 'key must be a string of 1-128 characters');
     }
-    const outcome = await this.deps.ctx.publish(
+    const outcome = await this.deps.channels.publish(
       channel,
       { from: (from as string | undefined) ?? null, topic, data: data ?? null, ts: Date.now() },
       'http',
@@ -118,10 +126,10 @@ export class HttpApi {
   }
 
   private async disconnect(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, this.deps.ctx.options.maxPayloadBytes);
+    const body = await readJsonBody(req, this.deps.maxBodyBytes);
     const user = body.user;
     if (typeof user !== 'string' || !isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'user must be a user id');
-    const sessions = await this.deps.ctx.presence.sessions(user);
+    const sessions = await this.deps.presence.sessions(user);
     try {
       await this.deps.broker.publish(userChannel(user), { kind: 'disconnect', user, code: CloseCode.FORBIDDEN, reason: 'disconnected by the server' });
     } catch {

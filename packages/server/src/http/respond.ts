@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, SwitchboardError, errorBody, type ErrorName } from '../errors.js';
 
@@ -20,11 +20,12 @@ export function sendThrown(res: ServerResponse, err: unknown): void {
   sendJson(res, status, { error: errorBody(err) });
 }
 
-/** Answers an upgrade request with a plain HTTP error and closes the socket. */
-export function rejectUpgrade(socket: Duplex, status: number, reason: string, message: string, code: string): void {
+/** Answers an upgrade request with the catalog error `name` as plain HTTP and closes the socket. */
+export function rejectUpgrade(socket: Duplex, name: ErrorName, message: string): void {
+  const { status, code } = ERRORS[name];
   const body = JSON.stringify({ error: { code, message } });
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     () => socket.destroy(),
   );
 }

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { isValidId } from '@switchboard/protocol';
-import { TokenError, type TokenVerifier } from '../auth/token-verifier.js';
+import { TokenError, type Verifier } from '../auth/token-verifier.js';
 import { SwitchboardError } from '../errors.js';
 import type { ApiKeyCheck } from './api-key.js';
+import { bearerToken } from './bearer.js';
 
 /**
  * Whose route `GET /v1/route` may answer. A backend with the API key asks for any `?user=`; a
@@ -10,13 +11,13 @@ import type { ApiKeyCheck } from './api-key.js';
  * its own user's route — so clients never hold the API key.
  * @throws SwitchboardError `unauthorized`, `forbidden` or `bad_frame`.
  */
-export async function routeUser(req: IncomingMessage, url: URL, apiKey: ApiKeyCheck, verifier: TokenVerifier): Promise<string> {
+export async function routeUser(req: IncomingMessage, url: URL, apiKey: ApiKeyCheck, verifier: Verifier): Promise<string> {
   const asked = url.searchParams.get('user');
   if (apiKey.allows(req)) {
     if (asked === null || !isValidId(asked)) throw new SwitchboardError('ERR_BAD_FRAME', 'query parameter user must be a user id');
     return asked;
   }
-  const token = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]?.trim();
+  const token = bearerToken(req);
   if (!token) throw new SwitchboardError('ERR_UNAUTHORIZED', 'send the API key, or a client token for your own route (Authorization: Bearer <token>)');
   let user: string;
   try {

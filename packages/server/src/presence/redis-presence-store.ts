@@ -1,6 +1,7 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { userChannel, type PresenceUser } from '@switchboard/protocol';
-import { channelTag } from '../broker/redis-wire.js';
+import { channelTag } from '../redis/keys.js';
+import { defineScripts, execPipeline as exec, type ScriptCaller } from '../redis/scripts.js';
 import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
 
 /** Options of {@link RedisPresenceStore}. */
@@ -13,30 +14,6 @@ export interface RedisPresenceStoreOptions {
   presenceTtlMs?: number;
   /** Clock for leases, replaceable in tests. All nodes should agree on it within a fraction of the lease. @default Date.now */
   now?: () => number;
-}
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-
-/** Defines (once per client) a Lua script run with EVALSHA, falling back to EVAL on NOSCRIPT. */
-function defineScript(redis: Redis, name: string, numberOfKeys: number, lua: string): void {
-  if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
-}
-
-function script(target: Redis, name: string): ScriptFn {
-  return ((target as unknown as Record<string, ScriptFn>)[name] as ScriptFn).bind(target);
-}
-
-function queue(pipeline: ChainableCommander, name: string, ...args: (string | number)[]): void {
-  (pipeline as unknown as Record<string, (...a: (string | number)[]) => ChainableCommander>)[name]!(...args);
-}
-
-/** Runs a pipeline (one round trip) and throws its first command error. */
-async function exec(pipeline: ChainableCommander): Promise<unknown[]> {
-  const results = (await pipeline.exec()) ?? [];
-  return results.map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
 }
 
 /**
@@ -159,14 +136,14 @@ return out
 `;
 
 const SCRIPTS = {
-  add: ['sbPresenceAddV1', 3, ADD],
-  remove: ['sbPresenceRemoveV1', 3, REMOVE],
-  refresh: ['sbPresenceRefreshV1', 3, REFRESH],
-  reap: ['sbPresenceReapV1', 1, REAP],
-  forget: ['sbPresenceForgetV1', 1, FORGET],
-  list: ['sbPresenceListV1', 1, LIST],
-  sessions: ['sbPresenceSessionsV1', 2, SESSIONS],
-} as const;
+  presenceAdd: { keys: 3, lua: ADD },
+  presenceRemove: { keys: 3, lua: REMOVE },
+  presenceRefresh: { keys: 3, lua: REFRESH },
+  presenceReap: { keys: 1, lua: REAP },
+  presenceForget: { keys: 1, lua: FORGET },
+  presenceList: { keys: 1, lua: LIST },
+  presenceSessions: { keys: 2, lua: SESSIONS },
+};
 
 /** Channels looked at per reap round trip. */
 const REAP_BATCH = 200;
@@ -190,6 +167,7 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly keyTtlMs: number;
   private readonly now: () => number;
   private readonly channelsKey: string;
+  private readonly scripts: Record<keyof typeof SCRIPTS, ScriptCaller>;
   private closed = false;
 
   constructor(options: RedisPresenceStoreOptions) {
@@ -199,7 +177,7 @@ export class RedisPresenceStore implements PresenceStore {
     this.keyTtlMs = Math.max(10 * this.ttlMs, 600_000);
     this.now = options.now ?? Date.now;
     this.channelsKey = `${this.prefix}{cluster}:presence-channels`;
-    for (const [name, keys, lua] of Object.values(SCRIPTS)) defineScript(this.redis, name, keys, lua);
+    this.scripts = defineScripts(this.redis, SCRIPTS);
   }
 
   get ready(): boolean {
@@ -210,7 +188,7 @@ export class RedisPresenceStore implements PresenceStore {
     const now = this.now();
     const expiry = now + this.ttlMs;
     const p = this.redis.pipeline();
-    queue(p, SCRIPTS.add[0], ...this.userKeys(channel, member.user), now, expiry, member.session, `${member.since}|${member.node}`, member.user, this.keyTtlMs);
+    this.scripts.presenceAdd.queue(p, ...this.userKeys(channel, member.user), now, expiry, member.session, `${member.since}|${member.node}`, member.user, this.keyTtlMs);
     // LT also adds a missing channel; a lower bound is all reap needs.
     p.zadd(this.channelsKey, 'LT', expiry, channel);
     const [joined] = await exec(p);
@@ -218,7 +196,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async remove(channel: string, member: PresenceMember): Promise<boolean> {
-    const [left, score] = (await script(this.redis, SCRIPTS.remove[0])(...this.userKeys(channel, member.user), this.now(), member.session, member.user)) as [number, string];
+    const [left, score] = (await this.scripts.presenceRemove(...this.userKeys(channel, member.user), this.now(), member.session, member.user)) as [number, string];
     // The user's latest lease may now be an earlier one (a session on a dead node): let reap know.
     if (score !== '') await this.redis.zadd(this.channelsKey, 'LT', score, channel);
     return left === 1;
@@ -229,7 +207,7 @@ export class RedisPresenceStore implements PresenceStore {
     const expiry = this.now() + this.ttlMs;
     const p = this.redis.pipeline();
     for (const { channel, member } of entries) {
-      queue(p, SCRIPTS.refresh[0], ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
+      this.scripts.presenceRefresh.queue(p, ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
     }
     for (const channel of new Set(entries.map((e) => e.channel))) p.zadd(this.channelsKey, 'LT', expiry, channel);
     const results = await exec(p);
@@ -245,14 +223,14 @@ export class RedisPresenceStore implements PresenceStore {
       const p = this.redis.pipeline();
       for (const channel of due) {
         const tag = channelTag(this.prefix, channel);
-        queue(p, SCRIPTS.reap[0], `${tag}:users`, now, `${tag}:`);
+        this.scripts.presenceReap.queue(p, `${tag}:users`, now, `${tag}:`);
       }
       const results = (await exec(p)) as [string[], string][];
       const after = this.redis.pipeline();
       due.forEach((channel, i) => {
         const [gone, first] = results[i]!;
         for (const user of gone) leaves.push({ channel, user });
-        if (first === '') queue(after, SCRIPTS.forget[0], this.channelsKey, channel, now);
+        if (first === '') this.scripts.presenceForget.queue(after, this.channelsKey, channel, now);
         else after.zadd(this.channelsKey, 'XX', 'GT', first, channel);
       });
       await exec(after);
@@ -263,7 +241,7 @@ export class RedisPresenceStore implements PresenceStore {
 
   async list(channel: string): Promise<PresenceUser[]> {
     const tag = channelTag(this.prefix, channel);
-    const flat = (await script(this.redis, SCRIPTS.list[0])(`${tag}:users`, this.now(), `${tag}:`)) as (string | (string | null)[])[];
+    const flat = (await this.scripts.presenceList(`${tag}:users`, this.now(), `${tag}:`)) as (string | (string | null)[])[];
     const users: PresenceUser[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const values = (flat[i + 1] as (string | null)[]).filter((v): v is string => v !== null);
@@ -275,7 +253,7 @@ export class RedisPresenceStore implements PresenceStore {
 
   async sessions(user: string): Promise<UserSession[]> {
     const [ukey, skey] = this.userKeys(userChannel(user), user).slice(1);
-    const flat = (await script(this.redis, SCRIPTS.sessions[0])(ukey!, skey!, this.now())) as string[];
+    const flat = (await this.scripts.presenceSessions(ukey!, skey!, this.now())) as string[];
     const sessions: UserSession[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) sessions.push({ session: flat[i]!, ...parseValue(flat[i + 1]!) });
     return sessions;

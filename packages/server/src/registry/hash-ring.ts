@@ -103,59 +103,9 @@ export class HashRing {
     return this.nodes[this.owners[lo === n ? 0 : lo]!];
   }
 
-  /** True when `node` owns `key` on this ring. */
-  owns(node: string, key: string): boolean {
-    return this.nodeFor(key) === node;
-  }
-
   /** True when the other ring has the same nodes and virtual nodes (so every key has the same owner). */
   equals(other: HashRing): boolean {
     return this.vnodes === other.vnodes && this.nodes.length === other.nodes.length && this.nodes.every((n, i) => n === other.nodes[i]);
-  }
-
-  /** Distinct positions of virtual nodes, ascending (for {@link HashRing.diff}). */
-  private positions(): Float64Array {
-    return this.points;
-  }
-
-  /**
-   * The ring positions whose owner differs between `before` and `after`, as inclusive ranges
-   * `[start, end]` in ascending order, adjacent ranges with the same owners merged. A key moved
-   * iff `hashKey(key)` falls in one of them (see {@link inRanges}); `before`/`after` of the range
-   * are its owners on each ring (`undefined` when that ring is empty).
-   *
-   * Cost: O((p + q) log(p + q)) for rings of p and q virtual nodes; meant for membership changes,
-   * not for the per-key path (use {@link HashRing.moved} or {@link inRanges} there).
-   */
-  static diff(before: HashRing, after: HashRing): RingRange[] {
-    // Between two consecutive positions of either ring both owners are constant, so checking the
-    // owner at each elementary interval's upper end covers every position.
-    const cuts = [...new Set([...before.positions(), ...after.positions()])].sort((a, b) => a - b);
-    const out: RingRange[] = [];
-    const push = (start: number, end: number) => {
-      if (start > end) return;
-      const b = before.ownerAt(end);
-      const a = after.ownerAt(end);
-      if (a === b) return;
-      const last = out[out.length - 1];
-      if (last && last.end + 1 === start && last.before === b && last.after === a) last.end = end;
-      else out.push({ start, end, before: b, after: a });
-    };
-    if (cuts.length === 0) return out;
-    push(0, cuts[0]!);
-    for (let i = 1; i < cuts.length; i++) push(cuts[i - 1]! + 1, cuts[i]!);
-    // The tail past the last position wraps round to the first point: owners as at position 0.
-    const tailStart = cuts[cuts.length - 1]! + 1;
-    if (tailStart <= RING_MAX) {
-      const b = before.ownerAt(0);
-      const a = after.ownerAt(0);
-      if (a !== b) {
-        const last = out[out.length - 1];
-        if (last && last.end + 1 === tailStart && last.before === b && last.after === a) last.end = RING_MAX;
-        else out.push({ start: tailStart, end: RING_MAX, before: b, after: a });
-      }
-    }
-    return out;
   }
 
   /** True when `key` has another owner on `after` than on `before`. O(log n). */
@@ -163,18 +113,6 @@ export class HashRing {
     const position = hashKey(key);
     return before.ownerAt(position) !== after.ownerAt(position);
   }
-}
-
-/** A range of ring positions that changed owner; see {@link HashRing.diff}. */
-export interface RingRange {
-  /** First position of the range (inclusive). */
-  start: number;
-  /** Last position of the range (inclusive). */
-  end: number;
-  /** Owner on the ring before (`undefined`: that ring was empty). */
-  before: string | undefined;
-  /** Owner on the ring after (`undefined`: that ring is empty). */
-  after: string | undefined;
 }
 
 /** Virtual nodes per node unless told otherwise. */
@@ -186,20 +124,6 @@ export const RING_MAX = 2 ** 48 - 1;
 /** The ring position of `key`: the first 6 bytes of MD5(UTF-8 of key), big-endian. */
 export function hashKey(key: string): number {
   return createHash('md5').update(key, 'utf8').digest().readUIntBE(0, 6);
-}
-
-/** The range of `ranges` (ascending, as {@link HashRing.diff} gives them) holding `key`'s position, if any. O(log n). */
-export function inRanges(ranges: readonly RingRange[], key: string): RingRange | undefined {
-  const position = hashKey(key);
-  let lo = 0;
-  let hi = ranges.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ranges[mid]!.end < position) lo = mid + 1;
-    else hi = mid;
-  }
-  const range = ranges[lo];
-  return range && range.start <= position ? range : undefined;
 }
 
 /** Code-unit order, the same in every process (localeCompare would depend on the locale). */

@@ -25,11 +25,6 @@ export class NodeRing {
     return this.current;
   }
 
-  /** The live nodes' info, sorted by id. */
-  get nodes(): NodeInfo[] {
-    return this.current.nodes.map((id) => ({ ...this.byId.get(id)! }));
-  }
-
   /**
    * Replaces the live set (a `Registry.onChange` list). Returns the ring before and after, so a
    * caller can see who moved with `HashRing.moved(before, after, user)`; `changed` is false when
@@ -51,11 +46,5 @@ export class NodeRing {
     const node = this.current.nodeFor(user);
     if (node === undefined) return undefined;
     return { node, url: this.byId.get(node)!.url };
-  }
-
-  /** The info of a live node. */
-  info(node: string): NodeInfo | undefined {
-    const info = this.byId.get(node);
-    return info && { ...info };
   }
 }

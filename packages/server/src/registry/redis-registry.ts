@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { NodeInfo, Registry, RegistryListener } from './registry.js';
 
 /** Options of {@link RedisRegistry}. */
@@ -64,13 +65,6 @@ for _, node in ipairs(live) do
 end
 return out`;
 
-interface RegistryCommands {
-  sbRegistryRenew(nodes: string, leases: string, node: string, info: string, leaseMs: number, channel: string): Promise<number>;
-  sbRegistryUpdate(nodes: string, leases: string, node: string, info: string): Promise<number>;
-  sbRegistryRemove(nodes: string, leases: string, node: string, channel: string): Promise<number>;
-  sbRegistryLive(nodes: string, leases: string, channel: string): Promise<string[]>;
-}
-
 interface ListenerState {
   /** Identity of the last list this listener was given; undefined before the first call. */
   last: string | undefined;
@@ -89,7 +83,8 @@ interface ListenerState {
  * `url`). Load changes (`update`) do not call listeners; read them with `nodes()`.
  */
 export class RedisRegistry implements Registry {
-  private readonly redis: Redis & RegistryCommands;
+  private readonly redis: Redis;
+  private readonly scripts: Record<'registryRenew' | 'registryUpdate' | 'registryRemove' | 'registryLive', ScriptCaller>;
   private readonly sub: Redis;
   private readonly leaseMs: number;
   private readonly nodesKey: string;
@@ -118,15 +113,13 @@ export class RedisRegistry implements Registry {
     this.nodesKey = `${prefix}{cluster}:nodes`;
     this.leasesKey = `${prefix}{cluster}:node-leases`;
     this.changeChannel = `${prefix}{cluster}:registry`;
-    const redis = options.redis as Redis & Partial<RegistryCommands>;
-    // defineCommand is per client; a client shared by several registries defines them once.
-    if (!redis.sbRegistryRenew) {
-      redis.defineCommand('sbRegistryRenew', { numberOfKeys: 2, lua: RENEW_LUA });
-      redis.defineCommand('sbRegistryUpdate', { numberOfKeys: 2, lua: UPDATE_LUA });
-      redis.defineCommand('sbRegistryRemove', { numberOfKeys: 2, lua: REMOVE_LUA });
-      redis.defineCommand('sbRegistryLive', { numberOfKeys: 2, lua: LIVE_LUA });
-    }
-    this.redis = redis as Redis & RegistryCommands;
+    this.redis = options.redis;
+    this.scripts = defineScripts(options.redis, {
+      registryRenew: { keys: 2, lua: RENEW_LUA },
+      registryUpdate: { keys: 2, lua: UPDATE_LUA },
+      registryRemove: { keys: 2, lua: REMOVE_LUA },
+      registryLive: { keys: 2, lua: LIVE_LUA },
+    });
   }
 
   /** True while the command connection is up and the registry is not closed. */
@@ -146,11 +139,11 @@ export class RedisRegistry implements Registry {
     // Like the memory registry: only a registered node has load figures to update.
     if (this.closed || !this.own.has(info.node)) return;
     this.own.set(info.node, { ...info });
-    await this.redis.sbRegistryUpdate(this.nodesKey, this.leasesKey, info.node, JSON.stringify(info));
+    await this.scripts.registryUpdate(this.nodesKey, this.leasesKey, info.node, JSON.stringify(info));
   }
 
   async nodes(): Promise<NodeInfo[]> {
-    const raw = await this.redis.sbRegistryLive(this.nodesKey, this.leasesKey, this.changeChannel);
+    const raw = (await this.scripts.registryLive(this.nodesKey, this.leasesKey, this.changeChannel)) as string[];
     const nodes: NodeInfo[] = [];
     for (const json of raw) {
       try {
@@ -185,7 +178,7 @@ export class RedisRegistry implements Registry {
     this.renewTimer = undefined;
     const nodes = [...this.own.keys()];
     this.own.clear();
-    const removals = Promise.allSettled(nodes.map((node) => this.redis.sbRegistryRemove(this.nodesKey, this.leasesKey, node, this.changeChannel)));
+    const removals = Promise.allSettled(nodes.map((node) => this.scripts.registryRemove(this.nodesKey, this.leasesKey, node, this.changeChannel)));
     await removals;
     // Our own listeners learn about the removal too, like with the memory registry.
     if (this.listeners.size > 0 && this.redis.status === 'ready') {
@@ -199,7 +192,7 @@ export class RedisRegistry implements Registry {
   private async renewOne(node: string): Promise<void> {
     const info = this.own.get(node);
     if (!info) return;
-    await this.redis.sbRegistryRenew(this.nodesKey, this.leasesKey, node, JSON.stringify(info), this.leaseMs, this.changeChannel);
+    await this.scripts.registryRenew(this.nodesKey, this.leasesKey, node, JSON.stringify(info), this.leaseMs, this.changeChannel);
   }
 
   private renewAll(): void {
@@ -208,8 +201,10 @@ export class RedisRegistry implements Registry {
     for (const node of this.own.keys()) void this.renewOne(node).catch(() => undefined);
   }
 
-  private readonly onMessage = (channel: string): void => {
-    if (channel === this.changeChannel) this.refresh();
+  // `messageBuffer`, not `message`: with a `message` listener ioredis would turn every payload on
+  // the shared subscriber connection (the broker's too) into a string.
+  private readonly onMessage = (channel: Buffer): void => {
+    if (channel.toString('latin1') === this.changeChannel) this.refresh();
   };
 
   private watch(): void {
@@ -219,7 +214,7 @@ export class RedisRegistry implements Registry {
       this.refresh();
     }, Math.max(10, Math.floor(this.leaseMs / 3)));
     this.pollTimer.unref();
-    this.sub.on('message', this.onMessage);
+    this.sub.on('messageBuffer', this.onMessage);
     this.subscribed = true;
     this.listen();
   }
@@ -246,7 +241,7 @@ export class RedisRegistry implements Registry {
     if (!this.subscribed) return;
     this.subscribed = false;
     this.listening = false;
-    this.sub.off('message', this.onMessage);
+    this.sub.off('messageBuffer', this.onMessage);
     void this.sub.unsubscribe(this.changeChannel).catch(() => undefined);
   }
 

@@ -6,17 +6,12 @@ export type RingListener = (before: HashRing, after: HashRing) => void;
 
 /**
  * The node's current view of the hash ring, shared by the components that route by it (the
- * broker and the history's publish, with `hash` routing). The node rebuilds it from the
+ * broker's router, with `hash` routing). The node rebuilds it from the
  * registry's live nodes on every change event; nothing reads Redis per message.
  */
 export class RingHolder {
   private ring = HashRing.from([]);
   private readonly listeners = new Set<RingListener>();
-
-  /** The current ring (empty until the registry reports the live nodes). */
-  get current(): HashRing {
-    return this.ring;
-  }
 
   /** Replaces the ring when the set of nodes differs; listeners hear of real changes only. */
   set(ring: HashRing): void {

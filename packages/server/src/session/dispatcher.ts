@@ -1,15 +1,34 @@
-import { parseChannel, userChannel, type ClientFrame } from '@switchboard/protocol';
+import { parseChannel, userChannel, type ChannelRef, type ClientFrame, type ErrorCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
 import { publishDenial, subscribeDenial } from '../auth/permissions.js';
-import { SwitchboardError } from '../errors.js';
-import type { NodeContext } from '../node-context.js';
-import type { Session } from './session.js';
+import type { Identity } from '../auth/token-verifier.js';
+import { ERRORS, SwitchboardError } from '../errors.js';
+import type { NodeContext, SessionRef } from '../node-context.js';
+
+/** An answer to a client frame. */
+export type ReplyResult = { ok: true; [k: string]: unknown } | { ok: false; code: ErrorCode; message: string };
+
+/** What the dispatcher needs of a session. */
+export interface FrameTarget extends SessionRef {
+  readonly identity: Identity;
+  /** Channels the session is in. */
+  readonly channelCount: number;
+  has(channel: string): boolean;
+  position(channel: string): StreamPosition | undefined;
+  /** Joins `channel`; `flush` writes what to replay and goes live (call it after the reply). */
+  attach(channel: string, since?: StreamPosition): Promise<{ state: SubscriptionState; flush: () => void }>;
+  detach(channel: string): boolean;
+  reply(id: FrameId | undefined, result: ReplyResult): void;
+  sendFrame(frame: ServerFrame): void;
+}
+
+const BAD_FRAME = ERRORS.ERR_BAD_FRAME.code;
+const FORBIDDEN = ERRORS.ERR_FORBIDDEN.code;
 
 /**
  * Carries out one client frame for a session and answers it. Every frame with an `id` gets exactly
  * one `reply`; failures without an `id` get an `error` frame.
  */
-export async function handleFrame(session: Session, frame: ClientFrame, ctx: NodeContext): Promise<void> {
-  ctx.metrics.framesIn.inc({ type: frame.type });
+export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx: NodeContext): Promise<void> {
   try {
     switch (frame.type) {
       case 'send':
@@ -17,26 +36,22 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
       case 'publish':
         return await publish(session, frame.channel, frame, ctx);
       case 'subscribe':
-        return await subscribe(session, frame.channel, frame, ctx);
+        return await subscribe(session, frame, ctx);
       case 'unsubscribe': {
         // An invalid name is a malformed frame (bad_frame, as for every other frame type), not an absent subscription.
-        if (!parseChannel(frame.channel)) {
-          return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${frame.channel.slice(0, 140)}"` });
-        }
+        if (!resolveChannel(session, frame.channel, frame.id)) return;
         if (!session.has(frame.channel)) {
-          return session.reply(frame.id, { ok: false, code: 'not_found', message: `not subscribed to ${frame.channel}` });
+          return session.reply(frame.id, { ok: false, code: ERRORS.ERR_NOT_FOUND.code, message: `not subscribed to ${frame.channel}` });
         }
-        await ctx.presenceLeave(session, frame.channel);
+        await ctx.presence.leave(session, frame.channel);
         session.detach(frame.channel);
         return session.reply(frame.id, { ok: true, channel: frame.channel });
       }
       case 'presence': {
-        const ref = parseChannel(frame.channel);
-        if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${frame.channel.slice(0, 140)}"` });
-        if (ref.kind === 'broadcast') return session.reply(frame.id, { ok: false, code: 'bad_frame', message: 'broadcast has no presence' });
-        const denial = subscribeDenial(session.identity, frame.channel, ref);
-        if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
-        const users = await ctx.presence.list(frame.channel);
+        const ref = resolveChannel(session, frame.channel, frame.id, subscribeDenial);
+        if (!ref) return;
+        if (ref.kind === 'broadcast') return session.reply(frame.id, { ok: false, code: BAD_FRAME, message: 'broadcast has no presence' });
+        const users = await ctx.presenceStore.list(frame.channel);
         return session.reply(frame.id, { ok: true, channel: frame.channel, users });
       }
       case 'ping':
@@ -51,49 +66,55 @@ export async function handleFrame(session: Session, frame: ClientFrame, ctx: Nod
   } catch (err) {
     if (err instanceof SwitchboardError) return session.reply(frame.id, { ok: false, code: err.code, message: err.message });
     ctx.log.error({ err, session: session.id, type: frame.type }, 'frame failed');
-    session.reply(frame.id, { ok: false, code: 'internal', message: 'internal error' });
+    session.reply(frame.id, { ok: false, code: ERRORS.ERR_INTERNAL.code, message: 'internal error' });
   }
 }
 
-async function publish(
-  session: Session,
+/**
+ * Parses `channel` and checks `denial` for it; answers the frame (and returns `undefined`) when the
+ * name is invalid (`bad_frame`) or the token does not allow it (`forbidden`).
+ */
+function resolveChannel(
+  session: FrameTarget,
   channel: string,
-  frame: Extract<ClientFrame, { type: 'send' | 'publish' }>,
-  ctx: NodeContext,
-): Promise<void> {
+  id: FrameId | undefined,
+  denial?: (identity: Identity, channel: string, ref: ChannelRef) => string | undefined,
+): ChannelRef | undefined {
   const ref = parseChannel(channel);
-  if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
-  const denial = publishDenial(session.identity, channel, ref);
-  if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
-  // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
-  const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
-  const outcome = await ctx.publish(channel, { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() }, 'ws', key);
-  session.reply(frame.id, outcome.duplicate ? { ok: true, epoch: outcome.epoch, offset: outcome.offset, duplicate: true } : { ok: true, epoch: outcome.epoch, offset: outcome.offset });
+  if (!ref) {
+    session.reply(id, { ok: false, code: BAD_FRAME, message: `invalid channel "${channel.slice(0, 140)}"` });
+    return undefined;
+  }
+  const denied = denial?.(session.identity, channel, ref);
+  if (denied) {
+    session.reply(id, { ok: false, code: FORBIDDEN, message: denied });
+    return undefined;
+  }
+  return ref;
 }
 
-async function subscribe(
-  session: Session,
-  channel: string,
-  frame: Extract<ClientFrame, { type: 'subscribe' }>,
-  ctx: NodeContext,
-): Promise<void> {
-  const ref = parseChannel(channel);
-  if (!ref) return session.reply(frame.id, { ok: false, code: 'bad_frame', message: `invalid channel "${channel.slice(0, 140)}"` });
-  const denial = subscribeDenial(session.identity, channel, ref);
-  if (denial) return session.reply(frame.id, { ok: false, code: 'forbidden', message: denial });
+async function publish(session: FrameTarget, channel: string, frame: Extract<ClientFrame, { type: 'send' | 'publish' }>, ctx: NodeContext): Promise<void> {
+  if (!resolveChannel(session, channel, frame.id, publishDenial)) return;
+  // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
+  const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
+  const outcome = await ctx.channels.publish(channel, { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() }, 'ws', key);
+  const position = { epoch: outcome.epoch, offset: outcome.offset };
+  session.reply(frame.id, outcome.duplicate ? { ok: true, ...position, duplicate: true } : { ok: true, ...position });
+}
+
+async function subscribe(session: FrameTarget, frame: Extract<ClientFrame, { type: 'subscribe' }>, ctx: NodeContext): Promise<void> {
+  const { channel } = frame;
+  if (!resolveChannel(session, channel, frame.id, subscribeDenial)) return;
   if (session.has(channel)) {
     const position = session.position(channel)!;
     return session.reply(frame.id, { ok: true, channel, epoch: position.epoch, offset: position.offset });
   }
-  if (session.channelNames.length >= ctx.options.maxSubscriptions) {
-    return session.reply(frame.id, {
-      ok: false,
-      code: 'too_large',
-      message: `subscription limit reached (${ctx.options.maxSubscriptions} channels per session)`,
-    });
+  const max = ctx.sessionOptions.maxSubscriptions;
+  if (session.channelCount >= max) {
+    return session.reply(frame.id, { ok: false, code: ERRORS.ERR_TOO_LARGE.code, message: `subscription limit reached (${max} channels per session)` });
   }
   const { state, flush } = await session.attach(channel, frame.since);
   session.reply(frame.id, { ok: true, channel, ...state });
   flush();
-  await ctx.presenceJoin(session, channel);
+  await ctx.presence.join(session, channel);
 }

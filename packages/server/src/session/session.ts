@@ -1,30 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import type { WebSocket } from 'ws';
-import { CloseCode, type ErrorCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
-import type { Identity } from '../auth/token-verifier.js';
-import type { HubMember } from '../hub.js';
-import { messageFrame, type Publication } from '../publication.js';
 import type { Duplex } from 'node:stream';
-import { corkUntilNextTick, flushAfterThisLoop } from './cork.js';
+import type { WebSocket } from 'ws';
+import { CloseCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
+import type { Identity } from '../auth/token-verifier.js';
+import type { BrokerMessage } from '../broker/broker.js';
+import { ERRORS } from '../errors.js';
+import type { HubMember } from '../hub.js';
 import type { NodeContext } from '../node-context.js';
-import { handleFrame } from './dispatcher.js';
+import { ChannelStream } from './channel-stream.js';
+import { corkUntilNextTick, flushAfterThisLoop } from './cork.js';
+import { handleFrame, type FrameTarget, type ReplyResult } from './dispatcher.js';
 import { parseClientFrame } from './frame-parser.js';
 import { FrameRateLimiter } from './rate-limiter.js';
-
-/** A publication waiting while its channel recovers. */
-interface Pending {
-  offset: number;
-  epoch: string;
-  frame: Buffer;
-}
-
-/** This session's view of one channel: the last position delivered, and a buffer while recovering. */
-interface ChannelState {
-  epoch: string;
-  offset: number;
-  /** Live publications that arrived while history was being read; `null` once live. */
-  pending: Pending[] | null;
-}
 
 /** Options of `ws.send` for a frame given as bytes: still a text frame. */
 const TEXT = { binary: false } as const;
@@ -33,18 +20,21 @@ const NEWLINE = Buffer.from('\n');
 /** How long a session closed for a slow consumer may keep its buffers before the socket is cut. */
 const SLOW_CONSUMER_GRACE_MS = 5000;
 
+/** A client frame that arrived before the session existed (while its token was verified). */
+export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
+
 /**
- * One authenticated WebSocket connection. It owns the socket's outbound path (limits, batching),
- * the per-channel positions that make delivery gap- and duplicate-free, and the inbound queue that
- * processes the client's frames one at a time, in order.
+ * One authenticated WebSocket connection. It owns the socket's inbound path (rate limit, parse,
+ * one frame at a time in arrival order) and outbound path (frames held until `welcome`, batching,
+ * corking, the outbound buffer limit); each channel's exactly-once delivery is a {@link ChannelStream}.
  */
-export class Session implements HubMember {
+export class Session implements HubMember, FrameTarget {
   readonly id = `s-${randomBytes(9).toString('base64url')}`;
   readonly user: string;
   readonly since = Date.now();
   /** Set by the heartbeat sweep, cleared when the peer shows life. */
   alive = true;
-  private readonly channels = new Map<string, ChannelState>();
+  private readonly streams = new Map<string, ChannelStream>();
   private readonly limiter: FrameRateLimiter;
   private inbox: Promise<void>;
   private markStarted!: () => void;
@@ -55,14 +45,16 @@ export class Session implements HubMember {
   private batchBytes = 0;
   private cleanup: Promise<void> | undefined;
 
+  /** `early` are the client's frames that arrived before the session existed, in order. */
   constructor(
     private readonly ws: WebSocket,
     readonly identity: Identity,
     private readonly ctx: NodeContext,
     private readonly batching: boolean,
+    early: readonly HeldFrame[] = [],
   ) {
     this.user = identity.user;
-    const o = ctx.options;
+    const o = ctx.sessionOptions;
     this.limiter = new FrameRateLimiter(o.rateLimitPerSecond, o.rateLimitBurst, o.rateLimitMaxRejected);
     // Frames that arrive before `welcome` wait here until the session has started.
     this.inbox = new Promise((resolve) => (this.markStarted = resolve));
@@ -70,22 +62,26 @@ export class Session implements HubMember {
     ws.on('pong', () => (this.alive = true));
     ws.on('close', () => void this.dispose());
     ws.on('error', (err) => ctx.log.debug({ err, session: this.id }, 'socket error'));
+    for (const [data, isBinary] of early) this.onMessage(data, isBinary);
   }
 
   /** Channels this session is subscribed to. */
   get channelNames(): string[] {
-    return [...this.channels.keys()];
+    return [...this.streams.keys()];
+  }
+
+  get channelCount(): number {
+    return this.streams.size;
   }
 
   /** The last position delivered on `channel`, when subscribed. */
   position(channel: string): StreamPosition | undefined {
-    const st = this.channels.get(channel);
-    return st ? { epoch: st.epoch, offset: st.offset } : undefined;
+    return this.streams.get(channel)?.position;
   }
 
   /** True when the session is in `channel`. */
   has(channel: string): boolean {
-    return this.channels.has(channel);
+    return this.streams.has(channel);
   }
 
   /** Subscribes the automatic channels (and resumable ones), sends `welcome`, then replays. */
@@ -107,7 +103,7 @@ export class Session implements HubMember {
     }
     // Presence is recorded before `welcome`, so that once a client has its welcome, everyone sees it.
     // Frames for this session meanwhile (its own `join`, say) are held until after the welcome.
-    await Promise.all(auto.map((channel) => this.ctx.presenceJoin(this, channel)));
+    await Promise.all(auto.map((channel) => this.ctx.presence.join(this, channel)));
     if (this.closed) return;
     const held = this.held ?? [];
     this.held = null;
@@ -116,7 +112,7 @@ export class Session implements HubMember {
       session: this.id,
       user: this.user,
       node: this.ctx.nodeId,
-      heartbeat: Math.round(this.ctx.options.heartbeatIntervalMs / 100) / 10,
+      heartbeat: Math.round(this.ctx.sessionOptions.heartbeatIntervalMs / 100) / 10,
       subscriptions,
     });
     for (const flush of flushes) flush();
@@ -130,22 +126,24 @@ export class Session implements HubMember {
    * then writes the replay and the buffer, skipping what was already written.
    */
   async attach(channel: string, since?: StreamPosition): Promise<{ state: SubscriptionState; flush: () => void }> {
-    const st: ChannelState = { epoch: '', offset: 0, pending: [] };
-    this.channels.set(channel, st);
+    const stream = new ChannelStream(
+      {
+        write: (frame) => {
+          this.sendRaw(frame);
+          this.ctx.metrics.delivered++;
+        },
+        repair: async (from) => (await this.ctx.channels.recover(channel, from)).replay,
+        overflow: () => this.slowConsumer(),
+        gap: () => this.ctx.metrics.gaps.inc(),
+      },
+      this.ctx.sessionOptions.maxRecoveryMessages * 2,
+    );
+    this.streams.set(channel, stream);
     try {
       await this.ctx.hub.add(channel, this);
-      const { state, replay } = await this.ctx.recover(channel, since);
-      st.epoch = state.epoch;
-      st.offset = state.recovered ? since!.offset : state.offset;
-      return {
-        state,
-        flush: () => {
-          const pending = st.pending ?? [];
-          st.pending = null;
-          for (const pub of replay) this.write(st, pub.offset, pub.epoch, Buffer.from(messageFrame(pub)));
-          for (const p of pending) this.write(st, p.offset, p.epoch, p.frame);
-        },
-      };
+      const { state, replay } = await this.ctx.channels.recover(channel, since);
+      stream.begin(state.recovered ? since! : state);
+      return { state, flush: () => stream.drain(replay) };
     } catch (err) {
       this.detach(channel);
       throw err;
@@ -154,52 +152,17 @@ export class Session implements HubMember {
 
   /** Leaves `channel`. */
   detach(channel: string): boolean {
-    if (!this.channels.delete(channel)) return false;
+    const stream = this.streams.get(channel);
+    if (!stream) return false;
+    stream.stop();
+    this.streams.delete(channel);
     this.ctx.hub.remove(channel, this);
     return true;
   }
 
-  deliver(channel: string, offset: number, epoch: string, frame: Buffer): void {
-    const st = this.channels.get(channel);
-    if (!st) return;
-    if (st.pending) {
-      st.pending.push({ offset, epoch, frame });
-      if (st.pending.length > this.ctx.options.maxRecoveryMessages * 2) this.slowConsumer();
-      return;
-    }
-    if (epoch === st.epoch && offset > st.offset + 1 && st.offset > 0) {
-      // A publication never reached this node (the broker delivers at most once): fill the gap from
-      // history before going on, so the client still sees every offset once, in order.
-      this.repair(channel, st, { offset, epoch, frame });
-      return;
-    }
-    this.write(st, offset, epoch, frame);
-  }
-
-  /** Buffers live delivery on `channel` while the missing offsets are read from history. */
-  private repair(channel: string, st: ChannelState, first: Pending): void {
-    st.pending = [first];
-    this.ctx.metrics.gaps.inc();
-    const since = { epoch: st.epoch, offset: st.offset };
-    const finish = (replay: Publication[]) => {
-      if (this.closed || this.channels.get(channel) !== st) return;
-      const pending = st.pending ?? [];
-      st.pending = null;
-      for (const pub of replay) this.write(st, pub.offset, pub.epoch, Buffer.from(messageFrame(pub)));
-      for (const p of pending) this.write(st, p.offset, p.epoch, p.frame);
-    };
-    this.ctx.recover(channel, since).then(
-      ({ replay }) => finish(replay),
-      () => finish([]),
-    );
-  }
-
-  private write(st: ChannelState, offset: number, epoch: string, frame: Buffer): void {
-    if (epoch === st.epoch && offset <= st.offset) return; // already delivered (replay and live overlap)
-    st.epoch = epoch;
-    st.offset = offset;
-    this.sendRaw(frame);
-    this.ctx.metrics.delivered++;
+  /** A live publication for `channel` (from the hub). */
+  deliver(channel: string, message: Extract<BrokerMessage, { kind: 'message' }>): void {
+    this.streams.get(channel)?.live(message.epoch, message.offset, message.frame);
   }
 
   /** Writes a server frame. */
@@ -212,10 +175,10 @@ export class Session implements HubMember {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
     if (this.held) {
       this.held.push(frame);
-      if (this.held.length > this.ctx.options.maxRecoveryMessages) this.slowConsumer();
+      if (this.held.length > this.ctx.sessionOptions.maxRecoveryMessages) this.slowConsumer();
       return;
     }
-    if (this.ws.bufferedAmount + this.batchBytes + frame.length > this.ctx.options.maxOutboundBytes) {
+    if (this.ws.bufferedAmount + this.batchBytes + frame.length > this.ctx.sessionOptions.maxOutboundBytes) {
       this.slowConsumer();
       return;
     }
@@ -251,7 +214,7 @@ export class Session implements HubMember {
   }
 
   /** Answers a frame: a `reply` when it had an id, else an `error` frame for failures only. */
-  reply(id: FrameId | undefined, result: { ok: true; [k: string]: unknown } | { ok: false; code: ErrorCode; message: string }): void {
+  reply(id: FrameId | undefined, result: ReplyResult): void {
     if (!result.ok) this.ctx.metrics.errors.inc({ code: result.code });
     if (id === undefined) {
       if (!result.ok) this.sendFrame({ type: 'error', error: { code: result.code, message: result.message } });
@@ -261,6 +224,7 @@ export class Session implements HubMember {
     else this.sendFrame({ type: 'reply', id, ok: false, error: { code: result.code, message: result.message } });
   }
 
+  /** One client frame: counted once (by frame type), rate limited, parsed, queued in arrival order. */
   private onMessage(data: Buffer, isBinary: boolean): void {
     this.alive = true;
     if (this.closed) return;
@@ -269,25 +233,27 @@ export class Session implements HubMember {
       this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded');
       return;
     }
-    this.ctx.metrics.framesIn.inc({ type: isBinary ? 'binary' : 'text' });
+    const framesIn = this.ctx.metrics.framesIn;
     const text = isBinary ? undefined : data.toString('utf8');
     if (text === 'ping') {
+      framesIn.inc({ type: 'ping' });
       if (verdict === 'ok') this.sendRaw('pong');
       return;
     }
-    if (verdict === 'rejected') {
-      const parsed = text === undefined ? undefined : parseClientFrame(text);
-      const id = parsed ? (parsed.ok ? parsed.frame.id : parsed.id) : undefined;
-      this.reply(id, { ok: false, code: 'rate_limited', message: `over ${this.ctx.options.rateLimitPerSecond} frames/s; frame dropped` });
-      return;
-    }
     if (text === undefined) {
-      this.reply(undefined, { ok: false, code: 'bad_frame', message: 'binary frames are not supported; send JSON text' });
+      framesIn.inc({ type: 'binary' });
+      const limited = verdict === 'rejected';
+      this.reply(undefined, limited ? this.rateLimited() : { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: 'binary frames are not supported; send JSON text' });
       return;
     }
     const parsed = parseClientFrame(text);
+    framesIn.inc({ type: parsed.ok ? parsed.frame.type : 'invalid' });
+    if (verdict === 'rejected') {
+      this.reply(parsed.ok ? parsed.frame.id : parsed.id, this.rateLimited());
+      return;
+    }
     if (!parsed.ok) {
-      this.reply(parsed.id, { ok: false, code: 'bad_frame', message: parsed.message });
+      this.reply(parsed.id, { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: parsed.message });
       return;
     }
     // One frame at a time, in arrival order: replies and publications keep the client's order.
@@ -295,6 +261,10 @@ export class Session implements HubMember {
       if (this.closed) return;
       await handleFrame(this, parsed.frame, this.ctx);
     });
+  }
+
+  private rateLimited(): ReplyResult {
+    return { ok: false, code: ERRORS.ERR_RATE_LIMITED.code, message: `over ${this.ctx.sessionOptions.rateLimitPerSecond} frames/s; frame dropped` };
   }
 
   private slowConsumer(): void {
@@ -331,7 +301,7 @@ export class Session implements HubMember {
   dispose(): Promise<void> {
     this.cleanup ??= (async () => {
       this.closed = true;
-      const channels = [...this.channels.keys()];
+      const channels = [...this.streams.keys()];
       for (const channel of channels) this.detach(channel);
       await this.ctx.sessionGone(this, channels);
     })();

@@ -1,0 +1,71 @@
+import type { Logger } from 'pino';
+import type { StreamPosition, SubscriptionState } from '@switchboard/protocol';
+import { SwitchboardError } from './errors.js';
+import type { History, HistoryPage } from './history/history.js';
+import type { NodeMetrics } from './metrics.js';
+import type { Channels, PublishOutcome, PublishSource } from './node-context.js';
+import { MAX_DATA_DEPTH, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
+import { PublishFailure, type PublicationPath } from './publish/publication-path.js';
+
+/** What a {@link ChannelService} works with. */
+export interface ChannelServiceDeps {
+  publication: PublicationPath;
+  history: History;
+  /** Most publications replayed per channel; a bigger gap is `recovered: false`. */
+  maxRecoveryMessages: number;
+  metrics: NodeMetrics;
+  log: Logger;
+}
+
+/**
+ * True when a subscriber at `since` can be brought up to date from `page` (read after
+ * `since.offset`, at most `limit`): same epoch, nothing in between trimmed, not too far behind.
+ */
+export function canRecover(since: StreamPosition, page: Pick<HistoryPage, 'epoch' | 'offset' | 'firstOffset'>, limit: number): boolean {
+  return page.epoch === since.epoch && since.offset <= page.offset && page.firstOffset <= since.offset + 1 && page.offset - since.offset <= limit;
+}
+
+/** Publishing into channels (for sessions and the HTTP API) and recovering from them. */
+export class ChannelService implements Channels {
+  constructor(private readonly deps: ChannelServiceDeps) {}
+
+  async publish(channel: string, input: PublicationInput, source: PublishSource, key?: string): Promise<PublishOutcome> {
+    // Checked before the append: a publication that cannot be serialised would poison history.
+    if (nestedDeeperThan(input.data, MAX_DATA_DEPTH)) {
+      throw new SwitchboardError('ERR_BAD_FRAME', `data is nested deeper than ${MAX_DATA_DEPTH} levels`);
+    }
+    const { metrics } = this.deps;
+    const end = metrics.publishLatency.startTimer();
+    let result;
+    try {
+      result = await this.deps.publication.publish(channel, input, key);
+    } catch (err) {
+      this.failed(err, 'publish failed');
+      throw err;
+    }
+    if (result.duplicate) return { ...result.position, duplicate: true };
+    end();
+    metrics.publications.inc({ source });
+    return { epoch: result.pub.epoch, offset: result.pub.offset, duplicate: false };
+  }
+
+  async recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }> {
+    const { history, maxRecoveryMessages: limit, metrics } = this.deps;
+    try {
+      if (!since) return { state: await history.position(channel), replay: [] };
+      const page = await history.read(channel, since.offset, limit);
+      const recovered = canRecover(since, page, limit);
+      metrics.recoveries.inc({ recovered: String(recovered) });
+      return { state: { epoch: page.epoch, offset: page.offset, recovered }, replay: recovered ? page.publications : [] };
+    } catch (err) {
+      this.failed(err, 'history read failed');
+      throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable', { cause: err });
+    }
+  }
+
+  private failed(err: unknown, what: string): void {
+    const cause = err instanceof SwitchboardError && err.cause !== undefined ? err.cause : err;
+    this.deps.metrics.engineErrors.inc({ component: err instanceof PublishFailure ? err.stage : 'history' });
+    this.deps.log.error({ err: cause, detail: err instanceof Error ? err.message : undefined }, what);
+  }
+}

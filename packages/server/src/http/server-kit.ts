@@ -1,0 +1,102 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import { redactUrl } from '../logger.js';
+import { sendError, sendJson } from './respond.js';
+
+/** Options of {@link createServer}. */
+export interface ServerKitOptions {
+  /** Time a client has to send its request head (and the whole request). */
+  handshakeTimeoutMs: number;
+  /** PEM certificate and key: serve HTTPS. */
+  tls?: { cert: string; key: string };
+}
+
+/**
+ * The HTTP server node and gateway share: request timeouts, a handler whose failure is logged and
+ * answered 500 `internal` (never an unhandled rejection), and 400 for malformed requests.
+ */
+export function createServer(options: ServerKitOptions, handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>, log: Logger): Server {
+  const serverOptions = {
+    headersTimeout: options.handshakeTimeoutMs,
+    requestTimeout: options.handshakeTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, options.handshakeTimeoutMs),
+  };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    handler(req, res).catch((err: unknown) => {
+      log.error({ err, url: redactUrl(req.url) }, 'request failed');
+      if (!res.headersSent) sendError(res, 'ERR_INTERNAL', 'internal error');
+      else res.destroy();
+    });
+  };
+  const server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest) : createHttpServer(serverOptions, onRequest);
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    socket.destroy();
+    log.debug({ err: err.message }, 'client error');
+  });
+  return server;
+}
+
+/** Listens on `host:port`; resolves with the bound port and the base URL clients use. */
+export async function listen(server: Server, port: number, host: string, secure = false): Promise<{ port: number; url: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = (server.address() as AddressInfo).port;
+  const shown = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  return { port: bound, url: `${secure ? 'https' : 'http'}://${shown}:${bound}` };
+}
+
+/** Closes the server and every connection it holds. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/** What `/healthz`, `/readyz` and `/metrics` answer. */
+export interface Probes {
+  /** The `/healthz` body (200). */
+  health: () => Record<string, unknown>;
+  /** Whether `/readyz` is 200 or 503, and its body. */
+  readiness: () => { ready: boolean; body: Record<string, unknown> };
+  metrics: MetricsRegistry;
+}
+
+/** The request URL, or `undefined` after answering 400 for one that does not parse. */
+export function requestUrl(req: IncomingMessage, res: ServerResponse): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    sendError(res, 'ERR_BAD_FRAME', 'bad request URL');
+    return undefined;
+  }
+}
+
+/** Answers the probe routes; false for any other path. */
+export async function answerProbe(path: string, res: ServerResponse, probes: Probes): Promise<boolean> {
+  switch (path) {
+    case '/healthz':
+      sendJson(res, 200, probes.health());
+      return true;
+    case '/readyz': {
+      const { ready, body } = probes.readiness();
+      sendJson(res, ready ? 200 : 503, body);
+      return true;
+    }
+    case '/metrics':
+      res.writeHead(200, { 'content-type': probes.metrics.contentType });
+      res.end(await probes.metrics.metrics());
+      return true;
+    default:
+      return false;
+  }
+}

@@ -1,0 +1,163 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CloseCode, decodeResume, parseChannel, type StreamPosition } from '@switchboard/protocol';
+import { autoChannels, subscribeDenial } from '../auth/permissions.js';
+import { TokenError, type Identity, type Verifier } from '../auth/token-verifier.js';
+import { ERRORS } from '../errors.js';
+import { rejectUpgrade } from '../http/respond.js';
+import { checkUpgrade } from '../http/upgrade-checks.js';
+import { redactUrl } from '../logger.js';
+import type { NodeMetrics } from '../metrics.js';
+import type { NodeOptions } from '../options.js';
+import type { HeldFrame, Session } from './session.js';
+import type { SessionTable } from './session-table.js';
+
+/** The options admission reads. */
+export type AdmissionOptions = Pick<
+  NodeOptions,
+  'wsPath' | 'allowedOrigins' | 'maxConnections' | 'maxConnectionsPerUser' | 'maxSubscriptions' | 'maxPayloadBytes' | 'perMessageDeflate'
+>;
+
+/** What {@link Admission} works with. */
+export interface AdmissionDeps {
+  options: AdmissionOptions;
+  verifier: Verifier;
+  table: SessionTable;
+  metrics: NodeMetrics;
+  log: Logger;
+  /** True while the node is draining: no new sessions. */
+  draining: () => boolean;
+  /** Builds the session of an admitted socket; `early` are the frames that arrived meanwhile. */
+  createSession: (ws: WebSocket, identity: Identity, batching: boolean, early: readonly HeldFrame[]) => Session;
+}
+
+/**
+ * Who gets a session on this node. Before the upgrade: path, draining, the connection limit and
+ * the origin (shared with the gateway, `http/upgrade-checks.ts`). After it: the token, the per-user
+ * limit and the resume positions. Every frame the client sends from the moment of the upgrade is
+ * held, in order, until its session takes it — a front end that sends in `onopen` loses nothing.
+ */
+export class Admission {
+  private readonly wss: WebSocketServer;
+  /** Every upgraded socket, with a session or still being admitted. */
+  private readonly sockets = new Set<WebSocket>();
+  private upgrading = 0;
+
+  constructor(private readonly deps: AdmissionDeps) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: deps.options.maxPayloadBytes,
+      perMessageDeflate: deps.options.perMessageDeflate,
+    });
+  }
+
+  /** Upgraded sockets still open. */
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
+  /** The HTTP server's `upgrade` handler. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', () => socket.destroy());
+    const { options, metrics, log, table } = this.deps;
+    log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
+    const check = checkUpgrade(req, {
+      wsPath: options.wsPath,
+      allowedOrigins: options.allowedOrigins,
+      refusal: () => {
+        if (this.deps.draining()) return 'node draining: connect to another node';
+        if (table.size + this.upgrading >= options.maxConnections) {
+          metrics.connectionsTotal.inc({ result: 'overloaded' });
+          return 'node at its connection limit';
+        }
+        return undefined;
+      },
+    });
+    if (!check.ok) {
+      if (check.reason === 'origin') metrics.connectionsTotal.inc({ result: 'origin' });
+      return rejectUpgrade(socket, check.error, check.message);
+    }
+    const batching = check.url.searchParams.get('batch') === '1';
+    const resume = check.url.searchParams.get('resume');
+    this.upgrading++;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.upgrading--;
+      this.sockets.add(ws);
+      ws.on('close', () => this.sockets.delete(ws));
+      // Hold what the client sends while its token is checked: read no more than one chunk
+      // (pause), and keep what ws has already parsed.
+      const early: HeldFrame[] = [];
+      const hold = (data: Buffer, isBinary: boolean) => void early.push([data, isBinary]);
+      ws.on('message', hold);
+      ws.pause();
+      let held = true;
+      const release = () => {
+        if (!held) return;
+        held = false;
+        ws.off('message', hold);
+        ws.resume();
+      };
+      void this.admit(ws, check.token, batching, resume, early, release).finally(release);
+    });
+  };
+
+  /** Closes every upgraded socket at once (the node is stopping). */
+  terminateAll(): void {
+    for (const ws of this.sockets) ws.terminate();
+  }
+
+  close(): void {
+    this.wss.close();
+  }
+
+  /** Verifies and limits; `release` stops holding frames once the session has taken them. */
+  private async admit(
+    ws: WebSocket,
+    token: string | undefined,
+    batching: boolean,
+    resumeParam: string | null,
+    early: HeldFrame[],
+    release: () => void,
+  ): Promise<void> {
+    const { options, metrics, log, table } = this.deps;
+    let identity: Identity;
+    try {
+      if (!token) throw new TokenError('missing token');
+      identity = await this.deps.verifier.verify(token);
+    } catch (err) {
+      const reason = err instanceof TokenError ? err.message : 'invalid token';
+      metrics.connectionsTotal.inc({ result: 'unauthorized' });
+      metrics.closes.inc({ code: String(CloseCode.UNAUTHORIZED) });
+      log.info({ reason }, 'token rejected');
+      return ws.close(CloseCode.UNAUTHORIZED, reason);
+    }
+    if (this.deps.draining()) return ws.close(CloseCode.GOING_AWAY, 'node draining');
+    if (table.countFor(identity.user) >= options.maxConnectionsPerUser) {
+      metrics.connectionsTotal.inc({ result: 'user_limit' });
+      metrics.closes.inc({ code: String(CloseCode.POLICY) });
+      return ws.close(CloseCode.POLICY, `too many connections for this user (max ${options.maxConnectionsPerUser})`);
+    }
+    // The session takes the held frames and listens from now on; nothing arrives in between.
+    const session = this.deps.createSession(ws, identity, batching, early);
+    release();
+    table.add(session);
+    metrics.connectionsTotal.inc({ result: 'ok' });
+
+    const auto = autoChannels(identity);
+    const resume = resumeParam === null ? {} : decodeResume(resumeParam);
+    const positions: Record<string, StreamPosition> = {};
+    for (const [channel, pos] of Object.entries(resume ?? {})) {
+      const ref = parseChannel(channel);
+      if (!ref || subscribeDenial(identity, channel, ref)) continue;
+      positions[channel] = pos;
+      if (!auto.includes(channel) && auto.length < options.maxSubscriptions) auto.push(channel);
+    }
+    await session.start(auto, positions);
+    if (resume === undefined) {
+      session.reply(undefined, { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: 'resume is not base64url JSON of {channel: {epoch, offset}}: nothing was recovered' });
+    }
+  }
+}

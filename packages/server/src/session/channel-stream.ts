@@ -1,0 +1,104 @@
+import type { StreamPosition } from '@switchboard/protocol';
+import { messageFrame, type Publication } from '../publication.js';
+
+/** What a channel stream needs of its session. */
+export interface StreamSink {
+  /** Writes a `message` frame to the client. */
+  write(frame: Buffer): void;
+  /** Reads what the client missed after `since` from history (gap repair). */
+  repair(since: StreamPosition): Promise<Publication[]>;
+  /** Too much is buffered while waiting for history: the session is a slow consumer. */
+  overflow(): void;
+  /** A live gap was found and is being repaired (for the metric). */
+  gap(): void;
+}
+
+interface Pending {
+  epoch: string;
+  offset: number;
+  frame: Buffer;
+}
+
+/**
+ * One session's view of one channel: the exactly-once stream. It guarantees that the client sees
+ * every offset once, in order, whatever the broker does — replay and live overlapping on attach,
+ * a publication the broker lost (a gap, filled from history before going on), repeats (dropped),
+ * and an epoch change (the stream starts again from the new epoch).
+ *
+ * Life: created buffering (live publications wait from the moment the hub has the session), then
+ * {@link begin} sets where delivery starts, {@link drain} writes the replay and the buffer and goes
+ * live; from then on {@link live} writes, drops or repairs each publication.
+ */
+export class ChannelStream {
+  private epoch = '';
+  private offset = 0;
+  /** Live publications waiting for history (attach or repair); `null` while live. */
+  private pending: Pending[] | null = [];
+  private stopped = false;
+
+  constructor(
+    private readonly sink: StreamSink,
+    /** Publications buffered at most before the session is cut as a slow consumer. */
+    private readonly maxPending: number,
+  ) {}
+
+  /** The last position delivered (or, before that, where delivery starts). */
+  get position(): StreamPosition {
+    return { epoch: this.epoch, offset: this.offset };
+  }
+
+  /** Sets where delivery starts: after `offset` of `epoch`. */
+  begin(position: StreamPosition): void {
+    this.epoch = position.epoch;
+    this.offset = position.offset;
+  }
+
+  /** Writes `replay`, then what was buffered meanwhile, skipping what was already written; then live. */
+  drain(replay: readonly Publication[]): void {
+    const pending = this.pending ?? [];
+    this.pending = null;
+    if (this.stopped) return;
+    for (const pub of replay) this.write(pub.epoch, pub.offset, Buffer.from(messageFrame(pub)));
+    for (const p of pending) this.write(p.epoch, p.offset, p.frame);
+  }
+
+  /** A live publication from the broker. */
+  live(epoch: string, offset: number, frame: Buffer): void {
+    if (this.stopped) return;
+    if (this.pending) {
+      this.pending.push({ epoch, offset, frame });
+      if (this.pending.length > this.maxPending) this.sink.overflow();
+      return;
+    }
+    if (epoch === this.epoch && offset > this.offset + 1) {
+      // The broker lost what came before (it delivers at most once): fill the gap from history
+      // first, so the client still sees every offset once, in order.
+      this.repair({ epoch, offset, frame });
+      return;
+    }
+    this.write(epoch, offset, frame);
+  }
+
+  /** The session left the channel: nothing more is written, a repair in flight is dropped. */
+  stop(): void {
+    this.stopped = true;
+    this.pending = null;
+  }
+
+  private repair(first: Pending): void {
+    this.pending = [first];
+    this.sink.gap();
+    this.sink.repair(this.position).then(
+      (replay) => this.drain(replay),
+      // History unreachable: go on with what arrived; the hole stays (the sink logs why).
+      () => this.drain([]),
+    );
+  }
+
+  private write(epoch: string, offset: number, frame: Buffer): void {
+    if (epoch === this.epoch && offset <= this.offset) return; // already delivered (replay and live overlap, a repeat)
+    this.epoch = epoch;
+    this.offset = offset;
+    this.sink.write(frame);
+  }
+}

@@ -1,0 +1,301 @@
+/**
+ * The Hub on its own, against a recording fake Broker: it reference-counts broker subscriptions
+ * per channel (one subscribe for the first member, one unsubscribe after the last leaves) and fans
+ * out what the broker delivers to the channel's local members.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { Hub, type HubMember } from '../src/hub.js';
+import { NodeMetrics } from '../src/metrics.js';
+import type { Broker, BrokerHandler, BrokerMessage } from '../src/broker/broker.js';
+
+/**
+ * A Broker that records every subscribe and unsubscribe and, like a real one, delivers only the
+ * channels it is subscribed to. Deliveries go to the hub's `onBrokerMessage` (wired by `setup`),
+ * whatever shape the handler given to `start` has. `failNextSubscribe` makes the next subscribe
+ * reject; `holdUnsubscribes` keeps unsubscribes in flight until released.
+ */
+class FakeBroker implements Broker {
+  readonly calls: string[] = [];
+  readonly subscribed = new Set<string>();
+  readonly ready = true;
+  sink: ((channel: string, message: BrokerMessage) => void) | undefined;
+  private failures: Error[] = [];
+  private gate: Promise<void> | undefined;
+
+  async start(_handler: BrokerHandler): Promise<void> {}
+
+  async subscribe(channel: string): Promise<void> {
+    this.calls.push(`subscribe ${channel}`);
+    const failure = this.failures.shift();
+    if (failure) throw failure;
+    this.subscribed.add(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.calls.push(`unsubscribe ${channel}`);
+    await this.gate;
+    this.subscribed.delete(channel);
+  }
+
+  async publish(channel: string, message: BrokerMessage): Promise<void> {
+    this.deliver(channel, message);
+  }
+
+  async close(): Promise<void> {
+    this.subscribed.clear();
+  }
+
+  /** What the broker would hand the node for `channel`; dropped unless subscribed. */
+  deliver(channel: string, message: BrokerMessage): void {
+    if (this.subscribed.has(channel)) this.sink?.(channel, message);
+  }
+
+  failNextSubscribe(error: Error): void {
+    this.failures.push(error);
+  }
+
+  /** Unsubscribes wait until the returned function is called. */
+  holdUnsubscribes(): () => void {
+    let release!: () => void;
+    this.gate = new Promise((resolve) => (release = resolve));
+    return () => {
+      this.gate = undefined;
+      release();
+    };
+  }
+}
+
+/** One publication as a member got it. */
+interface Delivery {
+  channel: string;
+  offset: number;
+  epoch: string;
+  frame: Buffer;
+}
+
+/** A member that records what the hub hands it; `onClose` runs inside `close` (a session leaves its channels there). */
+class FakeMember implements HubMember {
+  readonly delivered: Delivery[] = [];
+  readonly raw: (string | Buffer)[] = [];
+  readonly closes: { code: number; reason: string }[] = [];
+  /** Throws on every delivery (a session bug the hub must contain). */
+  throws = false;
+
+  constructor(
+    readonly user: string,
+    private readonly onClose?: (member: FakeMember) => void,
+  ) {}
+
+  deliver(channel: string, message: Extract<BrokerMessage, { kind: 'message' }>): void {
+    if (this.throws) throw new Error('member bug');
+    this.delivered.push({ channel, offset: message.offset, epoch: message.epoch, frame: message.frame });
+  }
+
+  sendRaw(frame: string | Buffer): void {
+    this.raw.push(frame);
+  }
+
+  close(code: number, reason: string): void {
+    this.closes.push({ code, reason });
+    this.onClose?.(this);
+  }
+}
+
+function setup(): { hub: Hub; broker: FakeBroker; metrics: NodeMetrics } {
+  const broker = new FakeBroker();
+  const metrics = new NodeMetrics('t', false);
+  const hub = new Hub(broker, metrics, pino({ level: 'silent' }));
+  broker.sink = hub.onBrokerMessage;
+  return { hub, broker, metrics };
+}
+
+/** Lets the hub's queued broker operations run (the fake broker settles within microtasks). */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * A publication as the broker carries it, its message frame already encoded to UTF-8 bytes. The
+ * broker interface is moving from a string frame to bytes (the hub takes either); the cast keeps
+ * this file compiling against both.
+ */
+const message = (offset: number, text = `{"type":"message","offset":${offset}}`): BrokerMessage => ({
+  kind: 'message',
+  epoch: 'e1',
+  offset,
+  frame: Buffer.from(text) as Extract<BrokerMessage, { kind: 'message' }>['frame'] & Buffer,
+});
+
+let probes = 0;
+
+/**
+ * Which of `members` the hub hands a publication on `channel` now, straight from the broker's
+ * handler (whatever the broker's subscriptions): the hub's members of that channel, in order.
+ */
+function reached(hub: Hub, channel: string, members: FakeMember[]): FakeMember[] {
+  const offset = 1_000_000 + ++probes;
+  hub.onBrokerMessage(channel, message(offset));
+  return members.filter((m) => m.delivered.some((d) => d.channel === channel && d.offset === offset));
+}
+
+describe('Hub', () => {
+  describe('broker subscriptions', () => {
+    it('subscribes the broker once for two members of a channel, even when they join at the same time', async () => {
+      const { hub, broker } = setup();
+      const [a, b, c] = [new FakeMember('a'), new FakeMember('b'), new FakeMember('c')];
+      await Promise.all([hub.add('group:ops', a), hub.add('group:ops', b)]);
+      await hub.add('group:ops', c);
+      assert.deepEqual(broker.calls, ['subscribe group:ops']);
+      assert.deepEqual(reached(hub, 'group:ops', [a, b, c]), [a, b, c]);
+    });
+
+    it('unsubscribes once, when the last member leaves', async () => {
+      const { hub, broker } = setup();
+      const [a, b] = [new FakeMember('a'), new FakeMember('b')];
+      await hub.add('group:ops', a);
+      await hub.add('group:ops', b);
+
+      hub.remove('group:ops', a);
+      await settle();
+      assert.deepEqual(broker.calls, ['subscribe group:ops'], 'a member is left: still subscribed');
+
+      hub.remove('group:ops', b);
+      hub.remove('group:ops', b); // a second remove of the same member changes nothing
+      await settle();
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops']);
+      assert.deepEqual(broker.subscribed, new Set());
+      assert.deepEqual(reached(hub, 'group:ops', [a, b]), [], 'the channel has no members left');
+    });
+
+    it('ends subscribed after subscribe, unsubscribe and subscribe again', async () => {
+      const { hub, broker } = setup();
+      const a = new FakeMember('a');
+      await hub.add('group:ops', a);
+      hub.remove('group:ops', a);
+      await settle();
+      await hub.add('group:ops', a);
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops', 'subscribe group:ops']);
+      assert.ok(broker.subscribed.has('group:ops'));
+      broker.deliver('group:ops', message(1));
+      assert.equal(a.delivered.length, 1, 'the channel is delivered again');
+    });
+
+    it('ends subscribed when a member joins while the unsubscribe is still in flight', async () => {
+      const { hub, broker } = setup();
+      const [a, b] = [new FakeMember('a'), new FakeMember('b')];
+      await hub.add('group:ops', a);
+      const release = broker.holdUnsubscribes();
+      hub.remove('group:ops', a);
+      await settle();
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops'], 'the unsubscribe has started');
+
+      let added = false;
+      const adding = hub.add('group:ops', b).then(() => (added = true));
+      await settle();
+      assert.equal(added, false, 'add waits for the unsubscribe before it subscribes again');
+      release();
+      await adding;
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops', 'subscribe group:ops']);
+      assert.ok(broker.subscribed.has('group:ops'), 'the broker is subscribed once add resolves');
+      broker.deliver('group:ops', message(1));
+      assert.deepEqual(b.delivered.map((d) => d.offset), [1]);
+      assert.deepEqual(a.delivered, [], 'a left before');
+    });
+
+    it('rejects add when the broker subscribe fails, and subscribes on the next add', async () => {
+      const { hub, broker } = setup();
+      const [a, b] = [new FakeMember('a'), new FakeMember('b')];
+      const failure = new Error('broker down');
+      broker.failNextSubscribe(failure);
+      await assert.rejects(hub.add('group:ops', a), (err) => err === failure);
+      assert.equal(broker.subscribed.has('group:ops'), false);
+      // What a session does when joining fails (Session.attach → detach): it leaves the channel.
+      hub.remove('group:ops', a);
+
+      await hub.add('group:ops', b);
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'subscribe group:ops'], 'the subscribe was tried again');
+      assert.ok(broker.subscribed.has('group:ops'));
+      broker.deliver('group:ops', message(1));
+      assert.deepEqual(b.delivered.map((d) => d.offset), [1], 'the channel is delivered once subscribed');
+      assert.deepEqual(a.delivered, [], 'a left after its failed add');
+    });
+
+    it('keeps each channel apart', async () => {
+      const { hub, broker } = setup();
+      const a = new FakeMember('a');
+      await hub.add('group:ops', a);
+      await hub.add('user:a', a);
+      hub.remove('group:ops', a);
+      await settle();
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'subscribe user:a', 'unsubscribe group:ops']);
+      assert.ok(broker.subscribed.has('user:a'));
+      assert.deepEqual(reached(hub, 'user:a', [a]), [a]);
+      assert.deepEqual(reached(hub, 'group:ops', [a]), []);
+    });
+  });
+
+  describe('fan-out', () => {
+    it('hands every member of the channel the same Buffer of the frame, and no one else', async () => {
+      const { hub, broker } = setup();
+      const [a, b, other] = [new FakeMember('a'), new FakeMember('b'), new FakeMember('c')];
+      await hub.add('group:ops', a);
+      await hub.add('group:ops', b);
+      await hub.add('group:dev', other);
+
+      const frame = '{"type":"message","channel":"group:ops","data":"héllo"}';
+      broker.deliver('group:ops', message(7, frame));
+      for (const member of [a, b]) {
+        assert.equal(member.delivered.length, 1);
+        const [got] = member.delivered;
+        assert.deepEqual({ ...got, frame: undefined }, { channel: 'group:ops', offset: 7, epoch: 'e1', frame: undefined });
+        assert.ok(Buffer.isBuffer(got!.frame));
+        assert.equal(got!.frame.toString('utf8'), frame, 'UTF-8 bytes of the frame');
+      }
+      assert.equal(a.delivered[0]!.frame, b.delivered[0]!.frame, 'one Buffer for all members, not one per member');
+      assert.deepEqual(other.delivered, []);
+      assert.deepEqual([a.raw, b.raw], [[], []], 'a message goes through deliver, not sendRaw');
+    });
+
+    it('ignores a delivery for a channel without local members', async () => {
+      const { hub } = setup();
+      assert.doesNotThrow(() => hub.onBrokerMessage('group:nobody', message(1)));
+    });
+
+    it('writes a presence event to every member through sendRaw', async () => {
+      const { hub, broker } = setup();
+      const [a, b] = [new FakeMember('a'), new FakeMember('b')];
+      await hub.add('group:ops', a);
+      await hub.add('group:ops', b);
+      broker.deliver('group:ops', { kind: 'presence', channel: 'group:ops', event: 'join', user: 'carol', ts: 1_732_370_000_000 });
+      for (const member of [a, b]) {
+        assert.equal(member.raw.length, 1);
+        assert.deepEqual(JSON.parse(member.raw[0]!.toString()), { type: 'presence', channel: 'group:ops', event: 'join', user: 'carol', ts: 1_732_370_000_000 });
+        assert.deepEqual(member.delivered, [], 'presence is not a publication');
+      }
+    });
+
+    it('closes only the named user\'s members on a disconnect', async () => {
+      const { hub, broker } = setup();
+      // Like a session, a closed member leaves its channels at once (while the hub is iterating).
+      const leave = (member: FakeMember) => hub.remove('user:alice', member);
+      const [tab1, tab2, bob] = [new FakeMember('alice', leave), new FakeMember('alice', leave), new FakeMember('bob', leave)];
+      for (const member of [tab1, bob, tab2]) await hub.add('user:alice', member);
+
+      broker.deliver('user:alice', { kind: 'disconnect', user: 'alice', code: 4003, reason: 'disconnected by the server' });
+      assert.deepEqual(tab1.closes, [{ code: 4003, reason: 'disconnected by the server' }]);
+      assert.deepEqual(tab2.closes, [{ code: 4003, reason: 'disconnected by the server' }]);
+      assert.deepEqual(bob.closes, [], 'bob listens on user:alice but is not alice');
+      assert.deepEqual(reached(hub, 'user:alice', [tab1, tab2, bob]), [bob], 'the closed tabs left the channel');
+    });
+
+    it('keeps delivering to the other members when one throws, and counts the failure', async () => {
+      const { hub, broker, metrics } = setup();
+      const [a, bad, c] = [new FakeMember('a'), new FakeMember('bad'), new FakeMember('c')];
+      bad.throws = true;
+      for (const member of [a, bad, c]) await hub.add('group:ops', member);
+      assert.doesNotThrow(() => broker.deliver('group:ops', message(1)));
+      assert.deepEqual([a.delivered.length, c.delivered.length], [1, 1]);
+      assert.match(await metrics.registry.metrics(), /switchboard_engine_errors_total\{component="hub",node="t"\} 1/);
+    });
+  });
+});

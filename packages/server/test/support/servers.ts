@@ -39,10 +39,10 @@ export class PrivateServer {
     return found;
   }
 
-  /** A private redis-server (nothing persisted). */
-  static async redis(): Promise<PrivateServer> {
+  /** A private redis-server (nothing persisted); `extra` are more arguments (`--requirepass`, say). */
+  static async redis(extra: string[] = []): Promise<PrivateServer> {
     const binary = PrivateServer.find('redis-server', ['/usr/bin/redis-server', '/usr/local/bin/redis-server'], 'apt-get install redis-server');
-    const server = new PrivateServer(await freeLoopbackPort(), binary, (port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+    const server = new PrivateServer(await freeLoopbackPort(), binary, (port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra]);
     await server.start();
     return server;
   }

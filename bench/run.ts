@@ -54,7 +54,12 @@ interface Cli extends BenchOptions {
 }
 
 function parse(argv: string[]): Cli {
-  const opts: Partial<Cli> & { batch: boolean; cpuProf: boolean; quick: boolean; sbEnv: Record<string, string> } = { batch: true, cpuProf: false, quick: false, sbEnv: {} };
+  const opts: Partial<Cli> & { batch: boolean; cpuProf: boolean; quick: boolean; sbEnv: Record<string, string> } = {
+    batch: true,
+    cpuProf: false,
+    quick: false,
+    sbEnv: {},
+  };
   const num = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !Number.isFinite(n) || n < min) throw new UsageError(`${flag} needs a number ≥ ${min}`);
@@ -64,33 +69,73 @@ function parse(argv: string[]): Cli {
     const a = argv[i]!;
     const next = () => argv[++i];
     switch (a) {
-      case '--quick': opts.quick = true; break;
-      case '--only': opts.only = (next() ?? '').split(',').map((s) => s.trim()).filter(Boolean); break;
-      case '--runs': opts.runs = Math.round(num(a, next(), 1)); break;
-      case '--systems': opts.systems = (next() ?? '').split(',').map((s) => s.trim()).filter(Boolean); break;
-      case '--clients': opts.clients = Math.round(num(a, next(), 1)); break;
-      case '--duration': opts.durationMs = Math.round(num(a, next(), 0.1) * 1000); break;
-      case '--window': opts.window = Math.round(num(a, next(), 1)); break;
-      case '--workers': opts.workers = Math.round(num(a, next(), 1)); break;
-      case '--no-batch': opts.batch = false; break;
-      case '--cpu-prof': opts.cpuProf = true; break;
+      case '--quick':
+        opts.quick = true;
+        break;
+      case '--only':
+        opts.only = (next() ?? '')
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        break;
+      case '--runs':
+        opts.runs = Math.round(num(a, next(), 1));
+        break;
+      case '--systems':
+        opts.systems = (next() ?? '')
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+        break;
+      case '--clients':
+        opts.clients = Math.round(num(a, next(), 1));
+        break;
+      case '--duration':
+        opts.durationMs = Math.round(num(a, next(), 0.1) * 1000);
+        break;
+      case '--window':
+        opts.window = Math.round(num(a, next(), 1));
+        break;
+      case '--workers':
+        opts.workers = Math.round(num(a, next(), 1));
+        break;
+      case '--no-batch':
+        opts.batch = false;
+        break;
+      case '--cpu-prof':
+        opts.cpuProf = true;
+        break;
       case '--sb-env': {
         const m = /^(SWITCHBOARD_[A-Z0-9_]+)=(.*)$/.exec(next() ?? '');
         if (!m) throw new UsageError('--sb-env takes SWITCHBOARD_NAME=value');
         opts.sbEnv[m[1]!] = m[2]!;
         break;
       }
-      case '--redis-server': opts.redisServer = next(); break;
-      case '--report': opts.report = next(); break;
-      case '--max-minutes': opts.maxMinutes = num(a, next(), 0.1); break;
-      case '--render': opts.render = next(); break;
-      case '--help': case '-h': process.stdout.write(HELP); process.exit(0); break;
-      default: throw new UsageError(`unknown option ${a}`);
+      case '--redis-server':
+        opts.redisServer = next();
+        break;
+      case '--report':
+        opts.report = next();
+        break;
+      case '--max-minutes':
+        opts.maxMinutes = num(a, next(), 0.1);
+        break;
+      case '--render':
+        opts.render = next();
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write(HELP);
+        process.exit(0);
+        break;
+      default:
+        throw new UsageError(`unknown option ${a}`);
     }
   }
   if (opts.only) {
     for (const name of opts.only) {
-      if (!SCENARIOS.some((s) => s.name === name || String(s.number) === name)) throw new UsageError(`no scenario "${name}" (${SCENARIOS.map((s) => s.name).join(', ')})`);
+      if (!SCENARIOS.some((s) => s.name === name || String(s.number) === name))
+        throw new UsageError(`no scenario "${name}" (${SCENARIOS.map((s) => s.name).join(', ')})`);
     }
   }
   return {
@@ -129,7 +174,11 @@ function buildInfo(): Report['build'] {
   } catch {
     // checked before the run starts
   }
-  return { commit: git('rev-parse', '--short', 'HEAD') || 'unknown', dirty: git('status', '--porcelain', '--untracked-files=no', '--', 'packages').length > 0, distMtime };
+  return {
+    commit: git('rev-parse', '--short', 'HEAD') || 'unknown',
+    dirty: git('status', '--porcelain', '--untracked-files=no', '--', 'packages').length > 0,
+    distMtime,
+  };
 }
 
 async function main(): Promise<number> {
@@ -158,9 +207,16 @@ async function main(): Promise<number> {
   }
   const selected = SCENARIOS.filter((s) => !cli.only || cli.only.includes(s.name) || cli.only.includes(String(s.number)));
   const date = isoDate();
-  const base = resolve(cli.report ?? join(repo, 'bench/results', cli.quick ? 'quick-latest' : cli.only ? `${date}-${selected.map((s) => s.name).join('-')}` : date));
+  const base = resolve(
+    cli.report ??
+      join(repo, 'bench/results', cli.quick ? 'quick-latest' : cli.only ? `${date}-${selected.map((s) => s.name).join('-')}` : date),
+  );
 
-  const env = new ServerEnv(repo, { redisServer: cli.redisServer, switchboardEnv: cli.sbEnv, cpuProfDir: cli.cpuProf ? join(repo, 'bench/results/profiles') : undefined });
+  const env = new ServerEnv(repo, {
+    redisServer: cli.redisServer,
+    switchboardEnv: cli.sbEnv,
+    cpuProfDir: cli.cpuProf ? join(repo, 'bench/results/profiles') : undefined,
+  });
   const pool = new WorkerPool(cli.workers);
   const progress = new Progress(pool);
   const ctx: BenchContext = { opts: cli, pool, env, progress, log: (line) => process.stderr.write(`\n${line}\n`) };
@@ -196,7 +252,17 @@ async function main(): Promise<number> {
         scenarios.push(...(await scenario.run(ctx)));
       } catch (err) {
         ctx.log(`scenario ${scenario.name} failed: ${(err as Error).stack ?? String(err)}`);
-        scenarios.push({ name: scenario.name, scenario: scenario.name, title: `${scenario.number}. ${scenario.title}`, what: '', size: '', metrics: [], primary: '', rows: [], notes: [`Failed: ${(err as Error).message}`] });
+        scenarios.push({
+          name: scenario.name,
+          scenario: scenario.name,
+          title: `${scenario.number}. ${scenario.title}`,
+          what: '',
+          size: '',
+          metrics: [],
+          primary: '',
+          rows: [],
+          notes: [`Failed: ${(err as Error).message}`],
+        });
       }
     }
   } finally {
@@ -223,7 +289,9 @@ async function main(): Promise<number> {
     targets: checkTargets(scenarios),
   };
   const written = writeReport(report, base);
-  process.stderr.write(`bench: report written: ${written.filter((p) => p.endsWith('.md') || p.endsWith('.json')).join(', ')} (+${written.length - 2} SVG)\n`);
+  process.stderr.write(
+    `bench: report written: ${written.filter((p) => p.endsWith('.md') || p.endsWith('.json')).join(', ')} (+${written.length - 2} SVG)\n`,
+  );
   for (const t of report.targets) if (t.met !== null) process.stderr.write(`  ${t.met ? 'met   ' : 'MISSED'} ${t.target}: ${t.measured}\n`);
   const failed = scenarios.some((s) => s.rows.length === 0 || s.rows.some((r) => r.errors.length > 0));
   return failed ? 1 : 0;

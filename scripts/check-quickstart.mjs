@@ -21,7 +21,12 @@ const port = await new Promise((resolve) => {
   });
 });
 
-const child = spawn('npm', ['start', '--silent'], { cwd: root, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+const child = spawn('npm', ['start', '--silent'], {
+  cwd: root,
+  env: { ...process.env, PORT: String(port) },
+  stdio: ['ignore', 'pipe', 'pipe'],
+  detached: true,
+});
 let stderr = '';
 child.stderr.on('data', (d) => (stderr += d));
 child.stdout.resume();
@@ -51,7 +56,11 @@ try {
   await waitFor((f) => f.type === 'message' && f.data === 'first message' && f.from === 'newcomer', 'message back');
   const closed = new Promise((resolve) => ws.on('close', (code) => resolve(code)));
 
-  const jwt = execFileSync('npx', ['--no-install', 'switchboard', 'token', '--user', 'cli', '--secret', 'a-secret-of-at-least-32-characters!!'], { cwd: root, encoding: 'utf8' }).trim();
+  const jwt = execFileSync(
+    'npx',
+    ['--no-install', 'switchboard', 'token', '--user', 'cli', '--secret', 'a-secret-of-at-least-32-characters!!'],
+    { cwd: root, encoding: 'utf8' },
+  ).trim();
   if (jwt.split('.').length !== 3) fail(`npx switchboard token printed "${jwt}"`);
 
   process.kill(child.pid, 'SIGTERM'); // npm forwards it to the node process and exits with its code
@@ -59,7 +68,9 @@ try {
   if (code !== 1001) fail(`on SIGTERM the session got ${code}, expected 1001`);
   const result = await Promise.race([exited, new Promise((r) => setTimeout(() => r('timeout'), 12_000))]);
   if (result === 'timeout' || result.code !== 0) fail(`npm start did not exit 0 after SIGTERM: ${JSON.stringify(result)}`);
-  console.log(`quickstart check passed: npm start served the demo page, relayed a message on port ${port}, npx switchboard token worked, SIGTERM drained with 1001 and exit 0`);
+  console.log(
+    `quickstart check passed: npm start served the demo page, relayed a message on port ${port}, npx switchboard token worked, SIGTERM drained with 1001 and exit 0`,
+  );
 } finally {
   try {
     process.kill(-child.pid, 'SIGKILL');

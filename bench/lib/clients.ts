@@ -35,7 +35,12 @@ export interface ClientHooks {
 }
 
 /** Opens a client of `kind`; `token` is required for Switchboard. */
-export function openClient(kind: ClientKind, spec: ClientSpec, hooks: ClientHooks, opts: { token?: string; batch: boolean; timeoutMs: number }): BenchClient {
+export function openClient(
+  kind: ClientKind,
+  spec: ClientSpec,
+  hooks: ClientHooks,
+  opts: { token?: string; batch: boolean; timeoutMs: number },
+): BenchClient {
   return kind === 'socketio' ? new SocketIoClient(spec, hooks, opts.timeoutMs) : new WsClient(kind, spec, hooks, opts);
 }
 

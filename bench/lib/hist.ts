@@ -9,7 +9,12 @@ export type Histogram = ReturnType<typeof hdr.build>;
 
 /** An empty histogram from 1 µs to an hour, resizing past it rather than throwing. */
 export function newHist(): Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
+  return hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 3_600_000_000,
+    numberOfSignificantValueDigits: 3,
+    autoResize: true,
+  });
 }
 
 /** Records a latency in µs (clamped to ≥ 1 µs). */

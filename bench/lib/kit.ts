@@ -149,7 +149,9 @@ export function selectSystems(ctx: BenchContext, systems: SystemConfig[]): Syste
 export function skippedNotes(ctx: BenchContext, systems: SystemConfig[]): string[] {
   if (ctx.env.canRunRedis()) return [];
   const skipped = systems.filter((s) => s.redis && (!ctx.opts.systems || ctx.opts.systems.includes(s.id)));
-  return skipped.length ? [`Not run: ${skipped.map((s) => s.label).join(', ')} — redis-server is not installed (apt-get install redis-server).`] : [];
+  return skipped.length
+    ? [`Not run: ${skipped.map((s) => s.label).join(', ')} — redis-server is not installed (apt-get install redis-server).`]
+    : [];
 }
 
 /** Builds a report table from rounds: medians, ranges and the paired ratio to each row's baseline. */
@@ -161,7 +163,16 @@ export function tabulate(
   const rows: RowResult[] = results.map((r) => {
     const summary: Record<string, Spread> = {};
     for (const m of base.metrics) summary[m.key] = spread(r.runs.map((run) => run[m.key] ?? NaN));
-    return { id: r.config.id, label: r.config.label, family: r.config.family, baseline: baselineOf(r.config), runs: r.runs, summary, ratio: {}, errors: r.errors };
+    return {
+      id: r.config.id,
+      label: r.config.label,
+      family: r.config.family,
+      baseline: baselineOf(r.config),
+      runs: r.runs,
+      summary,
+      ratio: {},
+      errors: r.errors,
+    };
   });
   for (const row of rows) {
     const baseRow = rows.find((x) => x.id === row.baseline);
@@ -236,7 +247,10 @@ export async function connectAll(
   const concurrency = Math.max(1, Math.floor((opts.concurrency ?? 500) / active));
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const results = await ctx.pool.all<ConnectResult>(
-    (i) => (perWorker[i]?.length ? { op: 'connect', specs: perWorker[i]!, kind, secret: BENCH_SECRET, batch: ctx.opts.batch, timeoutMs, concurrency } : null),
+    (i) =>
+      perWorker[i]?.length
+        ? { op: 'connect', specs: perWorker[i]!, kind, secret: BENCH_SECRET, batch: ctx.opts.batch, timeoutMs, concurrency }
+        : null,
     timeoutMs * Math.ceil((perWorker.reduce((n, s) => Math.max(n, s.length), 0) + 1) / concurrency) + 60_000,
   );
   const samples = [...new Set(results.flatMap((r) => r.errorSamples))].slice(0, 5);
@@ -277,7 +291,12 @@ export async function runnerClient(sys: RunningSystem, s: ClientSpec): Promise<B
           .setExpirationTime(Math.floor(Date.now() / 1000) + 7200)
           .sign(new TextEncoder().encode(BENCH_SECRET))
       : undefined;
-  const client = openClient(sys.config.kind, s, { onDelivery: () => undefined, onServerError: () => undefined, onDrop: () => undefined }, { token, batch: true, timeoutMs: 30_000 });
+  const client = openClient(
+    sys.config.kind,
+    s,
+    { onDelivery: () => undefined, onServerError: () => undefined, onDrop: () => undefined },
+    { token, batch: true, timeoutMs: 30_000 },
+  );
   await client.ready;
   return client;
 }

@@ -84,7 +84,10 @@ export class WorkerPool {
 
   /** Totals over the workers. */
   totals(): { connected: number; delivered: number; errors: number } {
-    return this.progress.reduce((a, p) => ({ connected: a.connected + p.connected, delivered: a.delivered + p.delivered, errors: a.errors + p.errors }), { connected: 0, delivered: 0, errors: 0 });
+    return this.progress.reduce(
+      (a, p) => ({ connected: a.connected + p.connected, delivered: a.delivered + p.delivered, errors: a.errors + p.errors }),
+      { connected: 0, delivered: 0, errors: 0 },
+    );
   }
 
   /** Ends the workers (they also exit on their own when the IPC channel closes). */

@@ -67,7 +67,14 @@ export function checkTargets(reports: ScenarioReport[]): TargetCheck[] {
   };
   ratioTarget('Fan-out delivered/s ≥ 2× Socket.IO (one node)', fan('switchboard'), fan('socketio'), 'deliveredPerS', 'msg/s', 2);
   ratioTarget('Fan-out delivered/s ≥ 1.5× raw ws (one node)', fan('switchboard'), fan('raw-ws'), 'deliveredPerS', 'msg/s', 1.5);
-  ratioTarget('Fan-out delivered/s ≥ 2× Socket.IO + Redis (two nodes)', fan('switchboard-redis-2'), fan('socketio-redis-2'), 'deliveredPerS', 'msg/s', 2);
+  ratioTarget(
+    'Fan-out delivered/s ≥ 2× Socket.IO + Redis (two nodes)',
+    fan('switchboard-redis-2'),
+    fan('socketio-redis-2'),
+    'deliveredPerS',
+    'msg/s',
+    2,
+  );
   {
     const sb = med(fan('switchboard'), 'p99');
     const raw = med(fan('raw-ws'), 'p99');
@@ -78,25 +85,55 @@ export function checkTargets(reports: ScenarioReport[]): TargetCheck[] {
     });
   }
   const p2p = (id: string) => find(reports, 'p2p', id);
-  ratioTarget('Cross-node point-to-point at saturation ≥ 3× Socket.IO + Redis adapter', p2p('switchboard-redis-2'), p2p('socketio-redis-2'), 'deliveredPerS', 'msg/s', 3);
+  ratioTarget(
+    'Cross-node point-to-point at saturation ≥ 3× Socket.IO + Redis adapter',
+    p2p('switchboard-redis-2'),
+    p2p('socketio-redis-2'),
+    'deliveredPerS',
+    'msg/s',
+    3,
+  );
   {
     const v = med(p2p('switchboard-redis-2'), 'p99');
-    out.push({ target: 'Cross-node point-to-point p99 ≤ 2 ms at 5k msg/s', measured: Number.isFinite(v) ? `${human(v)} ms` : 'not measured', met: verdict(v, (p) => p <= 2) });
+    out.push({
+      target: 'Cross-node point-to-point p99 ≤ 2 ms at 5k msg/s',
+      measured: Number.isFinite(v) ? `${human(v)} ms` : 'not measured',
+      met: verdict(v, (p) => p <= 2),
+    });
   }
   {
     const v = med(find(reports, 'memory', 'switchboard'), 'perConnKiB');
-    out.push({ target: 'Memory per idle connection ≤ 8 KiB', measured: Number.isFinite(v) ? `${human(v)} KiB` : 'not measured', met: verdict(v, (m) => m <= 8) });
+    out.push({
+      target: 'Memory per idle connection ≤ 8 KiB',
+      measured: Number.isFinite(v) ? `${human(v)} KiB` : 'not measured',
+      met: verdict(v, (m) => m <= 8),
+    });
   }
   for (const r of reports.filter((s) => s.scenario === 'storm')) {
     const sb = r.rows.find((x) => x.id === 'switchboard');
     const worst = sb ? Math.max(...sb.runs.map((run) => run.errors ?? NaN)) : NaN;
-    out.push({ target: `Connection storm (${r.size}): 0 errors`, measured: Number.isFinite(worst) ? `${worst} errors in the worst run` : 'not measured', met: verdict(worst, (e) => e === 0) });
-    ratioTarget(`Connection storm (${r.size}): ≥ 1.5× Socket.IO's rate`, sb, r.rows.find((x) => x.id === 'socketio'), 'rate', 'conn/s', 1.5);
+    out.push({
+      target: `Connection storm (${r.size}): 0 errors`,
+      measured: Number.isFinite(worst) ? `${worst} errors in the worst run` : 'not measured',
+      met: verdict(worst, (e) => e === 0),
+    });
+    ratioTarget(
+      `Connection storm (${r.size}): ≥ 1.5× Socket.IO's rate`,
+      sb,
+      r.rows.find((x) => x.id === 'socketio'),
+      'rate',
+      'conn/s',
+      1.5,
+    );
   }
   {
     const sb = find(reports, 'seeds', 'switchboard');
     const worst = sb ? Math.max(...sb.runs.map((run) => run.errors ?? NaN)) : NaN;
-    out.push({ target: "The seeds' test: 0 errors", measured: Number.isFinite(worst) ? `${worst} errors in the worst run` : 'not measured', met: verdict(worst, (e) => e === 0) });
+    out.push({
+      target: "The seeds' test: 0 errors",
+      measured: Number.isFinite(worst) ? `${worst} errors in the worst run` : 'not measured',
+      met: verdict(worst, (e) => e === 0),
+    });
   }
   return out;
 }
@@ -145,11 +182,14 @@ function gatewayTable(s: ScenarioReport): string | undefined {
   for (const row of s.rows.filter((r) => r.id.endsWith('-gateway'))) {
     const base = s.rows.find((r) => r.id === row.baseline);
     if (!base) continue;
-    if (lines.length === 0) lines.push(`| Measure | ${base.label} (direct) | ${row.label} | via gateway ÷ direct |`, '| --- | ---: | ---: | ---: |');
+    if (lines.length === 0)
+      lines.push(`| Measure | ${base.label} (direct) | ${row.label} | via gateway ÷ direct |`, '| --- | ---: | ---: | ---: |');
     for (const key of GATEWAY_KEYS) {
       const m = s.metrics.find((x) => x.key === key);
       if (!m) continue;
-      lines.push(`| ${m.label} | ${fmt(base.summary[key], m, base.runs.length)} | ${fmt(row.summary[key], m, row.runs.length)} | ${ratioCell(row, key)} |`);
+      lines.push(
+        `| ${m.label} | ${fmt(base.summary[key], m, base.runs.length)} | ${fmt(row.summary[key], m, row.runs.length)} | ${ratioCell(row, key)} |`,
+      );
     }
   }
   return lines.length ? lines.join('\n') : undefined;
@@ -182,7 +222,15 @@ function primaryChart(s: ScenarioReport, runs: number, title?: string): BarChart
       return {
         label: row.label,
         bold: row.family === 'switchboard',
-        bars: [{ value: sp.median, min: sp.min, max: sp.max, color: COLORS[row.family]!, text: valueText(sp.median, m.unit) + ratioSuffix(row, m.key) }],
+        bars: [
+          {
+            value: sp.median,
+            min: sp.min,
+            max: sp.max,
+            color: COLORS[row.family]!,
+            text: valueText(sp.median, m.unit) + ratioSuffix(row, m.key),
+          },
+        ],
       };
     }),
   };
@@ -199,7 +247,14 @@ function seriesChart(s: ScenarioReport, chart: { title: string; metrics: string[
       bold: row.family === 'switchboard',
       bars: chart.metrics.map((k, i) => {
         const sp = row.summary[k]!;
-        return { value: sp.median, min: sp.min, max: sp.max, color: COLORS[row.family]!, opacity: opacities[i], text: valueText(sp.median, chart.unit) };
+        return {
+          value: sp.median,
+          min: sp.min,
+          max: sp.max,
+          color: COLORS[row.family]!,
+          opacity: opacities[i],
+          text: valueText(sp.median, chart.unit),
+        };
       }),
     })),
   };
@@ -226,7 +281,8 @@ export function headlineTable(reports: ScenarioReport[]): string {
   const cols = HEADLINE_SYSTEMS.filter((id) => labels.has(id));
   const lines = [`| Measure | ${cols.map((c) => labels.get(c)).join(' | ')} |`, `| --- | ${cols.map(() => '---:').join(' | ')} |`];
   for (const h of HEADLINE) {
-    const s = reports.find((r) => r.name === h.name) ?? (h.name.startsWith('storm') ? reports.find((r) => r.scenario === 'storm') : undefined);
+    const s =
+      reports.find((r) => r.name === h.name) ?? (h.name.startsWith('storm') ? reports.find((r) => r.scenario === 'storm') : undefined);
     if (!s) continue;
     const cells = cols.map((id) => {
       const row = s.rows.find((x) => x.id === id);
@@ -301,16 +357,28 @@ export function writeReport(report: Report, base: string): string[] {
       `Servers, the private redis-server and the load generator (${report.settings.workers} worker processes) share these cores; all traffic is on loopback. ` +
       `Each figure is the median of ${runs} run${runs > 1 ? 's' : ''} per system (range in parentheses), systems interleaved run by run; ratios are paired within a round, then the median taken. ` +
       `Switchboard clients connect with ${report.settings.batch ? '`?batch=1` (as the SDK does)' : 'no batching'}.` +
-      (Object.keys(report.settings.switchboardEnv).length ? ` Switchboard nodes ran with ${Object.entries(report.settings.switchboardEnv).map(([k, v]) => `\`${k}=${v}\``).join(', ')}.` : ''),
+      (Object.keys(report.settings.switchboardEnv).length
+        ? ` Switchboard nodes ran with ${Object.entries(report.settings.switchboardEnv)
+            .map(([k, v]) => `\`${k}=${v}\``)
+            .join(', ')}.`
+        : ''),
     '',
     `Command: \`${report.command}\` — ${report.startedAt} to ${report.finishedAt}. ` +
       `Server build: commit ${report.build.commit}${report.build.dirty ? ' with uncommitted changes under packages/' : ''}, built ${report.build.distMtime}.${report.build.note ? ` **${report.build.note}**` : ''}`,
     '',
   );
   if (headline) md.push(`![headline](${stem}-headline.svg)`, '');
-  md.push('## Headline', '', headlineTable(report.scenarios), '', '(×) = the system\'s figure ÷ Switchboard\'s (the two-node rows ÷ Switchboard + Redis ×2), paired run by run.', '');
+  md.push(
+    '## Headline',
+    '',
+    headlineTable(report.scenarios),
+    '',
+    "(×) = the system's figure ÷ Switchboard's (the two-node rows ÷ Switchboard + Redis ×2), paired run by run.",
+    '',
+  );
   md.push('## Targets (issue 6)', '', '| Target | Measured | Met |', '| --- | --- | --- |');
-  for (const t of report.targets) md.push(`| ${t.target} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
+  for (const t of report.targets)
+    md.push(`| ${t.target} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
   md.push('');
   for (const s of report.scenarios) {
     md.push(`## ${s.title}`, '', s.what, '', `Size: ${s.size}.`, '');

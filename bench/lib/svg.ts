@@ -118,7 +118,9 @@ export function renderBarChart(chart: BarChart): Rendered {
       const by = y + i * (BAR_H + BAR_GAP);
       const cy = by + BAR_H / 2;
       if (Number.isFinite(bar.value)) {
-        rowsSvg.push(`<rect x="${x0}" y="${by}" width="${(sx(bar.value) - x0).toFixed(1)}" height="${BAR_H}" rx="2" fill="${bar.color}" fill-opacity="${bar.opacity ?? 1}"/>`);
+        rowsSvg.push(
+          `<rect x="${x0}" y="${by}" width="${(sx(bar.value) - x0).toFixed(1)}" height="${BAR_H}" rx="2" fill="${bar.color}" fill-opacity="${bar.opacity ?? 1}"/>`,
+        );
       }
       let end = Number.isFinite(bar.value) ? sx(bar.value) : x0;
       if (bar.min !== undefined && bar.max !== undefined && Number.isFinite(bar.min) && Number.isFinite(bar.max) && bar.max > bar.min) {

@@ -34,7 +34,14 @@ export interface SystemConfig {
 /** Switchboard's cluster routing strategies. */
 export type Routing = 'interest' | 'broadcast' | 'hash';
 
-export const SWITCHBOARD: SystemConfig = { id: 'switchboard', label: 'Switchboard', family: 'switchboard', kind: 'switchboard', nodes: 1, redis: false };
+export const SWITCHBOARD: SystemConfig = {
+  id: 'switchboard',
+  label: 'Switchboard',
+  family: 'switchboard',
+  kind: 'switchboard',
+  nodes: 1,
+  redis: false,
+};
 export const RAW_WS: SystemConfig = { id: 'raw-ws', label: 'raw ws', family: 'raw', kind: 'raw', nodes: 1, redis: false };
 export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', family: 'socketio', kind: 'socketio', nodes: 1, redis: false };
 
@@ -52,7 +59,6 @@ export function switchboardCluster(nodes: number, routing: Routing = 'interest',
     ...(opts.gateway ? { gateway: true } : {}),
   };
 }
-
 
 /** Socket.IO on `nodes` nodes with @socket.io/redis-adapter. */
 export function socketioCluster(nodes: number): SystemConfig {
@@ -118,9 +124,13 @@ export class ServerEnv {
   async startRedis(): Promise<string> {
     if (this.redis) return this.redis.url;
     const port = await freePort();
-    const child = spawn(this.opts.redisServer, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      this.opts.redisServer,
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.track(child);
     const tail = collectTail(child);
     const url = `redis://127.0.0.1:${port}`;
@@ -134,7 +144,8 @@ export class ServerEnv {
           await client.ping();
           break;
         } catch (err) {
-          if (Date.now() > deadline || child.exitCode !== null) throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}\n${tail()}`, { cause: err });
+          if (Date.now() > deadline || child.exitCode !== null)
+            throw new Error(`redis-server did not start on port ${port}: ${(err as Error).message}\n${tail()}`, { cause: err });
           client.disconnect();
           await sleep(100);
         }
@@ -241,7 +252,8 @@ export class ServerEnv {
         } catch {
           // not answering yet: try again below
         }
-        if (Date.now() > deadline) throw new Error(`the gateway's /readyz listed [${seen.join(', ')}] after 20 s, not every node of [${want.join(', ')}]`);
+        if (Date.now() > deadline)
+          throw new Error(`the gateway's /readyz listed [${seen.join(', ')}] after 20 s, not every node of [${want.join(', ')}]`);
         await sleep(100);
       }
     } catch (err) {
@@ -255,7 +267,8 @@ export class ServerEnv {
   private switchboardEnv(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+    for (const [k, v] of Object.entries(process.env))
+      if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
     Object.assign(env, {
       SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
       SWITCHBOARD_API_KEY: BENCH_API_KEY,
@@ -268,11 +281,17 @@ export class ServerEnv {
     return env;
   }
 
-  private async startNode(config: SystemConfig, index: number, run: string, redisUrl: string | undefined): Promise<{ child: ChildProcess; port: number }> {
+  private async startNode(
+    config: SystemConfig,
+    index: number,
+    run: string,
+    redisUrl: string | undefined,
+  ): Promise<{ child: ChildProcess; port: number }> {
     if (config.family === 'switchboard') {
       const env: NodeJS.ProcessEnv = {};
       // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
-      for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+      for (const [k, v] of Object.entries(process.env))
+        if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
       Object.assign(env, {
         SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
         SWITCHBOARD_API_KEY: BENCH_API_KEY,
@@ -317,7 +336,11 @@ export class ServerEnv {
     });
   }
 
-  private async spawnServer(args: string[], env: NodeJS.ProcessEnv, portOf: (line: string) => number | undefined): Promise<{ child: ChildProcess; port: number }> {
+  private async spawnServer(
+    args: string[],
+    env: NodeJS.ProcessEnv,
+    portOf: (line: string) => number | undefined,
+  ): Promise<{ child: ChildProcess; port: number }> {
     const child = spawn(process.execPath, args, { cwd: this.repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.track(child);
     const tail = collectTail(child);
@@ -335,7 +358,9 @@ export class ServerEnv {
           }
           if (buffered.length > 65_536) buffered = '';
         });
-        child.once('exit', (code, signal) => reject(new Error(`server exited (${signal ?? code}) before listening: ${args.join(' ')}\n${tail()}`)));
+        child.once('exit', (code, signal) =>
+          reject(new Error(`server exited (${signal ?? code}) before listening: ${args.join(' ')}\n${tail()}`)),
+        );
       }),
       30_000,
       `starting ${args.join(' ')}`,

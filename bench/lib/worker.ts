@@ -6,7 +6,16 @@
 import { SignJWT } from 'jose';
 import { openClient, type BenchClient, type ClientHooks } from './clients.js';
 import { encode, newHist, record, type Histogram } from './hist.js';
-import type { ClientSpec, CollectResult, Command, ConnectResult, ConnectSettings, SeedsResult, SendResult, WorkerEvent } from './protocol.js';
+import type {
+  ClientSpec,
+  CollectResult,
+  Command,
+  ConnectResult,
+  ConnectSettings,
+  SeedsResult,
+  SendResult,
+  WorkerEvent,
+} from './protocol.js';
 import { nowUs, sleep, waitUntil } from './util.js';
 
 const send = (event: WorkerEvent) => {
@@ -105,7 +114,11 @@ async function mintTokens(specs: ClientSpec[], secret: string): Promise<string[]
       const claims: Record<string, unknown> = {};
       if (spec.group) claims.groups = [spec.group];
       if (spec.admin) claims.role = 'admin';
-      token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject(spec.user).setExpirationTime(exp).sign(key);
+      token = await new SignJWT(claims)
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+        .setSubject(spec.user)
+        .setExpirationTime(exp)
+        .sign(key);
       tokenCache.set(cacheKey, token);
     }
     out.push(token);

@@ -10,7 +10,21 @@
  * a `group:` would add a presence event per join), the raw peer's and Socket.IO's "everyone".
  */
 import { merge, summarise } from '../lib/hist.js';
-import { connectAll, cpuMeter, cpuSeconds, rounds, runnerClient, skippedNotes, spec, tabulate, userOn, warmUp, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
+import {
+  connectAll,
+  cpuMeter,
+  cpuSeconds,
+  rounds,
+  runnerClient,
+  skippedNotes,
+  spec,
+  tabulate,
+  userOn,
+  warmUp,
+  METRIC,
+  type BenchContext,
+  type Scenario,
+} from '../lib/kit.js';
 import type { BenchClient } from '../lib/clients.js';
 import type { ClientSpec, CollectResult } from '../lib/protocol.js';
 import { RAW_WS, SOCKETIO, SWITCHBOARD, socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
@@ -109,7 +123,15 @@ class InFlight {
 
 let nextSeq = 1;
 
-async function runOnce(ctx: BenchContext, sys: RunningSystem, n: number, durationMs: number, window: number, fixedRate: number, note: (s: string) => void): Promise<Record<string, number>> {
+async function runOnce(
+  ctx: BenchContext,
+  sys: RunningSystem,
+  n: number,
+  durationMs: number,
+  window: number,
+  fixedRate: number,
+  note: (s: string) => void,
+): Promise<Record<string, number>> {
   await warmUp(ctx, sys);
   const workers = Math.min(ctx.pool.size, n);
   const perWorker: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
@@ -183,7 +205,12 @@ function noteDrops(collected: CollectResult[], note: (s: string) => void): void 
 }
 
 /** Keeps `window` publications in flight for `durationMs`, then lets the last ones land (bounded). */
-async function saturate(publisher: BenchClient, inflight: InFlight, window: number, durationMs: number): Promise<{ published: number; startUs: number }> {
+async function saturate(
+  publisher: BenchClient,
+  inflight: InFlight,
+  window: number,
+  durationMs: number,
+): Promise<{ published: number; startUs: number }> {
   const startUs = nowUs();
   const endUs = startUs + durationMs * 1000;
   let published = 0;

@@ -7,7 +7,19 @@
  * The raw ws peer has no second node, so it is not in this table.
  */
 import { merge, summarise } from '../lib/hist.js';
-import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate, userOn, METRIC, type BenchContext, type Scenario } from '../lib/kit.js';
+import {
+  connectAll,
+  cpuMeter,
+  cpuSeconds,
+  rounds,
+  skippedNotes,
+  spec,
+  tabulate,
+  userOn,
+  METRIC,
+  type BenchContext,
+  type Scenario,
+} from '../lib/kit.js';
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
 import { socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
 import { nowUs, sleep } from '../lib/util.js';
@@ -58,7 +70,13 @@ export const p2p: Scenario = {
   },
 };
 
-async function runOnce(ctx: BenchContext, sys: RunningSystem, pairs: number, durationMs: number, note: (s: string) => void): Promise<Record<string, number>> {
+async function runOnce(
+  ctx: BenchContext,
+  sys: RunningSystem,
+  pairs: number,
+  durationMs: number,
+  note: (s: string) => void,
+): Promise<Record<string, number>> {
   const [a, b] = sys.urls as [string, string];
   const receivers: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
   const senders: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
@@ -90,7 +108,13 @@ async function runOnce(ctx: BenchContext, sys: RunningSystem, pairs: number, dur
   const fixedDelivered = fixedCollect.reduce((n, r) => n + r.delivered, 0);
 
   const meter = cpuMeter(ctx, sys);
-  const sat = { result: await ctx.pool.all<SendResult>((i) => (i < workers ? { op: 'send-saturate', window: WINDOW, durationMs } : null), durationMs + 30_000), cpu: meter() };
+  const sat = {
+    result: await ctx.pool.all<SendResult>(
+      (i) => (i < workers ? { op: 'send-saturate', window: WINDOW, durationMs } : null),
+      durationMs + 30_000,
+    ),
+    cpu: meter(),
+  };
   const satCollect = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
   const delivered = satCollect.reduce((n, r) => n + r.delivered, 0);
   const sent = sat.result.reduce((n, r) => n + r.sent, 0);
@@ -115,6 +139,9 @@ async function runOnce(ctx: BenchContext, sys: RunningSystem, pairs: number, dur
 /** Every worker's senders at `rate` msg/s in total. */
 async function sendRate(ctx: BenchContext, workers: number, rate: number, durationMs: number): Promise<{ sent: number }> {
   const startAtUs = nowUs() + 100_000;
-  const out = await ctx.pool.all<SendResult>((i) => (i < workers ? { op: 'send-rate', rate: rate / workers, durationMs, startAtUs } : null), durationMs + 40_000);
+  const out = await ctx.pool.all<SendResult>(
+    (i) => (i < workers ? { op: 'send-rate', rate: rate / workers, durationMs, startAtUs } : null),
+    durationMs + 40_000,
+  );
   return { sent: out.reduce((n, r) => n + r.sent, 0) };
 }

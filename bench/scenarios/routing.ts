@@ -22,8 +22,16 @@ export const routing: Scenario = {
     const durationMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 2000 : 10_000);
     const systems: SystemConfig[] = [];
     // Quick: 2 and 3 nodes only (on one node the strategies do the same work), to stay within CI time.
-    for (const nodes of ctx.opts.quick ? [2, 3] : [1, 2, 3]) systems.push(switchboardCluster(nodes, 'interest'), switchboardCluster(nodes, 'broadcast'), switchboardCluster(nodes, 'hash'), socketioCluster(nodes));
-    const results = await rounds(ctx, `routing ${users} users`, systems, (sys, note) => runOnce(ctx, sys, users, rate, durationMs, ctx.opts.quick, note));
+    for (const nodes of ctx.opts.quick ? [2, 3] : [1, 2, 3])
+      systems.push(
+        switchboardCluster(nodes, 'interest'),
+        switchboardCluster(nodes, 'broadcast'),
+        switchboardCluster(nodes, 'hash'),
+        socketioCluster(nodes),
+      );
+    const results = await rounds(ctx, `routing ${users} users`, systems, (sys, note) =>
+      runOnce(ctx, sys, users, rate, durationMs, ctx.opts.quick, note),
+    );
     return [
       tabulate(
         {
@@ -48,7 +56,15 @@ export const routing: Scenario = {
   },
 };
 
-async function runOnce(ctx: BenchContext, sys: RunningSystem, users: number, rate: number, durationMs: number, quick: boolean, note: (s: string) => void): Promise<Record<string, number>> {
+async function runOnce(
+  ctx: BenchContext,
+  sys: RunningSystem,
+  users: number,
+  rate: number,
+  durationMs: number,
+  quick: boolean,
+  note: (s: string) => void,
+): Promise<Record<string, number>> {
   const perWorker: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
   const names: string[] = [];
   for (let i = 0; i < users; i++) names.push(`m${i}`);
@@ -59,7 +75,10 @@ async function runOnce(ctx: BenchContext, sys: RunningSystem, users: number, rat
   const workers = perWorker.filter((s) => s.length > 0).length;
   const send = async (r: number, ms: number) => {
     const startAtUs = nowUs() + 100_000;
-    const out = await ctx.pool.all<SendResult>((i) => (i < workers ? { op: 'send-rate', rate: r / workers, durationMs: ms, startAtUs, random: names } : null), ms + 40_000);
+    const out = await ctx.pool.all<SendResult>(
+      (i) => (i < workers ? { op: 'send-rate', rate: r / workers, durationMs: ms, startAtUs, random: names } : null),
+      ms + 40_000,
+    );
     return out.reduce((n, x) => n + x.sent, 0);
   };
   // Warm-up at half the rate, long enough for the JIT to settle on the hot path.

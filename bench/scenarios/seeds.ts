@@ -24,11 +24,21 @@ export const seeds: Scenario = {
     const results = await rounds(ctx, `seeds ${n}`, systems, async (sys, note) => {
       await warmUp(ctx, sys);
       const perWorker: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
-      for (let i = 0; i < n; i++) perWorker[i % ctx.pool.size]!.push(spec(i, sys.urls[0]!, `u${i}`, { group: `g${Math.floor(i / GROUP_SIZE)}` }));
+      for (let i = 0; i < n; i++)
+        perWorker[i % ctx.pool.size]!.push(spec(i, sys.urls[0]!, `u${i}`, { group: `g${Math.floor(i / GROUP_SIZE)}` }));
       const t0Us = nowUs() + 300_000;
       const stepUs = (spreadMs * 1000) / n;
       const out = await ctx.pool.all<SeedsResult>(
-        (i) => ({ op: 'seeds', specs: perWorker[i]!, kind: sys.config.kind, secret: BENCH_SECRET, batch: ctx.opts.batch, timeoutMs: TIMEOUT_MS, t0Us, stepUs }),
+        (i) => ({
+          op: 'seeds',
+          specs: perWorker[i]!,
+          kind: sys.config.kind,
+          secret: BENCH_SECRET,
+          batch: ctx.opts.batch,
+          timeoutMs: TIMEOUT_MS,
+          t0Us,
+          stepUs,
+        }),
         spreadMs + TIMEOUT_MS + 60_000,
       );
       const ok = out.reduce((a, r) => a + r.ok, 0);
@@ -56,7 +66,10 @@ export const seeds: Scenario = {
             { key: 'p99', label: 'start → echo p99', unit: 'ms', better: 'lower' },
           ],
           primary: 'rate',
-          notes: [...skippedNotes(ctx, systems), "The seed (Spring, JMeter) measured 4,071/s with 0 errors at 5,000 threads in 1 s, and 25.5 % errors when it ran again."],
+          notes: [
+            ...skippedNotes(ctx, systems),
+            'The seed (Spring, JMeter) measured 4,071/s with 0 errors at 5,000 threads in 1 s, and 25.5 % errors when it ran again.',
+          ],
         },
         results,
       ),

@@ -23,7 +23,9 @@ export const storm: Scenario = {
       const n = Math.min(wanted, FD_CEILING);
       const notes = skippedNotes(ctx, systems);
       if (n < wanted) {
-        notes.push(`Asked for ${wanted.toLocaleString('en')} clients; ran ${n.toLocaleString('en')}: a process may hold at most 20,000 file descriptors on this machine (hard limit), and the server under test holds one per connection plus its own.`);
+        notes.push(
+          `Asked for ${wanted.toLocaleString('en')} clients; ran ${n.toLocaleString('en')}: a process may hold at most 20,000 file descriptors on this machine (hard limit), and the server under test holds one per connection plus its own.`,
+        );
       }
       const results = await rounds(ctx, `storm ${n}`, systems, async (sys, note) => {
         await warmUp(ctx, sys);

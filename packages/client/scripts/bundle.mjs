@@ -7,7 +7,14 @@ import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 
 const dir = new URL('..', import.meta.url).pathname;
-const common = { entryPoints: [`${dir}src/index.ts`], bundle: true, minify: true, target: 'es2020', legalComments: 'none', logLevel: 'warning' };
+const common = {
+  entryPoints: [`${dir}src/index.ts`],
+  bundle: true,
+  minify: true,
+  target: 'es2020',
+  legalComments: 'none',
+  logLevel: 'warning',
+};
 await build({ ...common, format: 'esm', outfile: `${dir}dist/switchboard.min.js` });
 await build({
   ...common,
@@ -18,5 +25,7 @@ await build({
 });
 for (const name of ['switchboard.min.js', 'switchboard.global.min.js']) {
   const bytes = readFileSync(`${dir}dist/${name}`);
-  console.log(`${name}: ${(bytes.length / 1024).toFixed(1)} KiB minified, ${(gzipSync(bytes, { level: 9 }).length / 1024).toFixed(2)} KiB gzip`);
+  console.log(
+    `${name}: ${(bytes.length / 1024).toFixed(1)} KiB minified, ${(gzipSync(bytes, { level: 9 }).length / 1024).toFixed(2)} KiB gzip`,
+  );
 }

@@ -135,7 +135,12 @@ describe('SDK bundles in a real browser', { skip }, () => {
   /** Connects `user` (groups: team) with the chosen bundle; resolves with the session id. */
   async function start(page: Page, bundle: 'esm' | 'global', user: string): Promise<string> {
     const jwt = await token(user, { groups: ['team'] });
-    return page.evaluate(([bundle, user, jwt, wsUrl]) => (globalThis as unknown as PageGlobals).harness.start(bundle, user, jwt, wsUrl), [bundle, user, jwt, node.wsUrl] as const);
+    return page.evaluate(([bundle, user, jwt, wsUrl]) => (globalThis as unknown as PageGlobals).harness.start(bundle, user, jwt, wsUrl), [
+      bundle,
+      user,
+      jwt,
+      node.wsUrl,
+    ] as const);
   }
 
   before(async () => {
@@ -153,7 +158,9 @@ describe('SDK bundles in a real browser', { skip }, () => {
     const alice = await open('alice');
     const exports = await alice.evaluate(async (url) => {
       const sdk = (await import(url)) as Record<string, unknown>;
-      return Object.keys(sdk).sort().map((name) => `${name}:${typeof sdk[name]}`);
+      return Object.keys(sdk)
+        .sort()
+        .map((name) => `${name}:${typeof sdk[name]}`);
     }, '/switchboard.min.js');
     assert.deepEqual(exports, [
       'CloseCode:object',
@@ -197,11 +204,21 @@ describe('SDK bundles in a real browser', { skip }, () => {
 
     const dm = await send(alice!, 'bob', 'hi bob');
     assert.equal(dm.offset, 1);
-    const published = await bob!.evaluate(() => (globalThis as unknown as PageGlobals).harness.client.publish('group:team', 'chat', { text: 'hello team' }));
+    const published = await bob!.evaluate(() =>
+      (globalThis as unknown as PageGlobals).harness.client.publish('group:team', 'chat', { text: 'hello team' }),
+    );
     assert.equal(published.offset, 1);
 
-    await eventually("alice's messages", () => received(alice!), (list) => list.length >= 1);
-    await eventually("bob's messages", () => received(bob!), (list) => list.length >= 2);
+    await eventually(
+      "alice's messages",
+      () => received(alice!),
+      (list) => list.length >= 1,
+    );
+    await eventually(
+      "bob's messages",
+      () => received(bob!),
+      (list) => list.length >= 2,
+    );
     await sleep(200);
     assert.deepEqual(await received(alice!), [{ channel: 'group:team', offset: 1, from: 'bob', text: 'hello team' }]);
     assert.deepEqual(await received(bob!), [
@@ -216,7 +233,11 @@ describe('SDK bundles in a real browser', { skip }, () => {
     const eventsBefore = (await events(bob!)).length;
 
     await contexts.bob!.setOffline(true);
-    await eventually("bob's client state", () => clientState(bob!), (s) => s === 'disconnected');
+    await eventually(
+      "bob's client state",
+      () => clientState(bob!),
+      (s) => s === 'disconnected',
+    );
     // Queued while offline: written once the connection is back, with its idempotency key.
     await bob!.evaluate(() => {
       const h = (globalThis as unknown as PageGlobals).harness;
@@ -224,14 +245,26 @@ describe('SDK bundles in a real browser', { skip }, () => {
     });
     for (const text of ['missed 1', 'missed 2', 'missed 3']) await send(alice!, 'bob', text);
     await sleep(1000);
-    assert.deepEqual((await events(bob!)).slice(eventsBefore), ['state:disconnected', 'disconnected:1006:network offline:null'], 'no attempt while offline');
+    assert.deepEqual(
+      (await events(bob!)).slice(eventsBefore),
+      ['state:disconnected', 'disconnected:1006:network offline:null'],
+      'no attempt while offline',
+    );
     assert.equal((await received(bob!)).length, 2, 'nothing reaches bob while he is offline');
     assert.equal((await received(alice!)).length, 1, "bob's queued send waits for the network");
 
     await contexts.bob!.setOffline(false);
-    await eventually("bob's client state", () => clientState(bob!), (s) => s === 'connected');
+    await eventually(
+      "bob's client state",
+      () => clientState(bob!),
+      (s) => s === 'connected',
+    );
     assert.notEqual(await session(bob!), sessionBefore, 'bob came back on a new session');
-    await eventually("bob's messages", () => received(bob!), (list) => list.length >= 5);
+    await eventually(
+      "bob's messages",
+      () => received(bob!),
+      (list) => list.length >= 5,
+    );
     const queued = await bob!.evaluate(() => (globalThis as unknown as PageGlobals).harness.queued);
     assert.equal(queued?.offset, 1);
     // The old socket's held frames are released when the context comes back: give any late

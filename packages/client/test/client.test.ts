@@ -42,7 +42,14 @@ async function runFixture(name: string, args: string[]): Promise<{ code: number 
 }
 
 /** The fields of a message the app sees, for comparison with a raw frame. */
-const view = (m: Message | Record<string, unknown>) => ({ channel: m.channel, epoch: m.epoch, offset: m.offset, from: m.from, topic: m.topic, data: m.data });
+const view = (m: Message | Record<string, unknown>) => ({
+  channel: m.channel,
+  epoch: m.epoch,
+  offset: m.offset,
+  from: m.from,
+  topic: m.topic,
+  data: m.data,
+});
 
 describe('Switchboard client on a node', () => {
   let node: TestNode;
@@ -93,7 +100,8 @@ describe('Switchboard client on a node', () => {
     await until(() => client.position('user:alice2')?.offset === 3 || undefined, 'the SDK to see the last message');
 
     const bus = raw.messages().filter((f) => f.topic === 'alert');
-    const byPlace = (a: { channel: unknown; offset: unknown }, b: { channel: unknown; offset: unknown }) => `${a.channel}${a.offset}`.localeCompare(`${b.channel}${b.offset}`);
+    const byPlace = (a: { channel: unknown; offset: unknown }, b: { channel: unknown; offset: unknown }) =>
+      `${a.channel}${a.offset}`.localeCompare(`${b.channel}${b.offset}`);
     assert.equal(seen.length, 4);
     assert.deepEqual(seen.map(view).sort(byPlace), bus.map(view).sort(byPlace));
     assert.deepEqual(seen.map((m) => (m.data as { n: number }).n).sort(), [1, 2, 4, 5]);
@@ -123,13 +131,21 @@ describe('Switchboard client on a node', () => {
     await bob.send('alice3', 'note', 'not for the channel');
     const published = await bob.channel('group:ops3').publish('note', { text: 'for ops' });
     await until(() => got.length > 0, 'the channel message');
-    assert.deepEqual(got.map(view), [{ channel: 'group:ops3', epoch: published.epoch, offset: published.offset, from: 'bob3', topic: 'note', data: { text: 'for ops' } }]);
+    assert.deepEqual(got.map(view), [
+      { channel: 'group:ops3', epoch: published.epoch, offset: published.offset, from: 'bob3', topic: 'note', data: { text: 'for ops' } },
+    ]);
 
     bob.disconnect();
     await until(() => leaves.includes('bob3'), 'bob3 leave');
-    assert.deepEqual(joins.filter((u) => u === 'bob3'), ['bob3']);
+    assert.deepEqual(
+      joins.filter((u) => u === 'bob3'),
+      ['bob3'],
+    );
     assert.deepEqual(leaves, ['bob3']);
-    assert.deepEqual((await ops.presence()).map((u) => u.user), ['alice3']);
+    assert.deepEqual(
+      (await ops.presence()).map((u) => u.user),
+      ['alice3'],
+    );
   });
 
   it('send and publish resolve with the {epoch, offset} the recipient sees', async () => {
@@ -169,7 +185,11 @@ describe('Switchboard client on a node', () => {
     await news.subscribe();
     const after = await api(node, 'POST', '/v1/publish', { channel: 'group:news6', topic: 'story', data: 'after' });
     await until(() => got.length > 0, 'the news message');
-    assert.deepEqual(got.map((m) => [m.data, m.offset]), [['after', after.body.offset]], 'only what was published after subscribing');
+    assert.deepEqual(
+      got.map((m) => [m.data, m.offset]),
+      [['after', after.body.offset]],
+      'only what was published after subscribing',
+    );
     assert.deepEqual(client.position('group:news6'), { epoch: after.body.epoch, offset: after.body.offset });
 
     await rejectsWith(client.channel('group:other6').subscribe(), 'forbidden');
@@ -289,12 +309,17 @@ describe('Switchboard client on a node', () => {
     client.disconnect();
     await sleep(300);
     assert.equal(client.state, 'closed');
-    assert.deepEqual(log.filter((e) => e.name === 'error' || e.name === 'disconnected' || e.name === 'connecting').length, 1, 'only the first connecting');
+    assert.deepEqual(
+      log.filter((e) => e.name === 'error' || e.name === 'disconnected' || e.name === 'connecting').length,
+      1,
+      'only the first connecting',
+    );
   });
 
   it('a throwing client.on(topic) listener costs the other listeners nothing, even within one batched frame', async () => {
     let epoch = '';
-    for (let n = 1; n <= 5; n++) epoch = (await api(node, 'POST', '/v1/publish', { channel: 'user:thrower', topic: 'tick', data: n })).body.epoch as string;
+    for (let n = 1; n <= 5; n++)
+      epoch = (await api(node, 'POST', '/v1/publish', { channel: 'user:thrower', topic: 'tick', data: n })).body.epoch as string;
     const { code, out, err } = await runFixture('throwing-listener.ts', [node.wsUrl, await token('thrower'), epoch]);
     assert.equal(code, 0, err);
     assert.deepEqual(JSON.parse(out), { seen: [1, 2, 3, 4, 5], viaChannel: [1, 2, 3, 4, 5], uncaught: 5, position: { epoch, offset: 5 } });
@@ -304,6 +329,12 @@ describe('Switchboard client on a node', () => {
     // Everything in the script takes well under a second; every SDK timer in it is 60 s.
     const { code, out, err } = await runFixture('exit-after-disconnect.ts', [node.wsUrl, await token('leaky'), 'ws://127.0.0.1:1/ws']);
     assert.equal(code, 0, err);
-    assert.deepEqual(JSON.parse(out), { sentOffset: 1, inflight: 'closed', queued: 'closed', scheduled: 60_000, states: ['closed', 'closed', 'closed'] });
+    assert.deepEqual(JSON.parse(out), {
+      sentOffset: 1,
+      inflight: 'closed',
+      queued: 'closed',
+      scheduled: 60_000,
+      states: ['closed', 'closed', 'closed'],
+    });
   });
 });

@@ -77,6 +77,9 @@ describe('Emitter', () => {
     e.on('word', (w) => seen.push(w));
     assert.doesNotThrow(() => e.emit('word', 'still delivered'));
     assert.deepEqual(seen, ['still delivered']);
-    assert.throws(() => t.mock.timers.tick(0), (err) => err === boom);
+    assert.throws(
+      () => t.mock.timers.tick(0),
+      (err) => err === boom,
+    );
   });
 });

@@ -28,7 +28,9 @@ export async function until<T>(probe: () => T | undefined | false, what: string,
 /** Rejects with `what` if `promise` does not settle within `timeoutMs`; the timer never outlives it. */
 export async function within<T>(promise: Promise<T>, what: string, timeoutMs = 5000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${what}`)), timeoutMs)));
+  const timeout = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms: ${what}`)), timeoutMs)),
+  );
   try {
     return await Promise.race([promise, timeout]);
   } finally {
@@ -50,7 +52,11 @@ const clients = new Set<Switchboard<TopicMap>>();
  * A client with the `ws` WebSocket and an event log, tracked for {@link closeClients}.
  * `log` records every lifecycle event (not messages) in order.
  */
-export function createClient<T extends TopicMap = TopicMap>(url: string, token: ClientOptions['token'], options: Partial<ClientOptions> = {}): { client: Switchboard<T>; log: RecordedEvent[] } {
+export function createClient<T extends TopicMap = TopicMap>(
+  url: string,
+  token: ClientOptions['token'],
+  options: Partial<ClientOptions> = {},
+): { client: Switchboard<T>; log: RecordedEvent[] } {
   const client = new Switchboard<T>(url, { token, WebSocket, ...options });
   const log: RecordedEvent[] = [];
   for (const name of ['state', 'connecting', 'connected', 'disconnected', 'closed', 'recovery-failed', 'error'] as const) {
@@ -61,7 +67,12 @@ export function createClient<T extends TopicMap = TopicMap>(url: string, token: 
 }
 
 /** {@link createClient}, then waits for its first `connected` (the welcome). */
-export async function connectClient<T extends TopicMap = TopicMap>(url: string, token: ClientOptions['token'], options: Partial<ClientOptions> = {}, timeoutMs = 5000) {
+export async function connectClient<T extends TopicMap = TopicMap>(
+  url: string,
+  token: ClientOptions['token'],
+  options: Partial<ClientOptions> = {},
+  timeoutMs = 5000,
+) {
   const made = createClient<T>(url, token, options);
   const welcome = await nextEvent(made.client as Switchboard<TopicMap>, 'connected', () => true, timeoutMs);
   return { ...made, welcome };
@@ -74,7 +85,12 @@ export function closeClients(): void {
 }
 
 /** Resolves with the next `event` of `client` matching `pred` (registered now, so call it before acting). */
-export function nextEvent<K extends keyof ClientEvents>(client: Switchboard<TopicMap> | Switchboard<never>, event: K, pred: (p: ClientEvents[K]) => boolean = () => true, timeoutMs = 5000): Promise<ClientEvents[K]> {
+export function nextEvent<K extends keyof ClientEvents>(
+  client: Switchboard<TopicMap> | Switchboard<never>,
+  event: K,
+  pred: (p: ClientEvents[K]) => boolean = () => true,
+  timeoutMs = 5000,
+): Promise<ClientEvents[K]> {
   const events = (client as Switchboard<TopicMap>).events;
   let off: (() => void) | undefined;
   const hit = new Promise<ClientEvents[K]>((resolve) => {
@@ -88,8 +104,16 @@ export function nextEvent<K extends keyof ClientEvents>(client: Switchboard<Topi
 }
 
 /** Waits until the client is in `state`. */
-export function waitState(client: Switchboard<TopicMap> | Switchboard<never>, state: Switchboard['state'], timeoutMs = 5000): Promise<unknown> {
-  return until(() => (client as Switchboard<TopicMap>).state === state, `state ${state} (now ${(client as Switchboard<TopicMap>).state})`, timeoutMs);
+export function waitState(
+  client: Switchboard<TopicMap> | Switchboard<never>,
+  state: Switchboard['state'],
+  timeoutMs = 5000,
+): Promise<unknown> {
+  return until(
+    () => (client as Switchboard<TopicMap>).state === state,
+    `state ${state} (now ${(client as Switchboard<TopicMap>).state})`,
+    timeoutMs,
+  );
 }
 
 /**
@@ -121,7 +145,11 @@ export class Inbox {
 
   /** Waits for a message of `channel` whose data equals `data`. */
   async waitData(channel: string, data: unknown, timeoutMs = 5000): Promise<Message> {
-    return until(() => this.of(channel).find((m) => JSON.stringify(m.data) === JSON.stringify(data)), `${JSON.stringify(data)} on ${channel}`, timeoutMs);
+    return until(
+      () => this.of(channel).find((m) => JSON.stringify(m.data) === JSON.stringify(data)),
+      `${JSON.stringify(data)} on ${channel}`,
+      timeoutMs,
+    );
   }
 
   /**
@@ -252,7 +280,14 @@ export class TcpProxy {
       client.destroy();
       return;
     }
-    const pair: Pair = { client, upstream: undefined, dead: this.mode === 'blackhole', dropDown: false, parse: Buffer.alloc(0), upgraded: false };
+    const pair: Pair = {
+      client,
+      upstream: undefined,
+      dead: this.mode === 'blackhole',
+      dropDown: false,
+      parse: Buffer.alloc(0),
+      upgraded: false,
+    };
     this.pairs.add(pair);
     client.on('error', () => undefined);
     client.on('close', () => this.closed(pair));
@@ -370,7 +405,9 @@ export async function freePort(): Promise<number> {
  * waits until `/healthz` answers. Extra flags go in `args`.
  */
 export async function spawnCliNode(port: number, args: string[] = [], timeoutMs = 10_000): Promise<CliNode> {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'),
+  );
   const child = spawn(process.execPath, [BIN, 'node', '--port', String(port), ...args], {
     env: { ...clean, SWITCHBOARD_JWT_SECRET: SECRET, SWITCHBOARD_API_KEY: API_KEY, SWITCHBOARD_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -401,7 +438,10 @@ export async function spawnCliNode(port: number, args: string[] = [], timeoutMs 
 }
 
 /** POST /v1/publish to a base URL with the test API key; resolves with the status and body. */
-export async function publishHttp(baseUrl: string, body: Record<string, unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function publishHttp(
+  baseUrl: string,
+  body: Record<string, unknown>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${baseUrl}/v1/publish`, {
     method: 'POST',
     headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },

@@ -6,7 +6,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloseCode, fullJitter } from '../src/index.js';
-import { IMMEDIATE_RETRY_LIMIT, nextReconnect, nextReconnectAfterTokenFailure, type ReconnectContext, type ReconnectDecision } from '../src/reconnect.js';
+import {
+  IMMEDIATE_RETRY_LIMIT,
+  nextReconnect,
+  nextReconnectAfterTokenFailure,
+  type ReconnectContext,
+  type ReconnectDecision,
+} from '../src/reconnect.js';
 
 /** A backoff answering 1000 + attempt, so each expected delay shows which attempt it was computed for. */
 function recording(): ReconnectContext['backoff'] & { calls: number[] } {
@@ -14,7 +20,12 @@ function recording(): ReconnectContext['backoff'] & { calls: number[] } {
   return Object.assign((attempt: number) => (calls.push(attempt), 1000 + attempt), { calls });
 }
 
-const retry = (delayMs: number, attempt: number, immediateRetries: number, refreshToken = false): ReconnectDecision => ({ delayMs, refreshToken, attempt, immediateRetries });
+const retry = (delayMs: number, attempt: number, immediateRetries: number, refreshToken = false): ReconnectDecision => ({
+  delayMs,
+  refreshToken,
+  attempt,
+  immediateRetries,
+});
 
 interface Row {
   name: string;
@@ -33,21 +44,88 @@ const rows: Row[] = [
   { name: '1008 policy', code: CloseCode.POLICY, expected: { stop: 'final' }, backoffCalls: [] },
   { name: '1009 too large', code: CloseCode.TOO_LARGE, expected: { stop: 'final' }, backoffCalls: [] },
   { name: '4003 forbidden (kicked)', code: CloseCode.FORBIDDEN, expected: { stop: 'final' }, backoffCalls: [] },
-  { name: '1000 normal, even mid-backoff', code: CloseCode.NORMAL, attempt: 5, immediateRetries: 2, expected: { stop: 'final' }, backoffCalls: [] },
+  {
+    name: '1000 normal, even mid-backoff',
+    code: CloseCode.NORMAL,
+    attempt: 5,
+    immediateRetries: 2,
+    expected: { stop: 'final' },
+    backoffCalls: [],
+  },
   // now: no backoff while immediate retries remain
   { name: '1001 going away (drain)', code: CloseCode.GOING_AWAY, expected: retry(0, 0, 1), backoffCalls: [] },
   { name: '1012 restart', code: CloseCode.RESTART, expected: retry(0, 0, 1), backoffCalls: [] },
   { name: '4000 moved', code: CloseCode.MOVED, expected: retry(0, 0, 1), backoffCalls: [] },
-  { name: '4000 moved keeps the attempt count', code: CloseCode.MOVED, attempt: 4, immediateRetries: 1, expected: retry(0, 4, 2), backoffCalls: [] },
-  { name: '4000 moved, last immediate retry', code: CloseCode.MOVED, immediateRetries: IMMEDIATE_RETRY_LIMIT - 1, expected: retry(0, 0, IMMEDIATE_RETRY_LIMIT), backoffCalls: [] },
-  { name: '4000 moved, immediate retries used up: backoff', code: CloseCode.MOVED, attempt: 2, immediateRetries: IMMEDIATE_RETRY_LIMIT, expected: retry(1002, 3, IMMEDIATE_RETRY_LIMIT), backoffCalls: [2] },
-  { name: '1001 going away, immediate retries used up: backoff', code: CloseCode.GOING_AWAY, immediateRetries: IMMEDIATE_RETRY_LIMIT, expected: retry(1000, 1, IMMEDIATE_RETRY_LIMIT), backoffCalls: [0] },
+  {
+    name: '4000 moved keeps the attempt count',
+    code: CloseCode.MOVED,
+    attempt: 4,
+    immediateRetries: 1,
+    expected: retry(0, 4, 2),
+    backoffCalls: [],
+  },
+  {
+    name: '4000 moved, last immediate retry',
+    code: CloseCode.MOVED,
+    immediateRetries: IMMEDIATE_RETRY_LIMIT - 1,
+    expected: retry(0, 0, IMMEDIATE_RETRY_LIMIT),
+    backoffCalls: [],
+  },
+  {
+    name: '4000 moved, immediate retries used up: backoff',
+    code: CloseCode.MOVED,
+    attempt: 2,
+    immediateRetries: IMMEDIATE_RETRY_LIMIT,
+    expected: retry(1002, 3, IMMEDIATE_RETRY_LIMIT),
+    backoffCalls: [2],
+  },
+  {
+    name: '1001 going away, immediate retries used up: backoff',
+    code: CloseCode.GOING_AWAY,
+    immediateRetries: IMMEDIATE_RETRY_LIMIT,
+    expected: retry(1000, 1, IMMEDIATE_RETRY_LIMIT),
+    backoffCalls: [0],
+  },
   // refresh-token: only a token function can cure a 4001
-  { name: '4001 with a token function, first: at once, fresh token', code: CloseCode.UNAUTHORIZED, tokenIsFunction: true, expected: retry(0, 1, 0, true), backoffCalls: [] },
-  { name: '4001 with a token function, again: backoff, fresh token', code: CloseCode.UNAUTHORIZED, tokenIsFunction: true, attempt: 1, expected: retry(1001, 2, 0, true), backoffCalls: [1] },
-  { name: '4001 with a token function keeps immediate retries', code: CloseCode.UNAUTHORIZED, tokenIsFunction: true, attempt: 3, immediateRetries: 2, expected: retry(1003, 4, 2, true), backoffCalls: [3] },
-  { name: '4001 with a fixed token: stop', code: CloseCode.UNAUTHORIZED, tokenIsFunction: false, expected: { stop: 'token-not-refreshable' }, backoffCalls: [] },
-  { name: '4001 with a fixed token mid-backoff: stop', code: CloseCode.UNAUTHORIZED, tokenIsFunction: false, attempt: 3, expected: { stop: 'token-not-refreshable' }, backoffCalls: [] },
+  {
+    name: '4001 with a token function, first: at once, fresh token',
+    code: CloseCode.UNAUTHORIZED,
+    tokenIsFunction: true,
+    expected: retry(0, 1, 0, true),
+    backoffCalls: [],
+  },
+  {
+    name: '4001 with a token function, again: backoff, fresh token',
+    code: CloseCode.UNAUTHORIZED,
+    tokenIsFunction: true,
+    attempt: 1,
+    expected: retry(1001, 2, 0, true),
+    backoffCalls: [1],
+  },
+  {
+    name: '4001 with a token function keeps immediate retries',
+    code: CloseCode.UNAUTHORIZED,
+    tokenIsFunction: true,
+    attempt: 3,
+    immediateRetries: 2,
+    expected: retry(1003, 4, 2, true),
+    backoffCalls: [3],
+  },
+  {
+    name: '4001 with a fixed token: stop',
+    code: CloseCode.UNAUTHORIZED,
+    tokenIsFunction: false,
+    expected: { stop: 'token-not-refreshable' },
+    backoffCalls: [],
+  },
+  {
+    name: '4001 with a fixed token mid-backoff: stop',
+    code: CloseCode.UNAUTHORIZED,
+    tokenIsFunction: false,
+    attempt: 3,
+    expected: { stop: 'token-not-refreshable' },
+    backoffCalls: [],
+  },
   // backoff: faults, overload and unknown codes
   { name: '1006 abnormal (network)', code: 1006, expected: retry(1000, 1, 0), backoffCalls: [0] },
   { name: '1006 abnormal, later attempt', code: 1006, attempt: 7, immediateRetries: 1, expected: retry(1007, 8, 1), backoffCalls: [7] },
@@ -65,7 +143,12 @@ describe('nextReconnect', () => {
   for (const row of rows) {
     it(`${row.name} → ${'stop' in row.expected ? `stop (${row.expected.stop})` : `retry in ${row.expected.delayMs} ms`}`, () => {
       const backoff = recording();
-      const context: ReconnectContext = { attempt: row.attempt ?? 0, immediateRetries: row.immediateRetries ?? 0, tokenIsFunction: row.tokenIsFunction ?? true, backoff };
+      const context: ReconnectContext = {
+        attempt: row.attempt ?? 0,
+        immediateRetries: row.immediateRetries ?? 0,
+        tokenIsFunction: row.tokenIsFunction ?? true,
+        backoff,
+      };
       const before = { ...context };
       assert.deepEqual(nextReconnect(row.code, context), row.expected);
       assert.deepEqual(backoff.calls, row.backoffCalls);
@@ -74,7 +157,12 @@ describe('nextReconnect', () => {
   }
 
   it('a run of network faults: attempt grows by one per failure, the delay window doubles up to the backoff cap', () => {
-    const context: ReconnectContext = { attempt: 0, immediateRetries: 0, tokenIsFunction: true, backoff: fullJitter({ baseMs: 100, maxMs: 1000, random: () => 0.5 }) };
+    const context: ReconnectContext = {
+      attempt: 0,
+      immediateRetries: 0,
+      tokenIsFunction: true,
+      backoff: fullJitter({ baseMs: 100, maxMs: 1000, random: () => 0.5 }),
+    };
     const delays: number[] = [];
     const attempts: number[] = [];
     for (let i = 0; i < 7; i++) {
@@ -119,8 +207,14 @@ describe('nextReconnect', () => {
 describe('nextReconnectAfterTokenFailure', () => {
   it('backs off even on the first attempt, and asks for a fresh token again', () => {
     const backoff = recording();
-    assert.deepEqual(nextReconnectAfterTokenFailure({ attempt: 0, immediateRetries: 0, tokenIsFunction: true, backoff }), retry(1000, 1, 0, true));
-    assert.deepEqual(nextReconnectAfterTokenFailure({ attempt: 4, immediateRetries: 2, tokenIsFunction: true, backoff }), retry(1004, 5, 2, true));
+    assert.deepEqual(
+      nextReconnectAfterTokenFailure({ attempt: 0, immediateRetries: 0, tokenIsFunction: true, backoff }),
+      retry(1000, 1, 0, true),
+    );
+    assert.deepEqual(
+      nextReconnectAfterTokenFailure({ attempt: 4, immediateRetries: 2, tokenIsFunction: true, backoff }),
+      retry(1004, 5, 2, true),
+    );
     assert.deepEqual(backoff.calls, [0, 4]);
   });
 });

@@ -8,7 +8,23 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { fullJitter, type Backoff } from '../src/index.js';
 import { api, startNode, token, type TestNode } from '../../server/test/helpers.js';
-import { Inbox, TcpProxy, closeClients, connectClient, createClient, freePort, nextEvent, publishHttp, sleep, spawnCliNode, until, waitState, within, type CliNode, type RecordedEvent } from './helpers.js';
+import {
+  Inbox,
+  TcpProxy,
+  closeClients,
+  connectClient,
+  createClient,
+  freePort,
+  nextEvent,
+  publishHttp,
+  sleep,
+  spawnCliNode,
+  until,
+  waitState,
+  within,
+  type CliNode,
+  type RecordedEvent,
+} from './helpers.js';
 
 const HEARTBEAT_MS = 300;
 /** Quick retries keep the tests short; the backoff's own behaviour is unit-tested. */
@@ -20,10 +36,13 @@ const names = (log: RecordedEvent[], name: RecordedEvent['name']) => log.filter(
 /** A backoff that records each call and answers a delay no test would wait for. */
 function recordingBackoff(): Backoff & { calls: number[] } {
   const calls: number[] = [];
-  return Object.assign((attempt: number) => {
-    calls.push(attempt);
-    return 60_000;
-  }, { calls });
+  return Object.assign(
+    (attempt: number) => {
+      calls.push(attempt);
+      return 60_000;
+    },
+    { calls },
+  );
 }
 
 /** Publishes `tick` messages numbered from `from` to each channel through the HTTP API, one at a time. */
@@ -92,7 +111,9 @@ describe('resilience against a node behind a TCP proxy', () => {
   it('cut: what was published while disconnected arrives after the reconnect, once each, in order, on every channel', async () => {
     const proxy = await proxyTo();
     const channels = ['user:cut1', 'group:cut1', 'group:news1'];
-    const { client, log } = await connectClient(proxy.wsUrl(), await token('cut1', { groups: ['cut1'], channels: ['group:news1'] }), { backoff: fast });
+    const { client, log } = await connectClient(proxy.wsUrl(), await token('cut1', { groups: ['cut1'], channels: ['group:news1'] }), {
+      backoff: fast,
+    });
     await client.channel('group:news1').subscribe();
     const inbox = new Inbox(client, 'tick');
     await publishTicks(node.url, channels, 0, 3);
@@ -123,7 +144,10 @@ describe('resilience against a node behind a TCP proxy', () => {
   it('blackhole: the heartbeat notices a silent link within two intervals, and the client resumes with no loss once the network heals', async () => {
     const proxy = await proxyTo();
     const channels = ['user:bh1', 'group:bh1'];
-    const { client, log, welcome } = await connectClient(proxy.wsUrl(), await token('bh1', { groups: ['bh1'] }), { backoff: fast, connectTimeoutMs: 1000 });
+    const { client, log, welcome } = await connectClient(proxy.wsUrl(), await token('bh1', { groups: ['bh1'] }), {
+      backoff: fast,
+      connectTimeoutMs: 1000,
+    });
     assert.equal(welcome.heartbeat, HEARTBEAT_MS / 1000);
     const inbox = new Inbox(client, 'tick');
     await publishTicks(node.url, channels, 0, 2);
@@ -175,7 +199,9 @@ describe('resilience against a node behind a TCP proxy', () => {
   it('4001 with a plain string token: closed, no retry', async () => {
     const proxy = await proxyTo();
     const backoff = recordingBackoff();
-    const { client, log } = createClient(proxy.wsUrl(), await token('tok2', {}, { secret: 'another-secret-0123456789-abcdefghijk' }), { backoff });
+    const { client, log } = createClient(proxy.wsUrl(), await token('tok2', {}, { secret: 'another-secret-0123456789-abcdefghijk' }), {
+      backoff,
+    });
     const closed = await nextEvent(client, 'closed');
     assert.deepEqual(closed, { code: 4001, reason: 'bad signature' });
     assert.equal(client.state, 'closed');
@@ -245,18 +271,31 @@ describe('resilience against a node behind a TCP proxy', () => {
     await waitState(alice, 'disconnected');
 
     const sends = [1, 2, 3].map((n) => alice.send('q-bob', 'q', n));
-    await assert.rejects(alice.send('q-bob', 'q', 4), { name: 'SwitchboardError', code: 'queue_full', message: 'offline queue is full (3)' });
+    await assert.rejects(alice.send('q-bob', 'q', 4), {
+      name: 'SwitchboardError',
+      code: 'queue_full',
+      message: 'offline queue is full (3)',
+    });
     await sleep(200);
     assert.equal(inbox.messages.length, 0, 'nothing is sent while offline');
 
     proxy.forward();
     const results = await within(Promise.all(sends), 'the queued sends to resolve');
-    assert.deepEqual(results.map((r) => r.offset - results[0]!.offset), [0, 1, 2]);
+    assert.deepEqual(
+      results.map((r) => r.offset - results[0]!.offset),
+      [0, 1, 2],
+    );
     assert.ok(results.every((r) => r.duplicate === undefined));
     await bob.send('q-bob', 'q', 'marker');
     await inbox.waitData('user:q-bob', 'marker');
     assert.deepEqual(inbox.data('user:q-bob'), [1, 2, 3, 'marker']);
-    assert.deepEqual(inbox.of('user:q-bob').slice(0, 3).map((m) => m.offset), results.map((r) => r.offset));
+    assert.deepEqual(
+      inbox
+        .of('user:q-bob')
+        .slice(0, 3)
+        .map((m) => m.offset),
+      results.map((r) => r.offset),
+    );
   });
 
   it('a send whose reply was lost with the connection is resent with the same key and delivered once; it resolves with the original offset', async () => {
@@ -354,7 +393,11 @@ describe('resilience against a real switchboard process', () => {
       // Messages published by the new process after the reconnect reach the app.
       const before = inbox.of('group:cli2').length;
       await inbox.waitCount('group:cli2', before + 5, 8000);
-      await until(() => inbox.of('user:cli2').filter((m) => m.epoch !== oldEpochs['user:cli2']).length >= 3, 'ticks of the new process on user:cli2', 8000);
+      await until(
+        () => inbox.of('user:cli2').filter((m) => m.epoch !== oldEpochs['user:cli2']).length >= 3,
+        'ticks of the new process on user:cli2',
+        8000,
+      );
     } finally {
       await loop.stop();
     }

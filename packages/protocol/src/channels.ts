@@ -5,10 +5,7 @@ export const BROADCAST = 'broadcast';
 export const ID_PATTERN = /^[\x21-\x39\x3b-\x7e]{1,128}$/;
 
 /** A parsed channel name. */
-export type ChannelRef =
-  | { kind: 'user'; id: string }
-  | { kind: 'group'; id: string }
-  | { kind: 'broadcast' };
+export type ChannelRef = { kind: 'user'; id: string } | { kind: 'group'; id: string } | { kind: 'broadcast' };
 
 /** Parses `user:<id>`, `group:<id>` or `broadcast`; returns `undefined` for anything else. */
 export function parseChannel(name: string): ChannelRef | undefined {

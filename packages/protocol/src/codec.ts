@@ -29,11 +29,7 @@ export function isStreamPosition(value: unknown): value is StreamPosition {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Record<string, unknown>;
   return (
-    typeof v.epoch === 'string' &&
-    v.epoch.length <= 64 &&
-    typeof v.offset === 'number' &&
-    Number.isSafeInteger(v.offset) &&
-    v.offset >= 0
+    typeof v.epoch === 'string' && v.epoch.length <= 64 && typeof v.offset === 'number' && Number.isSafeInteger(v.offset) && v.offset >= 0
   );
 }
 

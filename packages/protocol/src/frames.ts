@@ -62,13 +62,7 @@ export interface PingFrame {
 }
 
 /** Every frame a client may send. */
-export type ClientFrame =
-  | SendFrame
-  | PublishFrame
-  | SubscribeFrame
-  | UnsubscribeFrame
-  | PresenceQueryFrame
-  | PingFrame;
+export type ClientFrame = SendFrame | PublishFrame | SubscribeFrame | UnsubscribeFrame | PresenceQueryFrame | PingFrame;
 
 /** The `type` of a client frame. */
 export type ClientFrameType = ClientFrame['type'];
@@ -152,13 +146,7 @@ export interface PongFrame {
 }
 
 /** Every frame a server may send. */
-export type ServerFrame =
-  | WelcomeFrame
-  | MessageFrame
-  | ReplyFrame
-  | PresenceEventFrame
-  | ErrorFrame
-  | PongFrame;
+export type ServerFrame = WelcomeFrame | MessageFrame | ReplyFrame | PresenceEventFrame | ErrorFrame | PongFrame;
 
 /** One user's presence in a channel. */
 export interface PresenceUser {

@@ -22,7 +22,9 @@ export interface ChannelServiceDeps {
  * `since.offset`, at most `limit`): same epoch, nothing in between trimmed, not too far behind.
  */
 export function canRecover(since: StreamPosition, page: Pick<HistoryPage, 'epoch' | 'offset' | 'firstOffset'>, limit: number): boolean {
-  return page.epoch === since.epoch && since.offset <= page.offset && page.firstOffset <= since.offset + 1 && page.offset - since.offset <= limit;
+  return (
+    page.epoch === since.epoch && since.offset <= page.offset && page.firstOffset <= since.offset + 1 && page.offset - since.offset <= limit
+  );
 }
 
 /** Publishing into channels (for sessions and the HTTP API) and recovering from them. */

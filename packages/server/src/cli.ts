@@ -50,7 +50,9 @@ export function buildProgram(): Command {
     .action(async (flags: Record<string, unknown>) => {
       const options = loadConfig({ flags, env: process.env, file: flags.config as string | undefined });
       if (options.jwtSecret === undefined && options.jwtPublicKey === undefined) {
-        throw new OptionsError('switchboard node needs SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key)');
+        throw new OptionsError(
+          'switchboard node needs SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key)',
+        );
       }
       await run(options, 'node');
     });
@@ -58,10 +60,11 @@ export function buildProgram(): Command {
   withNodeOptions(program.command('dev'))
     .description('run a local cluster on Redis: N nodes on consecutive ports in this process, with the demo page and dev tokens')
     .option('--nodes <n>', 'how many nodes', '3')
-    .option('--no-gateway', 'do not start the gateway on the port after the nodes\'')
+    .option('--no-gateway', "do not start the gateway on the port after the nodes'")
     .action(async (flags: Record<string, unknown>) => {
       const count = Number(flags.nodes);
-      if (!Number.isInteger(count) || count < 1 || count > 16) throw new OptionsError('switchboard dev --nodes takes a whole number from 1 to 16');
+      if (!Number.isInteger(count) || count < 1 || count > 16)
+        throw new OptionsError('switchboard dev --nodes takes a whole number from 1 to 16');
       const input = collectConfig({ flags, env: process.env, file: flags.config as string | undefined });
       input.engine ??= 'redis';
       input.jwtSecret ??= randomBytes(32).toString('base64url');
@@ -71,7 +74,11 @@ export function buildProgram(): Command {
       const nodes: SwitchboardNode[] = [];
       try {
         for (let i = 0; i < count; i++) {
-          const options = resolveOptions({ ...input, port: firstPort + i, nodeId: `${(input.nodeId as string | undefined) ?? 'n'}${i + 1}` });
+          const options = resolveOptions({
+            ...input,
+            port: firstPort + i,
+            nodeId: `${(input.nodeId as string | undefined) ?? 'n'}${i + 1}`,
+          });
           const node = new SwitchboardNode(options, { mode: 'dev' });
           nodes.push(node);
           await node.start();
@@ -89,7 +96,9 @@ export function buildProgram(): Command {
       process.stderr.write(
         [
           `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? redactRedisUrl(base.redisUrl) : 'in memory'}), routing ${base.routing}`,
-          ...(gateway ? [`  gateway (policy ${base.gatewayPolicy}): ${gateway.url}/  (WebSocket ${gateway.url.replace(/^http/, 'ws')}${base.wsPath})`] : []),
+          ...(gateway
+            ? [`  gateway (policy ${base.gatewayPolicy}): ${gateway.url}/  (WebSocket ${gateway.url.replace(/^http/, 'ws')}${base.wsPath})`]
+            : []),
           ...nodes.map((n) => `  ${n.nodeId}: ${n.url}/  (WebSocket ${n.url.replace(/^http/, 'ws')}${base.wsPath})`),
           `  SWITCHBOARD_JWT_SECRET=${base.jwtSecret}`,
           `  SWITCHBOARD_API_KEY=${base.apiKey}`,
@@ -100,13 +109,17 @@ export function buildProgram(): Command {
     });
 
   withNodeOptions(program.command('gateway'))
-    .description('run the gateway in front of the nodes: checks tokens, places each connection by SWITCHBOARD_GATEWAY_POLICY (hash, round-robin, least-conn) and proxies it; finds the nodes in Redis')
+    .description(
+      'run the gateway in front of the nodes: checks tokens, places each connection by SWITCHBOARD_GATEWAY_POLICY (hash, round-robin, least-conn) and proxies it; finds the nodes in Redis',
+    )
     .action(async (flags: Record<string, unknown>) => {
       const input = collectConfig({ flags, env: process.env, file: flags.config as string | undefined });
       input.nodeId ??= `gw-${randomBytes(3).toString('hex')}`;
       const options = resolveOptions(input);
       if (options.jwtSecret === undefined && options.jwtPublicKey === undefined) {
-        throw new OptionsError('switchboard gateway needs the nodes\' SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key): it checks tokens before a node sees them');
+        throw new OptionsError(
+          "switchboard gateway needs the nodes' SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key): it checks tokens before a node sees them",
+        );
       }
       let gateway: Gateway;
       try {
@@ -118,7 +131,12 @@ export function buildProgram(): Command {
       const { url } = await gateway.start();
       const ws = url.replace(/^http/, 'ws') + options.wsPath;
       process.stderr.write(
-        `switchboard gateway: ${options.nodeId} on ${url}  (WebSocket ${ws}), policy ${options.gatewayPolicy}, nodes from Redis ${redactRedisUrl(options.redisUrl)} prefix ${options.redisPrefix}; live: ${gateway.health.live().map((n) => n.id).join(', ') || 'none yet'}\n`,
+        `switchboard gateway: ${options.nodeId} on ${url}  (WebSocket ${ws}), policy ${options.gatewayPolicy}, nodes from Redis ${redactRedisUrl(options.redisUrl)} prefix ${options.redisPrefix}; live: ${
+          gateway.health
+            .live()
+            .map((n) => n.id)
+            .join(', ') || 'none yet'
+        }\n`,
       );
       let stopping = false;
       const shutdown = (signal: string) => {
@@ -134,39 +152,46 @@ export function buildProgram(): Command {
   program
     .command('token')
     .description('mint an HS256 client token with the configured secret')
-    .requiredOption('--user <id>', 'user id (the token\'s sub)')
+    .requiredOption('--user <id>', "user id (the token's sub)")
     .option('--groups <list>', 'comma-separated groups the user is in', '')
     .option('--channels <list>', 'comma-separated extra channels the user may subscribe to', '')
     .option('--admin', 'role admin: may publish to broadcast', false)
     .option('--ttl <duration>', 'lifetime, e.g. 90s, 15m, 1h, 7d', '1h')
     .option('--secret <secret>', 'HS256 secret (default: SWITCHBOARD_JWT_SECRET or the config file)')
     .option('--config <file>', 'JSON config file')
-    .action(async (flags: { user: string; groups: string; channels: string; admin: boolean; ttl: string; secret?: string; config?: string }) => {
-      const input = collectConfig({ env: process.env, file: flags.config });
-      const secret = flags.secret ?? (input.jwtSecret as string | undefined);
-      if (!secret) throw new OptionsError('switchboard token needs a secret: --secret, SWITCHBOARD_JWT_SECRET or jwtSecret in --config');
-      resolveOptions({ jwtSecret: secret });
-      const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
-      // Checked here because a node would refuse such a token only later, with a bare 4001.
-      const groups = list(flags.groups);
-      for (const id of [flags.user, ...groups]) {
-        if (!isValidId(id)) throw new OptionsError(`switchboard token: "${id}" is not a valid id for --user or --groups (no spaces or colons)`);
-      }
-      let ttlSeconds: number;
-      try {
-        ttlSeconds = parseDuration(flags.ttl);
-      } catch (err) {
-        throw new OptionsError(`switchboard token --ttl: ${(err as Error).message}`);
-      }
-      const token = await mintToken(secret, {
-        user: flags.user,
-        groups,
-        channels: list(flags.channels),
-        admin: flags.admin,
-        ttlSeconds,
-      });
-      process.stdout.write(token + '\n');
-    });
+    .action(
+      async (flags: { user: string; groups: string; channels: string; admin: boolean; ttl: string; secret?: string; config?: string }) => {
+        const input = collectConfig({ env: process.env, file: flags.config });
+        const secret = flags.secret ?? (input.jwtSecret as string | undefined);
+        if (!secret) throw new OptionsError('switchboard token needs a secret: --secret, SWITCHBOARD_JWT_SECRET or jwtSecret in --config');
+        resolveOptions({ jwtSecret: secret });
+        const list = (s: string) =>
+          s
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean);
+        // Checked here because a node would refuse such a token only later, with a bare 4001.
+        const groups = list(flags.groups);
+        for (const id of [flags.user, ...groups]) {
+          if (!isValidId(id))
+            throw new OptionsError(`switchboard token: "${id}" is not a valid id for --user or --groups (no spaces or colons)`);
+        }
+        let ttlSeconds: number;
+        try {
+          ttlSeconds = parseDuration(flags.ttl);
+        } catch (err) {
+          throw new OptionsError(`switchboard token --ttl: ${(err as Error).message}`);
+        }
+        const token = await mintToken(secret, {
+          user: flags.user,
+          groups,
+          channels: list(flags.channels),
+          admin: flags.admin,
+          ttlSeconds,
+        });
+        process.stdout.write(token + '\n');
+      },
+    );
 
   program
     .command('bench')
@@ -190,7 +215,9 @@ async function runBench(args: string[]): Promise<number> {
   const repo = fileURLToPath(new URL('../../../', import.meta.url));
   const entry = join(repo, 'bench', 'run.ts');
   if (!existsSync(entry)) {
-    throw new OptionsError(`switchboard bench: ${entry} not found. The benchmark suite runs from a clone of the repository (it is not in the published package): git clone, npm ci, then npm run bench.`);
+    throw new OptionsError(
+      `switchboard bench: ${entry} not found. The benchmark suite runs from a clone of the repository (it is not in the published package): git clone, npm ci, then npm run bench.`,
+    );
   }
   const child = spawn(process.execPath, ['--import', 'tsx', entry, ...args], { cwd: repo, stdio: 'inherit' });
   // The suite cleans up its own servers on SIGINT/SIGTERM; this process only waits for it.
@@ -213,7 +240,9 @@ function withNodeOptions(command: Command): Command {
 
 async function run(options: NodeOptions, mode: 'dev' | 'start' | 'node'): Promise<void> {
   if (options.tlsCert !== undefined) {
-    throw new OptionsError('--tls-cert/--tls-key (SWITCHBOARD_TLS_CERT/SWITCHBOARD_TLS_KEY) are for switchboard gateway: a node speaks plain HTTP; terminate TLS at the gateway or at your balancer');
+    throw new OptionsError(
+      '--tls-cert/--tls-key (SWITCHBOARD_TLS_CERT/SWITCHBOARD_TLS_KEY) are for switchboard gateway: a node speaks plain HTTP; terminate TLS at the gateway or at your balancer',
+    );
   }
   const node = new SwitchboardNode(options, { mode });
   const { url } = await node.start();

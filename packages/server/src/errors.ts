@@ -12,14 +12,44 @@ export interface ErrorSpec {
  * exactly these entries (a test checks it).
  */
 export const ERRORS = {
-  ERR_UNAUTHORIZED: { code: 'unauthorized', status: 401, description: 'Missing, malformed, wrongly signed or expired token, or a missing or wrong API key.' },
-  ERR_FORBIDDEN: { code: 'forbidden', status: 403, description: 'The token does not allow this channel: not a member of the group, not admin for `broadcast`, or not in the token\'s `channels`.' },
-  ERR_BAD_FRAME: { code: 'bad_frame', status: 400, description: 'Not a JSON object, an unknown `type`, a missing or mistyped field, an invalid channel name, `data` nested deeper than 128 levels, or a binary frame.' },
-  ERR_TOO_LARGE: { code: 'too_large', status: 413, description: 'A body over `maxPayloadBytes`, or a session already at `maxSubscriptions`.' },
-  ERR_RATE_LIMITED: { code: 'rate_limited', status: 429, description: 'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped.' },
-  ERR_UPGRADE_REQUIRED: { code: 'bad_frame', status: 426, description: 'A plain HTTP request to the WebSocket endpoint: it needs an `Upgrade: websocket` request.' },
+  ERR_UNAUTHORIZED: {
+    code: 'unauthorized',
+    status: 401,
+    description: 'Missing, malformed, wrongly signed or expired token, or a missing or wrong API key.',
+  },
+  ERR_FORBIDDEN: {
+    code: 'forbidden',
+    status: 403,
+    description:
+      "The token does not allow this channel: not a member of the group, not admin for `broadcast`, or not in the token's `channels`.",
+  },
+  ERR_BAD_FRAME: {
+    code: 'bad_frame',
+    status: 400,
+    description:
+      'Not a JSON object, an unknown `type`, a missing or mistyped field, an invalid channel name, `data` nested deeper than 128 levels, or a binary frame.',
+  },
+  ERR_TOO_LARGE: {
+    code: 'too_large',
+    status: 413,
+    description: 'A body over `maxPayloadBytes`, or a session already at `maxSubscriptions`.',
+  },
+  ERR_RATE_LIMITED: {
+    code: 'rate_limited',
+    status: 429,
+    description: 'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped.',
+  },
+  ERR_UPGRADE_REQUIRED: {
+    code: 'bad_frame',
+    status: 426,
+    description: 'A plain HTTP request to the WebSocket endpoint: it needs an `Upgrade: websocket` request.',
+  },
   ERR_NOT_FOUND: { code: 'not_found', status: 404, description: 'No such route, or unsubscribing from a channel the session is not in.' },
-  ERR_UNAVAILABLE: { code: 'unavailable', status: 503, description: 'The engine (history, broker or presence) is unreachable, or the node is draining. Nothing was published.' },
+  ERR_UNAVAILABLE: {
+    code: 'unavailable',
+    status: 503,
+    description: 'The engine (history, broker or presence) is unreachable, or the node is draining. Nothing was published.',
+  },
   ERR_INTERNAL: { code: 'internal', status: 500, description: 'A bug: the failure is logged with the node id.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -24,7 +24,12 @@ export class NodeMetrics {
     if (collectDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_process_' });
     const registers = [this.registry];
     this.sessions = new Gauge({ name: 'switchboard_sessions', help: 'Open sessions on this node', registers });
-    this.connectionsTotal = new Counter({ name: 'switchboard_connections_total', help: 'WebSocket upgrades by result', labelNames: ['result'], registers });
+    this.connectionsTotal = new Counter({
+      name: 'switchboard_connections_total',
+      help: 'WebSocket upgrades by result',
+      labelNames: ['result'],
+      registers,
+    });
     this.framesIn = new Counter({
       name: 'switchboard_frames_in_total',
       help: 'Client frames received, once each, by frame type (`ping` for the bare text ping, `invalid`, `binary`)',
@@ -45,19 +50,47 @@ export class NodeMetrics {
         reported = now;
       },
     });
-    this.publications = new Counter({ name: 'switchboard_publications_total', help: 'Publications accepted by source (ws or http)', labelNames: ['source'], registers });
-    this.errors = new Counter({ name: 'switchboard_errors_total', help: 'Error frames and failed replies by code', labelNames: ['code'], registers });
-    this.closes = new Counter({ name: 'switchboard_closes_total', help: 'Sessions closed by the server, by close code', labelNames: ['code'], registers });
+    this.publications = new Counter({
+      name: 'switchboard_publications_total',
+      help: 'Publications accepted by source (ws or http)',
+      labelNames: ['source'],
+      registers,
+    });
+    this.errors = new Counter({
+      name: 'switchboard_errors_total',
+      help: 'Error frames and failed replies by code',
+      labelNames: ['code'],
+      registers,
+    });
+    this.closes = new Counter({
+      name: 'switchboard_closes_total',
+      help: 'Sessions closed by the server, by close code',
+      labelNames: ['code'],
+      registers,
+    });
     this.engineErrors = new Counter({
       name: 'switchboard_engine_errors_total',
       help: 'Failures of the engine and of delivery, by component (history, broker, presence, registry, hub)',
       labelNames: ['component'],
       registers,
     });
-    this.brokerUp = new Gauge({ name: 'switchboard_broker_up', help: '1 while the link to the broker is up, 0 while it is down', registers });
+    this.brokerUp = new Gauge({
+      name: 'switchboard_broker_up',
+      help: '1 while the link to the broker is up, 0 while it is down',
+      registers,
+    });
     this.localChannels = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
-    this.recoveries = new Counter({ name: 'switchboard_recoveries_total', help: 'Channel recoveries by outcome', labelNames: ['recovered'], registers });
-    this.gaps = new Counter({ name: 'switchboard_gaps_total', help: 'Live gaps in a channel (a publication the broker did not deliver) filled from history', registers });
+    this.recoveries = new Counter({
+      name: 'switchboard_recoveries_total',
+      help: 'Channel recoveries by outcome',
+      labelNames: ['recovered'],
+      registers,
+    });
+    this.gaps = new Counter({
+      name: 'switchboard_gaps_total',
+      help: 'Live gaps in a channel (a publication the broker did not deliver) filled from history',
+      registers,
+    });
     this.publishLatency = new Histogram({
       name: 'switchboard_publish_seconds',
       help: 'Time to accept a publication (history append + broker publish)',

@@ -25,7 +25,13 @@ export interface SessionRef {
 /** The options a session reads. */
 export type SessionOptions = Pick<
   NodeOptions,
-  'rateLimitPerSecond' | 'rateLimitBurst' | 'rateLimitMaxRejected' | 'maxRecoveryMessages' | 'maxOutboundBytes' | 'heartbeatIntervalMs' | 'maxSubscriptions'
+  | 'rateLimitPerSecond'
+  | 'rateLimitBurst'
+  | 'rateLimitMaxRejected'
+  | 'maxRecoveryMessages'
+  | 'maxOutboundBytes'
+  | 'heartbeatIntervalMs'
+  | 'maxSubscriptions'
 >;
 
 /** Publishing into channels and recovering from them: the node's channel service. */

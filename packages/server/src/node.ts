@@ -80,7 +80,13 @@ export class SwitchboardNode implements NodeContext {
     const verifier = runtime.verifier ?? new TokenVerifier(options);
     this.hub = new Hub(engine.broker, metrics, log);
     this.sessions = new SessionTable(metrics, log);
-    this.channels = new ChannelService({ publication: engine.publication, history: engine.history, maxRecoveryMessages: options.maxRecoveryMessages, metrics, log });
+    this.channels = new ChannelService({
+      publication: engine.publication,
+      history: engine.history,
+      maxRecoveryMessages: options.maxRecoveryMessages,
+      metrics,
+      log,
+    });
     this.presence = new PresenceTracker({
       store: engine.presence,
       broker: engine.broker,
@@ -102,7 +108,8 @@ export class SwitchboardNode implements NodeContext {
       createSession: (ws, identity, batching, early) => new Session(ws, identity, this, batching, early),
     });
     const mode = runtime.mode ?? 'node';
-    this.pages = mode === 'node' ? undefined : new DevPages({ devSecret: mode === 'dev' ? options.jwtSecret : undefined, wsPath: options.wsPath });
+    this.pages =
+      mode === 'node' ? undefined : new DevPages({ devSecret: mode === 'dev' ? options.jwtSecret : undefined, wsPath: options.wsPath });
     this.api = new HttpApi({
       nodeId: this.nodeId,
       log,
@@ -132,7 +139,10 @@ export class SwitchboardNode implements NodeContext {
     await engine.registry.register(this.nodeInfo());
     this.sessions.startHeartbeat(options.heartbeatIntervalMs);
     this.presence.start();
-    this.loadReport = setInterval(() => void engine.registry.update(this.nodeInfo()).catch((err: unknown) => this.engineFailed('registry', err)), LOAD_REPORT_MS);
+    this.loadReport = setInterval(
+      () => void engine.registry.update(this.nodeInfo()).catch((err: unknown) => this.engineFailed('registry', err)),
+      LOAD_REPORT_MS,
+    );
     this.loadReport.unref();
     this.unwatch.push(
       engine.ring.onChange((before, after) => {
@@ -206,13 +216,18 @@ export class SwitchboardNode implements NodeContext {
       // `connections` feeds the gateway's least-conn policy, which probes /readyz anyway.
       readiness: () => ({
         ready: this.ready,
-        body: { status: this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable', node: this.nodeId, connections: this.sessions.size },
+        body: {
+          status: this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable',
+          node: this.nodeId,
+          connections: this.sessions.size,
+        },
       }),
       metrics: this.metrics.registry,
     };
     if (await answerProbe(path, res, probes)) return;
     if (path.startsWith('/v1/')) return this.api.handle(req, res, url);
-    if (path === this.options.wsPath) return sendError(res, 'ERR_UPGRADE_REQUIRED', 'this endpoint speaks WebSocket: send an Upgrade request');
+    if (path === this.options.wsPath)
+      return sendError(res, 'ERR_UPGRADE_REQUIRED', 'this endpoint speaks WebSocket: send an Upgrade request');
     if (this.pages && (await this.pages.handle(req, res, url))) return;
     sendError(res, 'ERR_NOT_FOUND', `no route ${req.method ?? 'GET'} ${path}`);
   }

@@ -44,7 +44,12 @@ function open(node: TestNode, tok: string | undefined, via: 'query' | 'header' =
  * network error), no frame at all arrives (in particular no `welcome`), and the close is 4001
  * with `reason`.
  */
-async function expectUnauthorized(node: TestNode, tok: string | undefined, reason: string, via: 'query' | 'header' = 'query'): Promise<void> {
+async function expectUnauthorized(
+  node: TestNode,
+  tok: string | undefined,
+  reason: string,
+  via: 'query' | 'header' = 'query',
+): Promise<void> {
   const client = open(node, tok, via);
   try {
     await client.opened;
@@ -182,7 +187,11 @@ describe('token checks at the handshake', () => {
       for (const sub of ['bad user', 'a:b', 'x'.repeat(129)]) {
         await expectUnauthorized(hs, await hsToken(sub), 'sub is not a valid user id');
       }
-      await expectUnauthorized(hs, await signRaw({ sub: '', exp: inOneHour() }, 'HS256', new TextEncoder().encode(SECRET)), 'sub is not a valid user id');
+      await expectUnauthorized(
+        hs,
+        await signRaw({ sub: '', exp: inOneHour() }, 'HS256', new TextEncoder().encode(SECRET)),
+        'sub is not a valid user id',
+      );
     });
   });
 
@@ -242,7 +251,10 @@ describe('token checks at the handshake', () => {
     it('never contain a token used in these tests (nor its signature)', () => {
       const nodes = { hs, noExp, rs, es };
       // The check is only meaningful if the refusals were logged at all.
-      assert.ok(hs.logs.some((line) => line.includes('token rejected')), 'the HS256 node logged no token rejection');
+      assert.ok(
+        hs.logs.some((line) => line.includes('token rejected')),
+        'the HS256 node logged no token rejection',
+      );
       assert.ok(usedTokens.size > 20, `only ${usedTokens.size} tokens were recorded`);
       for (const [name, node] of Object.entries(nodes)) {
         for (const tok of usedTokens) {

@@ -69,16 +69,25 @@ describe('switchboard bench', () => {
     assert.equal(report.machine.node, process.version);
     assert.ok(report.machine.cores > 0 && report.machine.memoryGiB > 0 && report.machine.cpu.length > 0);
     assert.equal(report.settings.runs, 1);
-    assert.deepEqual(report.scenarios.map((s) => s.name), ['fanout']);
+    assert.deepEqual(
+      report.scenarios.map((s) => s.name),
+      ['fanout'],
+    );
 
     const rows = report.scenarios[0]!.rows;
-    assert.deepEqual(rows.map((r) => r.id), ['switchboard', 'raw-ws']);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ['switchboard', 'raw-ws'],
+    );
     for (const row of rows) {
       assert.deepEqual(row.errors, [], `${row.id} had failed runs`);
       assert.equal(row.runs.length, 1);
       const run = row.runs[0]!;
       assert.ok(run.deliveredPerS! > 0, `${row.id} delivered/s ${run.deliveredPerS}`);
-      assert.ok(run.p50! > 0 && run.p99! >= run.p50! && run.max! >= run.p99!, `${row.id} latency p50 ${run.p50} p99 ${run.p99} max ${run.max}`);
+      assert.ok(
+        run.p50! > 0 && run.p99! >= run.p50! && run.max! >= run.p99!,
+        `${row.id} latency p50 ${run.p50} p99 ${run.p99} max ${run.max}`,
+      );
       assert.ok(run.cpuUsPerMsg! > 0, `${row.id} server CPU per delivery ${run.cpuUsPerMsg}`);
       // 50 subscribers on loopback: every publication reaches every one of them.
       assert.equal(run.lossPct, 0, `${row.id} lost messages`);
@@ -92,7 +101,11 @@ describe('switchboard bench', () => {
 
     const raw15 = report.targets.find((t) => t.target.startsWith('Fan-out delivered/s ≥ 1.5× raw ws'));
     assert.equal(typeof raw15?.met, 'boolean', 'the raw ws fan-out target is judged when both ran');
-    assert.equal(report.targets.find((t) => t.target.startsWith('Memory per idle connection'))?.met, null, 'a target not measured is said to be so');
+    assert.equal(
+      report.targets.find((t) => t.target.startsWith('Memory per idle connection'))?.met,
+      null,
+      'a target not measured is said to be so',
+    );
 
     const md = readFileSync(`${base}.md`, 'utf8');
     assert.match(md, /## 3\. Fan-out: one channel, 50 subscribers/);

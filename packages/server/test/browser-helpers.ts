@@ -13,14 +13,24 @@ export const OUTPUT_DIR = fileURLToPath(new URL('../../../test-output/', import.
 
 /** The `skip` of a browser suite: a reason outside CI when Chromium is absent, else false. */
 export const browserSkip: string | false =
-  process.env.CI !== 'true' && !existsSync(CHROMIUM) ? `${CHROMIUM} is missing: run "apt-get install -y chromium" to run the browser test` : false;
+  process.env.CI !== 'true' && !existsSync(CHROMIUM)
+    ? `${CHROMIUM} is missing: run "apt-get install -y chromium" to run the browser test`
+    : false;
 
 /** Launches headless Chromium with the flags this closed network needs. */
 export async function launchChromium(): Promise<Browser> {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: CI must install it (apt-get install -y chromium)`);
   return chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 

@@ -73,7 +73,13 @@ describe('channels and permissions', () => {
       assert.equal((await a.request({ type: 'publish', channel: `group:${group}`, topic: 'spoof', data: 1, from: 'mallory' })).ok, true);
       assert.equal((await a.request({ type: 'publish', channel: `group:${group}`, topic: 'spoof', data: 2, from: null })).ok, true);
       const got = await b.waitMessages(2, `group:${group}`);
-      assert.deepEqual(got.map((m) => [m.data, m.from]), [[1, alice], [2, alice]]);
+      assert.deepEqual(
+        got.map((m) => [m.data, m.from]),
+        [
+          [1, alice],
+          [2, alice],
+        ],
+      );
     });
 
     it('sets from to the HTTP API stated sender, and to null without one', async () => {
@@ -83,8 +89,18 @@ describe('channels and permissions', () => {
       await httpPublish(node, { channel: `user:${user}`, topic: 'api', data: 2 });
       await httpPublish(node, { channel: `user:${user}`, topic: 'api', data: 3, from: null });
       const got = await c.waitMessages(3, `user:${user}`);
-      assert.deepEqual(got.map((m) => [m.data, m.from]), [[1, 'system-bot'], [2, null], [3, null]]);
-      assert.ok(got.every((m) => Object.hasOwn(m, 'from')), 'from is present even when null');
+      assert.deepEqual(
+        got.map((m) => [m.data, m.from]),
+        [
+          [1, 'system-bot'],
+          [2, null],
+          [3, null],
+        ],
+      );
+      assert.ok(
+        got.every((m) => Object.hasOwn(m, 'from')),
+        'from is present even when null',
+      );
     });
 
     it('rejects an HTTP publish whose from is not a user id', async () => {
@@ -112,7 +128,10 @@ describe('channels and permissions', () => {
       const msg = await member.next((f) => f.type === 'message' && f.channel === channel);
       assert.equal(msg.topic, 'real');
       await settle(node, member, memberId);
-      assert.deepEqual(member.messages(channel).map((m) => m.topic), ['real']);
+      assert.deepEqual(
+        member.messages(channel).map((m) => m.topic),
+        ['real'],
+      );
       assert.equal(outsider.messages(channel).length, 0);
     });
 
@@ -187,7 +206,10 @@ describe('channels and permissions', () => {
       const c = await pool.connect(uid('member'), { groups: [group] });
       const pub = await httpPublish(node, { channel, topic: 'hello', data: { n: 1 } });
       const msg = await c.next((f) => f.type === 'message' && f.channel === channel);
-      assert.deepEqual({ topic: msg.topic, data: msg.data, offset: msg.offset, epoch: msg.epoch }, { topic: 'hello', data: { n: 1 }, offset: pub.offset, epoch: pub.epoch });
+      assert.deepEqual(
+        { topic: msg.topic, data: msg.data, offset: msg.offset, epoch: msg.epoch },
+        { topic: 'hello', data: { n: 1 }, offset: pub.offset, epoch: pub.epoch },
+      );
       assert.equal(c.frames.filter((f) => f.type === 'reply').length, 0, 'no subscribe was sent');
     });
   });
@@ -243,7 +265,10 @@ describe('channels and permissions', () => {
       assert.equal(next.offset, before + 1);
       await watcher.next((f) => f.type === 'message' && f.channel === 'broadcast' && f.topic === 'api-all');
       await settle(node, watcher, watcherId);
-      assert.deepEqual(watcher.messages('broadcast').map((m) => m.topic), ['api-all']);
+      assert.deepEqual(
+        watcher.messages('broadcast').map((m) => m.topic),
+        ['api-all'],
+      );
     });
 
     it('delivers an admin broadcast to every connected session', async () => {

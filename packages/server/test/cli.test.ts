@@ -27,7 +27,9 @@ const running = new Set<ChildProcess>();
 
 /** Runs the bin with `args`; the environment is the test's minus every Switchboard variable, plus `env`. */
 function spawnCli(args: string[], env: Record<string, string> = {}): Cli {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'),
+  );
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let out = '';
@@ -44,7 +46,11 @@ function spawnCli(args: string[], env: Record<string, string> = {}): Cli {
 }
 
 /** Runs a command that is expected to exit by itself; resolves with its exit code and output. */
-async function runToExit(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function runToExit(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const cli = spawnCli(args, env);
   try {
     // A pending timer would keep this test file's process alive, so it is cleared on exit.
@@ -186,13 +192,15 @@ describe('invalid options exit 2 naming the option, its flag and env name', { co
   it('from a flag: --heartbeat-interval-ms abc', async () => {
     const { code, stderr } = await runToExit(['node', '--port', '0', '--heartbeat-interval-ms', 'abc'], env);
     assert.equal(code, 2, stderr);
-    for (const part of ['heartbeatIntervalMs', '--heartbeat-interval-ms', 'SWITCHBOARD_HEARTBEAT_INTERVAL_MS']) assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
+    for (const part of ['heartbeatIntervalMs', '--heartbeat-interval-ms', 'SWITCHBOARD_HEARTBEAT_INTERVAL_MS'])
+      assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
   });
 
   it('from the environment: SWITCHBOARD_MAX_PAYLOAD_BYTES=12', async () => {
     const { code, stderr } = await runToExit(['node', '--port', '0'], { ...env, SWITCHBOARD_MAX_PAYLOAD_BYTES: '12' });
     assert.equal(code, 2, stderr);
-    for (const part of ['maxPayloadBytes', '--max-payload-bytes', 'SWITCHBOARD_MAX_PAYLOAD_BYTES']) assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
+    for (const part of ['maxPayloadBytes', '--max-payload-bytes', 'SWITCHBOARD_MAX_PAYLOAD_BYTES'])
+      assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
   });
 
   it('from a config file value: {"maxOutboundBytes": 10}', async () => {
@@ -200,7 +208,8 @@ describe('invalid options exit 2 naming the option, its flag and env name', { co
     writeFileSync(file, JSON.stringify({ maxOutboundBytes: 10 }));
     const { code, stderr } = await runToExit(['node', '--port', '0', '--config', file], env);
     assert.equal(code, 2, stderr);
-    for (const part of ['maxOutboundBytes', '--max-outbound-bytes', 'SWITCHBOARD_MAX_OUTBOUND_BYTES']) assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
+    for (const part of ['maxOutboundBytes', '--max-outbound-bytes', 'SWITCHBOARD_MAX_OUTBOUND_BYTES'])
+      assert.ok(stderr.includes(part), `${part} missing: ${stderr}`);
   });
 
   it('a config file with an unknown key names the key and the file', async () => {
@@ -320,7 +329,9 @@ describe('configuration precedence: flags > env > config file', () => {
   });
 
   it('lets flags override the environment and the file', async () => {
-    const cli = await serve(['node', '--config', file, '--node-id', 'from-flag', '--ws-path', '/flag-socket'], { SWITCHBOARD_NODE_ID: 'from-env' });
+    const cli = await serve(['node', '--config', file, '--node-id', 'from-flag', '--ws-path', '/flag-socket'], {
+      SWITCHBOARD_NODE_ID: 'from-env',
+    });
     try {
       assert.equal(cli.nodeId, 'from-flag');
       assert.match(cli.wsUrl, /\/flag-socket$/);

@@ -47,7 +47,11 @@ async function wsUrlFor(node: TestNode, user: string, claims: Record<string, unk
 }
 
 /** Connects `user` with extra ws client options and waits for `welcome`. */
-async function connectWith(node: TestNode, user: string, options: WebSocket.ClientOptions): Promise<{ client: TestClient; welcome: Frame }> {
+async function connectWith(
+  node: TestNode,
+  user: string,
+  options: WebSocket.ClientOptions,
+): Promise<{ client: TestClient; welcome: Frame }> {
   const client = new TestClient(await wsUrlFor(node, user), options);
   try {
     return { client, welcome: await client.next((f) => f.type === 'welcome') };
@@ -228,7 +232,10 @@ describe('connection limits', () => {
       const refused = await refusedUpgrade(await wsUrlFor(node, 'u4'));
       assert.deepEqual(refused, { status: 503, body: { error: { code: 'unavailable', message: 'node at its connection limit' } } });
       await clients.pop()!.close();
-      const again = await eventually(() => TestClient.connect(node, 'u4'), { intervalMs: 50, message: 'a session to be admitted once one left' });
+      const again = await eventually(() => TestClient.connect(node, 'u4'), {
+        intervalMs: 50,
+        message: 'a session to be admitted once one left',
+      });
       clients.push(again);
     } finally {
       await Promise.all(clients.map((c) => c.close()));
@@ -336,7 +343,10 @@ describe('draining', () => {
       drained.catch(() => undefined);
 
       assert.deepEqual(await alice.waitClose(), { code: 1001, reason: 'node draining' });
-      assert.deepEqual(alice.frames.map((f) => f.type), ['welcome']);
+      assert.deepEqual(
+        alice.frames.map((f) => f.type),
+        ['welcome'],
+      );
 
       const refused = await refusedUpgrade(url);
       assert.equal(refused.status, 503);

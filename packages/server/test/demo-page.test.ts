@@ -28,7 +28,8 @@ const skip = browserSkip;
 const WAIT = { timeoutMs: 8000, intervalMs: 50 };
 
 /** The texts of the group messages in a page's log, in display order. */
-const groupTexts = (page: Page) => page.locator('[data-testid="chat-message"][data-channel="group:lobby"] [data-testid="chat-text"]').allTextContents();
+const groupTexts = (page: Page) =>
+  page.locator('[data-testid="chat-message"][data-channel="group:lobby"] [data-testid="chat-text"]').allTextContents();
 
 /** The `data-user` of every entry in a page's presence list. */
 async function presenceOf(page: Page): Promise<string[]> {
@@ -60,7 +61,10 @@ describe('demo page in a real browser', { skip }, () => {
   async function say(page: Page, text: string): Promise<void> {
     await page.getByTestId('chat-input').fill(text);
     await page.getByTestId('chat-send').click();
-    await eventually(async () => assert.equal(await page.getByTestId('chat-input').inputValue(), ''), { ...WAIT, message: 'composer cleared after sending' });
+    await eventually(async () => assert.equal(await page.getByTestId('chat-input').inputValue(), ''), {
+      ...WAIT,
+      message: 'composer cleared after sending',
+    });
   }
 
   before(async () => {
@@ -76,7 +80,12 @@ describe('demo page in a real browser', { skip }, () => {
   it('serves the page, its script and style, and a config saying dev mode', async () => {
     const config = await api(node, 'GET', '/config.json', undefined, null);
     assert.deepEqual(config, { status: 200, body: { wsPath: '/ws', dev: true } });
-    const files = [['/', 'text/html'], ['/demo.js', 'text/javascript'], ['/demo.css', 'text/css'], ['/switchboard.min.js', 'text/javascript']] as const;
+    const files = [
+      ['/', 'text/html'],
+      ['/demo.js', 'text/javascript'],
+      ['/demo.css', 'text/css'],
+      ['/switchboard.min.js', 'text/javascript'],
+    ] as const;
     for (const [path, type] of files) {
       const res = await fetch(node.url + path);
       assert.equal(res.status, 200, path);
@@ -88,13 +97,16 @@ describe('demo page in a real browser', { skip }, () => {
   it('signs alice and bob in, and each sees the other in the lobby presence list', async () => {
     const alice = await signIn('alice');
     const bob = await signIn('bob');
-    await eventually(async () => assert.deepEqual(await presenceOf(alice), ['alice', 'bob']), { ...WAIT, message: "alice's presence list" });
+    await eventually(async () => assert.deepEqual(await presenceOf(alice), ['alice', 'bob']), {
+      ...WAIT,
+      message: "alice's presence list",
+    });
     await eventually(async () => assert.deepEqual(await presenceOf(bob), ['alice', 'bob']), { ...WAIT, message: "bob's presence list" });
     assert.equal(await alice.getByTestId('me').textContent(), 'alice');
     assert.equal(await bob.getByTestId('group-name').textContent(), 'lobby');
   });
 
-  it('shows a group message from alice in bob\'s log, sent by alice', async () => {
+  it("shows a group message from alice in bob's log, sent by alice", async () => {
     const { alice, bob } = pages as Required<typeof pages>;
     await say(alice!, 'hello bob');
     const message = bob!.locator('[data-testid="chat-message"][data-channel="group:lobby"]').last();
@@ -130,10 +142,13 @@ describe('demo page in a real browser', { skip }, () => {
 
     await contexts.bob!.setOffline(false);
     await eventually(async () => assert.equal(await connState(bob!), 'connected'), { ...WAIT, message: "bob's connection state" });
-    await eventually(async () => {
-      const texts = await groupTexts(bob!);
-      assert.ok(texts.length >= 4, JSON.stringify(texts));
-    }, { ...WAIT, message: "bob's log" });
+    await eventually(
+      async () => {
+        const texts = await groupTexts(bob!);
+        assert.ok(texts.length >= 4, JSON.stringify(texts));
+      },
+      { ...WAIT, message: "bob's log" },
+    );
     // The old socket's held frames are released when the context comes back: give any late
     // duplicate the time to show up before checking there is none.
     await sleep(700);
@@ -144,7 +159,10 @@ describe('demo page in a real browser', { skip }, () => {
     assert.deepEqual(offsets, [1, 2, 3, 4]);
     assert.notEqual(await bob!.getByTestId('session-id').textContent(), sessionBefore, 'bob came back on a new session');
     assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 3 missed messages recovered.']);
-    await eventually(async () => assert.deepEqual(await presenceOf(bob!), ['alice', 'bob']), { ...WAIT, message: "bob's presence list after coming back" });
+    await eventually(async () => assert.deepEqual(await presenceOf(bob!), ['alice', 'bob']), {
+      ...WAIT,
+      message: "bob's presence list after coming back",
+    });
 
     mkdirSync(OUTPUT_DIR, { recursive: true });
     await bob!.screenshot({ path: `${OUTPUT_DIR}demo-page.png` });
@@ -153,35 +171,49 @@ describe('demo page in a real browser', { skip }, () => {
   it("resumes bob's tab from sessionStorage when he reopens the page: what he missed shows once", async () => {
     const { alice, bob } = pages as Required<typeof pages>;
     const groupOffsets = async (page: Page) =>
-      page.locator('[data-testid="chat-message"][data-channel="group:lobby"]').evaluateAll((items) => items.map((m) => Number(m.getAttribute('data-offset'))));
+      page
+        .locator('[data-testid="chat-message"][data-channel="group:lobby"]')
+        .evaluateAll((items) => items.map((m) => Number(m.getAttribute('data-offset'))));
 
     // Leaving the page closes its socket; the tab's sessionStorage (identity, positions) stays.
     await bob!.goto('about:blank');
-    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice']), { ...WAIT, message: "alice's presence list once bob's page is closed" });
+    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice']), {
+      ...WAIT,
+      message: "alice's presence list once bob's page is closed",
+    });
     for (const text of ['while away 1', 'while away 2']) await say(alice!, text);
     await eventually(async () => assert.equal((await groupTexts(alice!)).at(-1), 'while away 2'), { ...WAIT, message: "alice's own log" });
 
     await bob!.goto(`${node.url}/`);
     await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
     assert.equal(await bob!.getByTestId('me').textContent(), 'bob', 'signed in again from sessionStorage, without the form');
-    await eventually(async () => {
-      const texts = await groupTexts(bob!);
-      assert.ok(texts.length >= 2, JSON.stringify(texts));
-    }, { ...WAIT, message: "bob's log after reopening" });
+    await eventually(
+      async () => {
+        const texts = await groupTexts(bob!);
+        assert.ok(texts.length >= 2, JSON.stringify(texts));
+      },
+      { ...WAIT, message: "bob's log after reopening" },
+    );
     await sleep(500);
     assert.deepEqual(await groupTexts(bob!), ['while away 1', 'while away 2']);
     assert.deepEqual(await groupOffsets(bob!), [5, 6]);
     assert.deepEqual(await bob!.getByTestId('notice').allTextContents(), ['Back online: 2 missed messages recovered.']);
-    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice', 'bob']), { ...WAIT, message: "alice's presence list after bob is back" });
+    await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice', 'bob']), {
+      ...WAIT,
+      message: "alice's presence list after bob is back",
+    });
 
     // The positions were saved as messages arrived: a plain reload replays nothing, then goes live.
     await bob!.reload();
     await bob!.locator('[data-testid="conn-state"][data-state="connected"]').waitFor({ timeout: 8000 });
     await say(alice!, 'after the reload');
-    await eventually(async () => {
-      const texts = await groupTexts(bob!);
-      assert.ok(texts.length >= 1, JSON.stringify(texts));
-    }, { ...WAIT, message: "bob's log after the reload" });
+    await eventually(
+      async () => {
+        const texts = await groupTexts(bob!);
+        assert.ok(texts.length >= 1, JSON.stringify(texts));
+      },
+      { ...WAIT, message: "bob's log after the reload" },
+    );
     await sleep(300);
     assert.deepEqual(await groupTexts(bob!), ['after the reload']);
     assert.deepEqual(await groupOffsets(bob!), [7]);
@@ -193,7 +225,10 @@ describe('demo page in a real browser', { skip }, () => {
     const res = await api(node, 'POST', '/v1/disconnect', { user: 'bob' });
     assert.equal(res.status, 200);
     await eventually(async () => assert.equal(await connState(bob!), 'signed-out'), { ...WAIT, message: "bob's connection state" });
-    assert.equal(await bob!.getByTestId('signin-error').textContent(), 'Disconnected by the server (4003): disconnected by the server. Sign in again.');
+    assert.equal(
+      await bob!.getByTestId('signin-error').textContent(),
+      'Disconnected by the server (4003): disconnected by the server. Sign in again.',
+    );
     await eventually(async () => assert.deepEqual(await presenceOf(alice!), ['alice']), { ...WAIT, message: "alice's presence list" });
     await sleep(1000);
     assert.equal(await connState(bob!), 'signed-out', 'no reconnect after 4003');

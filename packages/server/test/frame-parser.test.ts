@@ -46,7 +46,12 @@ describe('parseClientFrame', () => {
     });
 
     it('parses publish and defaults a missing data to null', () => {
-      assert.deepEqual(accept({ type: 'publish', channel: 'group:ops', topic: 'alert' }), { type: 'publish', channel: 'group:ops', topic: 'alert', data: null });
+      assert.deepEqual(accept({ type: 'publish', channel: 'group:ops', topic: 'alert' }), {
+        type: 'publish',
+        channel: 'group:ops',
+        topic: 'alert',
+        data: null,
+      });
       assert.deepEqual(accept({ type: 'publish', channel: 'group:ops', topic: 'alert', data: [1, 2] }).data, [1, 2]);
     });
 
@@ -58,7 +63,10 @@ describe('parseClientFrame', () => {
         since: { epoch: 'e1', offset: 41 },
         id: 3,
       });
-      assert.deepEqual(accept({ type: 'subscribe', channel: 'broadcast', since: { epoch: '', offset: 0 } }).since, { epoch: '', offset: 0 });
+      assert.deepEqual(accept({ type: 'subscribe', channel: 'broadcast', since: { epoch: '', offset: 0 } }).since, {
+        epoch: '',
+        offset: 0,
+      });
     });
 
     it('parses unsubscribe, presence and ping', () => {
@@ -68,7 +76,12 @@ describe('parseClientFrame', () => {
     });
 
     it('drops unknown members, so a client cannot choose from', () => {
-      assert.deepEqual(accept({ type: 'send', to: 'bob', topic: 't', data: 1, from: 'mallory', ts: 1, offset: 9 }), { type: 'send', to: 'bob', topic: 't', data: 1 });
+      assert.deepEqual(accept({ type: 'send', to: 'bob', topic: 't', data: 1, from: 'mallory', ts: 1, offset: 9 }), {
+        type: 'send',
+        to: 'bob',
+        topic: 't',
+        data: 1,
+      });
       assert.deepEqual(accept({ type: 'ping', channel: 'x' }), { type: 'ping' });
     });
 
@@ -96,7 +109,11 @@ describe('parseClientFrame', () => {
     it('refuses an invalid id with id undefined, even on an otherwise valid frame', () => {
       const invalid: unknown[] = ['', 'i'.repeat(65), 1.5, -0.5, 2 ** 53, -(2 ** 53), 1e308, null, true, [], [1], {}, { id: 1 }];
       for (const id of invalid) {
-        assert.deepEqual(refuse({ type: 'send', to: 'bob', topic: 't', id }), { id: undefined, message: ID_MESSAGE }, `id ${JSON.stringify(id)}`);
+        assert.deepEqual(
+          refuse({ type: 'send', to: 'bob', topic: 't', id }),
+          { id: undefined, message: ID_MESSAGE },
+          `id ${JSON.stringify(id)}`,
+        );
       }
     });
 
@@ -129,7 +146,21 @@ describe('parseClientFrame', () => {
     });
 
     it('refuses the names of Object.prototype members and server frame types as unknown', () => {
-      for (const type of ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'welcome', 'message', 'reply', 'error', 'pong', 'SEND', 'send ']) {
+      for (const type of [
+        '__proto__',
+        'constructor',
+        'prototype',
+        'toString',
+        'hasOwnProperty',
+        'valueOf',
+        'welcome',
+        'message',
+        'reply',
+        'error',
+        'pong',
+        'SEND',
+        'send ',
+      ]) {
         assert.equal(refuse({ type, id: 1 }).message, `unknown type "${type}"`);
       }
     });
@@ -137,7 +168,16 @@ describe('parseClientFrame', () => {
 
   describe('not a JSON object', () => {
     it('refuses text that is not JSON', () => {
-      for (const text of ['', ' ', 'ping', '{"type":"ping"', '{"type":"ping"}}', "{'type':'ping'}", '\ufeff{"type":"ping"}', '{"type":"pi\u0001ng"}']) {
+      for (const text of [
+        '',
+        ' ',
+        'ping',
+        '{"type":"ping"',
+        '{"type":"ping"}}',
+        "{'type':'ping'}",
+        '\ufeff{"type":"ping"}',
+        '{"type":"pi\u0001ng"}',
+      ]) {
         assert.deepEqual(refuse(text), { id: undefined, message: 'frame is not valid JSON' }, JSON.stringify(text));
       }
     });
@@ -172,7 +212,11 @@ describe('parseClientFrame', () => {
       ['a string since', { type: 'subscribe', channel: 'broadcast', since: 'e1:4' }, /^since: /],
       ['a null since', { type: 'subscribe', channel: 'broadcast', since: null }, /^since: /],
       ['since without epoch', { type: 'subscribe', channel: 'broadcast', since: { offset: 1 } }, /^since\.epoch: /],
-      ['an epoch of 65 characters', { type: 'subscribe', channel: 'broadcast', since: { epoch: 'e'.repeat(65), offset: 1 } }, /^since\.epoch: /],
+      [
+        'an epoch of 65 characters',
+        { type: 'subscribe', channel: 'broadcast', since: { epoch: 'e'.repeat(65), offset: 1 } },
+        /^since\.epoch: /,
+      ],
       ['a negative offset', { type: 'subscribe', channel: 'broadcast', since: { epoch: 'e', offset: -1 } }, /^since\.offset: /],
       ['a fractional offset', { type: 'subscribe', channel: 'broadcast', since: { epoch: 'e', offset: 1.5 } }, /^since\.offset: /],
       ['an unsafe offset', { type: 'subscribe', channel: 'broadcast', since: { epoch: 'e', offset: 2 ** 53 } }, /^since\.offset: /],
@@ -188,7 +232,11 @@ describe('parseClientFrame', () => {
 
     it('names since.offset for offsets only JSON text can hold', () => {
       for (const literal of ['1e308', '-1e400', '18446744073709551616']) {
-        assert.match(refuse(`{"type":"subscribe","channel":"broadcast","since":{"epoch":"e","offset":${literal}}}`).message, /^since\.offset: /, literal);
+        assert.match(
+          refuse(`{"type":"subscribe","channel":"broadcast","since":{"epoch":"e","offset":${literal}}}`).message,
+          /^since\.offset: /,
+          literal,
+        );
       }
     });
   });
@@ -207,7 +255,9 @@ describe('parseClientFrame', () => {
     });
 
     it('gives an accepted frame a plain prototype and no __proto__ or constructor member', () => {
-      const frame = accept('{"type":"send","to":"bob","topic":"t","__proto__":{"polluted":true,"to":"eve"},"constructor":{"prototype":{"polluted":true}}}');
+      const frame = accept(
+        '{"type":"send","to":"bob","topic":"t","__proto__":{"polluted":true,"to":"eve"},"constructor":{"prototype":{"polluted":true}}}',
+      );
       assert.equal(Object.getPrototypeOf(frame), Object.prototype);
       assert.deepEqual(Object.keys(frame).sort(), ['data', 'to', 'topic', 'type']);
       assert.equal(frame.to, 'bob');

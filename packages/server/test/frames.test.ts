@@ -123,7 +123,10 @@ describe('client frames', () => {
       const res = await api(node, 'POST', '/v1/publish', { channel, topic: 'fresh', data: 'x' });
       assert.equal(res.status, 200);
       const msg = await c.next((f) => f.type === 'message' && f.channel === channel);
-      assert.deepEqual({ topic: msg.topic, data: msg.data, offset: msg.offset, epoch: msg.epoch }, { topic: 'fresh', data: 'x', offset: 4, epoch: reply.epoch });
+      assert.deepEqual(
+        { topic: msg.topic, data: msg.data, offset: msg.offset, epoch: msg.epoch },
+        { topic: 'fresh', data: 'x', offset: 4, epoch: reply.epoch },
+      );
     });
 
     it('answers a second subscribe ok without delivering messages twice', async () => {
@@ -395,7 +398,9 @@ describe('client frames', () => {
       const channel = `user:${user}`;
       const c = await connect(user, {}, '&batch=1');
       // Warm the HTTP client's keep-alive pool so a burst is not spread out by 20 TCP handshakes.
-      await Promise.all(Array.from({ length: 20 }, () => api(node, 'POST', '/v1/publish', { channel: `user:${uid('warm')}`, topic: 'warm' })));
+      await Promise.all(
+        Array.from({ length: 20 }, () => api(node, 'POST', '/v1/publish', { channel: `user:${uid('warm')}`, topic: 'warm' })),
+      );
       // Whether 20 concurrent requests land in one tick depends on the scheduler; a few rounds
       // make that near-certain, and a server that never batches still fails every round.
       const rounds = 5;
@@ -405,7 +410,10 @@ describe('client frames', () => {
         const results = await Promise.all(
           Array.from({ length: 20 }, (_, i) => api(node, 'POST', '/v1/publish', { channel, topic: 'burst', data: i })),
         );
-        assert.deepEqual(results.map((r) => r.status), Array(20).fill(200));
+        assert.deepEqual(
+          results.map((r) => r.status),
+          Array(20).fill(200),
+        );
         await c.waitMessages(20 * round, channel);
         if (c.raw.some((r) => r.split('\n').length > 1)) break;
       }
@@ -414,7 +422,10 @@ describe('client frames', () => {
         `expected at least one frame with several objects in ${rounds} bursts, objects per frame: ${JSON.stringify(c.raw.map((r) => r.split('\n').length))}`,
       );
       const got = c.messages(channel);
-      assert.deepEqual(got.map((m) => m.offset), Array.from({ length: 20 * round }, (_, i) => i + 1));
+      assert.deepEqual(
+        got.map((m) => m.offset),
+        Array.from({ length: 20 * round }, (_, i) => i + 1),
+      );
       assert.ok(got.every((m) => m.topic === 'burst'));
       for (const raw of c.raw) {
         for (const line of raw.split('\n')) {
@@ -430,9 +441,15 @@ describe('client frames', () => {
       for (let i = 1; i <= 10; i++) c.send({ type: 'send', to: user, topic: 'self', data: i, id: i });
       for (let i = 1; i <= 10; i++) await c.next((f) => f.type === 'reply' && f.id === i);
       const got = await c.waitMessages(10, `user:${user}`);
-      assert.deepEqual(got.map((m) => m.data), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(
+        got.map((m) => m.data),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
       assert.equal(c.frames.filter((f) => f.type === 'unparsable').length, 0);
-      assert.ok(c.raw.some((r) => r.split('\n').length > 1), `frames: ${JSON.stringify(c.raw)}`);
+      assert.ok(
+        c.raw.some((r) => r.split('\n').length > 1),
+        `frames: ${JSON.stringify(c.raw)}`,
+      );
     });
 
     it('sends one object per frame without batch', async () => {
@@ -441,7 +458,10 @@ describe('client frames', () => {
       const c = await connect(user);
       await Promise.all(Array.from({ length: 10 }, (_, i) => api(node, 'POST', '/v1/publish', { channel, topic: 'burst', data: i })));
       await c.waitMessages(10, channel);
-      assert.ok(c.raw.every((r) => !r.includes('\n')), `frames: ${JSON.stringify(c.raw)}`);
+      assert.ok(
+        c.raw.every((r) => !r.includes('\n')),
+        `frames: ${JSON.stringify(c.raw)}`,
+      );
     });
   });
 

@@ -43,11 +43,31 @@ const preview = (s: string) => (s.length > 120 ? `${s.slice(0, 120)}… (${s.len
 /** Valid frames of every type for a session allowed to subscribe to `group:<group>`, aimed at `target` where they publish. */
 function baseFrames(target: string, group: string): Record<FrameType, Field[]> {
   return {
-    send: [['type', str('send')], ['to', str(target)], ['topic', str('chat')], ['data', '{"text":"fuzz"}']],
-    publish: [['type', str('publish')], ['channel', str(`user:${target}`)], ['topic', str('chat')], ['data', '{"text":"fuzz"}']],
-    subscribe: [['type', str('subscribe')], ['channel', str(`group:${group}`)], ['since', '{"epoch":"e1","offset":0}']],
-    unsubscribe: [['type', str('unsubscribe')], ['channel', str(`group:${group}`)]],
-    presence: [['type', str('presence')], ['channel', str(`group:${group}`)]],
+    send: [
+      ['type', str('send')],
+      ['to', str(target)],
+      ['topic', str('chat')],
+      ['data', '{"text":"fuzz"}'],
+    ],
+    publish: [
+      ['type', str('publish')],
+      ['channel', str(`user:${target}`)],
+      ['topic', str('chat')],
+      ['data', '{"text":"fuzz"}'],
+    ],
+    subscribe: [
+      ['type', str('subscribe')],
+      ['channel', str(`group:${group}`)],
+      ['since', '{"epoch":"e1","offset":0}'],
+    ],
+    unsubscribe: [
+      ['type', str('unsubscribe')],
+      ['channel', str(`group:${group}`)],
+    ],
+    presence: [
+      ['type', str('presence')],
+      ['channel', str(`group:${group}`)],
+    ],
     ping: [['type', str('ping')]],
   };
 }
@@ -74,7 +94,8 @@ const MUTABLE: Record<FrameType, string[]> = {
 };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isValidId = (v: unknown) => (typeof v === 'string' && v.length >= 1 && v.length <= 64) || (typeof v === 'number' && Number.isSafeInteger(v));
+const isValidId = (v: unknown) =>
+  (typeof v === 'string' && v.length >= 1 && v.length <= 64) || (typeof v === 'number' && Number.isSafeInteger(v));
 const isEpoch = (v: unknown) => typeof v === 'string' && v.length <= 64;
 const isOffset = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
@@ -111,17 +132,45 @@ const deepRaw = fc.tuple(fc.integer({ min: 1, max: 10_000 }), deepShape).map(([d
 const longStringRaw = fc
   .tuple(fc.constantFrom('x', 'é', '€', '😀', '\\u0000', ' '), fc.integer({ min: 129, max: 70_000 }))
   .map(([unit, n]) => `"${unit.repeat(n)}"`);
-const controlStringRaw = fc.array(fc.integer({ min: 0, max: 0x1f }), { minLength: 1, maxLength: 8 }).map((codes) => str(String.fromCharCode(...codes)));
+const controlStringRaw = fc
+  .array(fc.integer({ min: 0, max: 0x1f }), { minLength: 1, maxLength: 8 })
+  .map((codes) => str(String.fromCharCode(...codes)));
 
 /** Any JSON value as text, biased towards the hostile: huge numbers, deep nesting, prototype keys. */
 const exoticRaw: fc.Arbitrary<string> = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom(
-    'null', 'true', 'false', '0', '-1', '1.5', '-0.5', '1e308', '-1e308', '-1e400', '1e400', '1e-400',
-    '18446744073709551616', '-18446744073709551616', '9007199254740992', '123456789012345678901234567890',
-    '[]', '{}', '[null]', '{"a":1}', '""', '"\\u0000"', '"\\ud800"', '"\\u202e"',
-    '{"__proto__":{"polluted":true,"to":"bystander"}}', '{"constructor":{"prototype":{"polluted":true}}}',
-    '{"prototype":{"polluted":true}}', '["__proto__"]',
-  ) },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'null',
+      'true',
+      'false',
+      '0',
+      '-1',
+      '1.5',
+      '-0.5',
+      '1e308',
+      '-1e308',
+      '-1e400',
+      '1e400',
+      '1e-400',
+      '18446744073709551616',
+      '-18446744073709551616',
+      '9007199254740992',
+      '123456789012345678901234567890',
+      '[]',
+      '{}',
+      '[null]',
+      '{"a":1}',
+      '""',
+      '"\\u0000"',
+      '"\\ud800"',
+      '"\\u202e"',
+      '{"__proto__":{"polluted":true,"to":"bystander"}}',
+      '{"constructor":{"prototype":{"polluted":true}}}',
+      '{"prototype":{"polluted":true}}',
+      '["__proto__"]',
+    ),
+  },
   { weight: 2, arbitrary: fc.integer().map(String) },
   { weight: 1, arbitrary: fc.maxSafeInteger().map((n) => String(n * 1024)) },
   { weight: 2, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => JSON.stringify(d)) },
@@ -135,11 +184,66 @@ const exoticRaw: fc.Arbitrary<string> = fc.oneof(
 
 /** Values that look almost right for a field: the off-by-one and look-alike cases. */
 const NEAR_MISS: Record<string, string[]> = {
-  type: ['SEND', 'Send', 'send ', ' ping', 'pong', 'welcome', 'message', 'reply', 'error', 'ping\u0000', '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', ''].map(str),
-  id: ['""', str('i'.repeat(65)), '9007199254740992', '-9007199254740992', '1.5', '1e308', '-1e400', '18446744073709551616', 'null', 'true', '[1]', '{"id":1}'],
-  to: ['bystander ', ' bystander', 'by stander', 'user:bystander', 'bystander\u0000', 'bystander\u007f', 'bÿstander', '', 'b'.repeat(129)].map(str),
+  type: [
+    'SEND',
+    'Send',
+    'send ',
+    ' ping',
+    'pong',
+    'welcome',
+    'message',
+    'reply',
+    'error',
+    'ping\u0000',
+    '__proto__',
+    'constructor',
+    'prototype',
+    'toString',
+    'hasOwnProperty',
+    'valueOf',
+    '',
+  ].map(str),
+  id: [
+    '""',
+    str('i'.repeat(65)),
+    '9007199254740992',
+    '-9007199254740992',
+    '1.5',
+    '1e308',
+    '-1e400',
+    '18446744073709551616',
+    'null',
+    'true',
+    '[1]',
+    '{"id":1}',
+  ],
+  to: [
+    'bystander ',
+    ' bystander',
+    'by stander',
+    'user:bystander',
+    'bystander\u0000',
+    'bystander\u007f',
+    'bÿstander',
+    '',
+    'b'.repeat(129),
+  ].map(str),
   topic: ['', 't'.repeat(129)].map(str),
-  channel: ['user:', 'group:', 'user:bystander:x', 'user: bystander', 'User:bystander', 'broadcast ', 'Broadcast', 'nope', 'room:x', '', 'user:\u0000', `user:${'b'.repeat(129)}`, 'c'.repeat(141)].map(str),
+  channel: [
+    'user:',
+    'group:',
+    'user:bystander:x',
+    'user: bystander',
+    'User:bystander',
+    'broadcast ',
+    'Broadcast',
+    'nope',
+    'room:x',
+    '',
+    'user:\u0000',
+    `user:${'b'.repeat(129)}`,
+    'c'.repeat(141),
+  ].map(str),
   since: ['null', '"e1:0"', '0', '[]', '{}', '{"epoch":"e1"}', '{"offset":0}', '{"epoch":1,"offset":0}', '{"epoch":"e1","offset":"0"}'],
   'since.epoch': ['null', '1', '[]', '{}', str('e'.repeat(65))],
   'since.offset': ['-1', '1.5', '"0"', 'null', '9007199254740992', '1e308', '-1e400', '18446744073709551616', '[]'],
@@ -195,23 +299,29 @@ function fuzzCase(label: string, payload: string | Buffer, binary = false): Fuzz
 const pair = (type: FrameType, names: string[]) => names.map((n) => [type, n] as const);
 
 /** One field of a base frame gets a wrong value (send/publish also get hostile, still valid, data). */
-const wrongFieldCase = fc
-  .constantFrom(...TYPES.flatMap((t) => pair(t, MUTABLE[t])))
-  .chain(([type, name]) =>
-    fc.record({ raw: wrongValue(name), id: maybeId, rotation: fc.nat(), duplicate: fc.boolean(), data: fc.option(exoticRaw, { nil: undefined }) }).map(
-      ({ raw, id, rotation, duplicate, data }) => {
-        let fields = baseWith(type, name === 'id' ? (duplicate ? id : undefined) : id, rotation);
-        if (data !== undefined && (type === 'send' || type === 'publish')) fields = withField(fields, 'data', data, false);
-        fields = withField(fields, name, raw, duplicate && fields.some(([k]) => k === name.split('.')[0]));
-        return fuzzCase(`${type} with ${name} = ${preview(raw)}${duplicate ? ' (as a duplicate key)' : ''}`, objectText(fields));
-      },
-    ),
-  );
+const wrongFieldCase = fc.constantFrom(...TYPES.flatMap((t) => pair(t, MUTABLE[t]))).chain(([type, name]) =>
+  fc
+    .record({
+      raw: wrongValue(name),
+      id: maybeId,
+      rotation: fc.nat(),
+      duplicate: fc.boolean(),
+      data: fc.option(exoticRaw, { nil: undefined }),
+    })
+    .map(({ raw, id, rotation, duplicate, data }) => {
+      let fields = baseWith(type, name === 'id' ? (duplicate ? id : undefined) : id, rotation);
+      if (data !== undefined && (type === 'send' || type === 'publish')) fields = withField(fields, 'data', data, false);
+      fields = withField(fields, name, raw, duplicate && fields.some(([k]) => k === name.split('.')[0]));
+      return fuzzCase(`${type} with ${name} = ${preview(raw)}${duplicate ? ' (as a duplicate key)' : ''}`, objectText(fields));
+    }),
+);
 
 const missingFieldCase = fc
   .constantFrom(...TYPES.flatMap((t) => pair(t, REQUIRED[t])))
   .chain(([type, name]) =>
-    fc.tuple(maybeId, fc.nat()).map(([id, rotation]) => fuzzCase(`${type} without ${name}`, objectText(baseWith(type, id, rotation).filter(([k]) => k !== name)))),
+    fc
+      .tuple(maybeId, fc.nat())
+      .map(([id, rotation]) => fuzzCase(`${type} without ${name}`, objectText(baseWith(type, id, rotation).filter(([k]) => k !== name)))),
   );
 
 /** Required members moved under `__proto__`, `constructor.prototype` or `prototype`: they must not count. */
@@ -222,7 +332,10 @@ const protoCase = fc
       const fields = baseWith(type, id, rotation);
       const inner = objectText(fields.filter(([k]) => moved.includes(k)));
       const smuggled: Field = holder === 'constructor' ? ['constructor', `{"prototype":${inner}}`] : [holder, inner];
-      return fuzzCase(`${type} with ${moved.join(',')} under ${holder}`, objectText([...fields.filter(([k]) => !moved.includes(k)), smuggled]));
+      return fuzzCase(
+        `${type} with ${moved.join(',')} under ${holder}`,
+        objectText([...fields.filter(([k]) => !moved.includes(k)), smuggled]),
+      );
     }),
   );
 
@@ -236,20 +349,29 @@ const deepDataCase = fc
 
 const validFrameText = fc.tuple(frameType, maybeId, fc.nat()).map(([type, id, rotation]) => objectText(baseWith(type, id, rotation)));
 
-const truncatedCase = validFrameText.chain((text) => fc.nat({ max: text.length - 1 }).map((cut) => fuzzCase(`truncated at ${cut}: ${preview(text.slice(0, cut))}`, text.slice(0, cut))));
+const truncatedCase = validFrameText.chain((text) =>
+  fc.nat({ max: text.length - 1 }).map((cut) => fuzzCase(`truncated at ${cut}: ${preview(text.slice(0, cut))}`, text.slice(0, cut))),
+);
 
 const garbageCase = fc
   .oneof(fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ unit: 'grapheme', maxLength: 100 }))
   .filter((s) => s !== 'ping')
   .map((s) => fuzzCase(`random text ${preview(JSON.stringify(s))}`, s));
 
-const nonObjectCase = fc.oneof(
-  fc.jsonValue().filter((v) => !isObject(v)).map((v) => JSON.stringify(v)),
-  fc.array(validFrameText, { minLength: 1, maxLength: 3 }).map((frames) => `[${frames.join(',')}]`),
-  fc.constantFrom('"ping"', 'null', '-1e400', '1e308', '18446744073709551616'),
-).map((text) => fuzzCase(`JSON that is not an object: ${preview(text)}`, text));
+const nonObjectCase = fc
+  .oneof(
+    fc
+      .jsonValue()
+      .filter((v) => !isObject(v))
+      .map((v) => JSON.stringify(v)),
+    fc.array(validFrameText, { minLength: 1, maxLength: 3 }).map((frames) => `[${frames.join(',')}]`),
+    fc.constantFrom('"ping"', 'null', '-1e400', '1e308', '18446744073709551616'),
+  )
+  .map((text) => fuzzCase(`JSON that is not an object: ${preview(text)}`, text));
 
-const deepFrameCase = fc.tuple(fc.integer({ min: 1, max: 20_000 }), deepShape).map(([d, s]) => fuzzCase(`a whole frame nested ${d} deep (${s})`, deepText(d, s)));
+const deepFrameCase = fc
+  .tuple(fc.integer({ min: 1, max: 20_000 }), deepShape)
+  .map(([d, s]) => fuzzCase(`a whole frame nested ${d} deep (${s})`, deepText(d, s)));
 
 /** Raw control characters: inside a JSON string (never legal) or between tokens (only space, \t, \n, \r are). */
 const controlCase = fc
@@ -268,13 +390,27 @@ const controlCase = fc
       const pos = spots[at % spots.length]!;
       out = text.slice(0, pos) + ch + text.slice(pos);
     }
-    return fuzzCase(`control character U+${code.toString(16).padStart(4, '0')} ${inString ? 'in a string' : 'between tokens'}: ${preview(JSON.stringify(out))}`, out);
+    return fuzzCase(
+      `control character U+${code.toString(16).padStart(4, '0')} ${inString ? 'in a string' : 'between tokens'}: ${preview(JSON.stringify(out))}`,
+      out,
+    );
   })
   // A string id ending in `:` or `,` makes a "string start" that is really a string end, where
   // \t, \n and \r are legal whitespace: keep only what really broke the JSON.
   .filter((c) => declaredJson(c.payload as string) === undefined);
 
-const INVALID_UTF8 = [[0xff], [0xfe], [0x80], [0xc3], [0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0xf0, 0x9f, 0x98]];
+const INVALID_UTF8 = [
+  [0xff],
+  [0xfe],
+  [0x80],
+  [0xc3],
+  [0xc0, 0xaf],
+  [0xe0, 0x80, 0xaf],
+  [0xed, 0xa0, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xe2, 0x82],
+  [0xf0, 0x9f, 0x98],
+];
 
 const invalidUtf8Case = fc
   .tuple(fc.oneof(validFrameText, fc.string({ unit: 'binary-ascii', maxLength: 100 })), fc.constantFrom(...INVALID_UTF8), fc.nat())
@@ -286,7 +422,10 @@ const invalidUtf8Case = fc
   });
 
 const binaryCase = fc
-  .oneof(fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)), validFrameText.map((t) => Buffer.from(t)))
+  .oneof(
+    fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+    validFrameText.map((t) => Buffer.from(t)),
+  )
   .map((buf) => fuzzCase(`binary frame of ${buf.length} bytes`, buf, true));
 
 const oversizedCase = fc
@@ -322,9 +461,14 @@ const anyCase: fc.Arbitrary<FuzzCase> = fc.oneof(
 const CORPUS: FuzzCase[] = [
   fuzzCase('send with to under __proto__', '{"type":"send","__proto__":{"to":"x"}}'),
   fuzzCase('send with to and topic under __proto__', '{"type":"send","__proto__":{"to":"bystander","topic":"chat"}}'),
-  fuzzCase('send with to and topic under constructor.prototype', '{"type":"send","constructor":{"prototype":{"to":"bystander","topic":"chat"}},"id":1}'),
+  fuzzCase(
+    'send with to and topic under constructor.prototype',
+    '{"type":"send","constructor":{"prototype":{"to":"bystander","topic":"chat"}},"id":1}',
+  ),
   fuzzCase('type under __proto__', '{"__proto__":{"type":"ping"},"id":2}'),
-  ...['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'].map((t) => fuzzCase(`type ${t}`, `{"type":"${t}","id":"${t}"}`)),
+  ...['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty'].map((t) =>
+    fuzzCase(`type ${t}`, `{"type":"${t}","id":"${t}"}`),
+  ),
   ...['1e308', '-1e400', '18446744073709551616', '9007199254740992'].flatMap((n) => [
     fuzzCase(`id ${n}`, `{"type":"send","to":"bystander","topic":"chat","id":${n}}`),
     fuzzCase(`since.offset ${n}`, `{"type":"subscribe","channel":"group:g1","since":{"epoch":"e1","offset":${n}},"id":3}`),
@@ -334,14 +478,36 @@ const CORPUS: FuzzCase[] = [
   fuzzCase('10k nested objects', deepText(10_000, 'object')),
   fuzzCase('send with 10k nested data, with id', objectText([...BASES.send.slice(0, 3), ['data', deepText(10_000, 'array')], ['id', '5']])),
   fuzzCase('send with 10k nested data, without id', objectText([...BASES.send.slice(0, 3), ['data', deepText(10_000, 'array')]])),
-  fuzzCase(`send with data nested ${MAX_DATA_DEPTH + 1} deep`, objectText([...BASES.send.slice(0, 3), ['data', deepText(MAX_DATA_DEPTH + 1, 'array')], ['id', '6']])),
+  fuzzCase(
+    `send with data nested ${MAX_DATA_DEPTH + 1} deep`,
+    objectText([...BASES.send.slice(0, 3), ['data', deepText(MAX_DATA_DEPTH + 1, 'array')], ['id', '6']]),
+  ),
   fuzzCase('unsubscribe from an invalid channel name', '{"type":"unsubscribe","channel":"nope","id":7}'),
   fuzzCase('topic of 60000 characters', `{"type":"send","to":"bystander","topic":"${'t'.repeat(60_000)}","id":8}`),
   fuzzCase('an empty text frame', ''),
   fuzzCase('an empty binary frame', Buffer.alloc(0), true),
   fuzzCase('a valid ping as a binary frame', Buffer.from('{"type":"ping","id":9}'), true),
-  ...['\u0000', ' ', '\r\n', '\ufeff{"type":"ping"}', '{}', '[]', 'null', '"ping"', 'PING', 'ping ', ' ping', 'pong', '{"type":"ping"}}'].map((t) => fuzzCase(`text ${JSON.stringify(t)}`, t)),
-  ...INVALID_UTF8.map((bad) => fuzzCase(`invalid UTF-8 ${Buffer.from(bad).toString('hex')}`, Buffer.from([...Buffer.from('{"type":"ping","x":"'), ...bad, ...Buffer.from('"}')]))),
+  ...[
+    '\u0000',
+    ' ',
+    '\r\n',
+    '\ufeff{"type":"ping"}',
+    '{}',
+    '[]',
+    'null',
+    '"ping"',
+    'PING',
+    'ping ',
+    ' ping',
+    'pong',
+    '{"type":"ping"}}',
+  ].map((t) => fuzzCase(`text ${JSON.stringify(t)}`, t)),
+  ...INVALID_UTF8.map((bad) =>
+    fuzzCase(
+      `invalid UTF-8 ${Buffer.from(bad).toString('hex')}`,
+      Buffer.from([...Buffer.from('{"type":"ping","x":"'), ...bad, ...Buffer.from('"}')]),
+    ),
+  ),
   fuzzCase('text frame one byte over the limit', 'a'.repeat(MAX_PAYLOAD + 1)),
 ];
 
@@ -423,7 +589,11 @@ describe('fuzzing the frame path', () => {
     // Anything beyond the welcome and the answers taken so far arrived unasked: a second answer, a
     // delivery or a close after an answer (bad_frame must leave the session open).
     assert.equal(fuzz.closeCode, undefined, `the session closed (${fuzz.closeCode} ${fuzz.closeReason}) after answering: ${previous}`);
-    assert.equal(fuzz.frames.length, 1 + taken, `unexpected frames after ${previous}: ${JSON.stringify(fuzz.frames.slice(1 + taken)).slice(0, 500)}`);
+    assert.equal(
+      fuzz.frames.length,
+      1 + taken,
+      `unexpected frames after ${previous}: ${JSON.stringify(fuzz.frames.slice(1 + taken)).slice(0, 500)}`,
+    );
     previous = summary(c);
     const expected = expectationOf(c);
     fuzz.ws.send(c.payload, { binary: c.binary });
@@ -469,7 +639,10 @@ describe('fuzzing the frame path', () => {
     }
     assert.equal(stats.sent, CORPUS.length + RUNS);
     assert.equal(stats.answered, stats.sent, 'every frame got an answer or a close');
-    assert.ok(stats.closes >= INVALID_UTF8.length + 1, `the named invalid UTF-8 and oversized frames closed sessions (${stats.closes} closes)`);
+    assert.ok(
+      stats.closes >= INVALID_UTF8.length + 1,
+      `the named invalid UTF-8 and oversized frames closed sessions (${stats.closes} closes)`,
+    );
     // The last frame must not have drawn a late second answer or closed the session.
     await sleep(100);
     assert.equal(fuzz.frames.length, 1 + taken, `unexpected frames after ${previous}`);
@@ -484,8 +657,15 @@ describe('fuzzing the frame path', () => {
     assert.equal(reply.ok, true);
     assert.equal(reply.offset, 1, 'no fuzz frame may have published to user:bystander, delivered or not');
     const msg = await bystander.next((f) => f.type === 'message');
-    assert.deepEqual({ from: msg.from, topic: msg.topic, data: msg.data, offset: msg.offset }, { from: 'carol', topic: 'after-fuzz', data: { n: 1 }, offset: 1 });
-    assert.deepEqual(bystander.frames.map((f) => f.type), ['welcome', 'message'], 'the bystander received only its welcome and the send');
+    assert.deepEqual(
+      { from: msg.from, topic: msg.topic, data: msg.data, offset: msg.offset },
+      { from: 'carol', topic: 'after-fuzz', data: { n: 1 }, offset: 1 },
+    );
+    assert.deepEqual(
+      bystander.frames.map((f) => f.type),
+      ['welcome', 'message'],
+      'the bystander received only its welcome and the send',
+    );
     assert.equal(bystander.closeCode, undefined);
     for (const channel of [`group:${GROUP}`, 'broadcast', `user:${FUZZ_USER}`]) {
       const history = await api(node, 'GET', `/v1/history/${channel}?since=0&limit=10`);
@@ -527,7 +707,13 @@ describe('fuzzing controls', () => {
       assert.equal(reply.ok, true, `${type}: ${JSON.stringify(reply)}`);
     }
     const messages = await witness.waitMessages(2);
-    assert.deepEqual(messages.map((m) => [m.channel, m.from, m.topic]), [['user:witness', 'sender', 'chat'], ['user:witness', 'sender', 'chat']]);
+    assert.deepEqual(
+      messages.map((m) => [m.channel, m.from, m.topic]),
+      [
+        ['user:witness', 'sender', 'chat'],
+        ['user:witness', 'sender', 'chat'],
+      ],
+    );
   });
 
   it(`accepts data nested exactly ${MAX_DATA_DEPTH} deep and other hostile but valid data`, async () => {
@@ -548,13 +734,27 @@ describe('fuzzing controls', () => {
   });
 
   it('derives expectations that can fail: a valid frame is not counted as malformed', () => {
-    assert.deepEqual(expectationOf(fuzzCase('valid send with id', objectText([...BASES.send, ['id', '"x"']]))), { kind: 'answer', replyId: 'x' });
+    assert.deepEqual(expectationOf(fuzzCase('valid send with id', objectText([...BASES.send, ['id', '"x"']]))), {
+      kind: 'answer',
+      replyId: 'x',
+    });
     assert.equal(checkAnswer({ type: 'reply', id: 'x', ok: true }, 'x') !== undefined, true, 'an ok reply is a complaint');
-    assert.equal(checkAnswer({ type: 'reply', id: 'y', ok: false, error: { code: 'bad_frame', message: 'm' } }, 'x') !== undefined, true, 'a wrong id is a complaint');
-    assert.equal(checkAnswer({ type: 'error', error: { code: 'forbidden', message: 'm' } }, undefined) !== undefined, true, 'forbidden is a complaint');
+    assert.equal(
+      checkAnswer({ type: 'reply', id: 'y', ok: false, error: { code: 'bad_frame', message: 'm' } }, 'x') !== undefined,
+      true,
+      'a wrong id is a complaint',
+    );
+    assert.equal(
+      checkAnswer({ type: 'error', error: { code: 'forbidden', message: 'm' } }, undefined) !== undefined,
+      true,
+      'forbidden is a complaint',
+    );
     assert.equal(checkAnswer({ type: 'error', error: { code: 'bad_frame', message: 'm' } }, undefined), undefined);
     assert.deepEqual(expectationOf(fuzzCase('bad utf8', Buffer.from([0xff]))), { kind: 'close', code: 1007 });
     assert.deepEqual(expectationOf(fuzzCase('big', 'a'.repeat(MAX_PAYLOAD + 1))), { kind: 'close', code: 1009 });
-    assert.deepEqual(expectationOf(fuzzCase('binary with id', Buffer.from('{"type":"ping","id":1}'), true)), { kind: 'answer', replyId: undefined });
+    assert.deepEqual(expectationOf(fuzzCase('binary with id', Buffer.from('{"type":"ping","id":1}'), true)), {
+      kind: 'answer',
+      replyId: undefined,
+    });
   });
 });

@@ -18,7 +18,15 @@ describe('live gap repair', () => {
     await fx.node.node.engine.history.append('group:g', { from: null, topic: 't', data: 3, ts: Date.now() });
     await api(fx.node, 'POST', '/v1/publish', { channel: 'group:g', topic: 't', data: 4 });
     const got = await alice.waitMessages(4, 'group:g');
-    assert.deepEqual(got.map((m) => [m.offset, m.data]), [[1, 1], [2, 2], [3, 3], [4, 4]]);
+    assert.deepEqual(
+      got.map((m) => [m.offset, m.data]),
+      [
+        [1, 1],
+        [2, 2],
+        [3, 3],
+        [4, 4],
+      ],
+    );
     const metrics = await (await fetch(`${fx.node.url}/metrics`)).text();
     assert.match(metrics, /switchboard_gaps_total\{node="n-test"\} 1/);
   });
@@ -31,6 +39,13 @@ describe('live gap repair', () => {
     await fx.node.node.engine.history.append('group:first', { from: null, topic: 't', data: 2, ts: Date.now() });
     await api(fx.node, 'POST', '/v1/publish', { channel: 'group:first', topic: 't', data: 3 });
     const got = await alice.waitMessages(3, 'group:first');
-    assert.deepEqual(got.map((m) => [m.offset, m.data]), [[1, 1], [2, 2], [3, 3]]);
+    assert.deepEqual(
+      got.map((m) => [m.offset, m.data]),
+      [
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ],
+    );
   });
 });

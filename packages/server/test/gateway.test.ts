@@ -61,7 +61,12 @@ async function startGateway(prefix: string, policy: PolicyName, extra: Record<st
 }
 
 /** Opens a session through `target` (a gateway or a node) and waits for its welcome. */
-async function connect(target: TestNode, user: string, open: TestClient[], claims: Record<string, unknown> = {}): Promise<{ client: TestClient; node: string }> {
+async function connect(
+  target: TestNode,
+  user: string,
+  open: TestClient[],
+  claims: Record<string, unknown> = {},
+): Promise<{ client: TestClient; node: string }> {
   const client = new TestClient(`${target.wsUrl}?token=${await token(user, claims)}`);
   open.push(client);
   const welcome = await client.next((f) => f.type === 'welcome');
@@ -91,7 +96,8 @@ describe('gateway', { skip: redisSkip }, () => {
   before(async () => {
     nodes = await Promise.all(['n1', 'n2', 'n3'].map((id) => cluster.start(id)));
     for (const policy of ['hash', 'round-robin', 'least-conn'] as const) gateways.set(policy, await startGateway(cluster.prefix, policy));
-    for (const g of gateways.values()) await eventually(() => g.gateway.health.live().length === 3, { ...WAIT, message: 'the gateway to see three ready nodes' });
+    for (const g of gateways.values())
+      await eventually(() => g.gateway.health.live().length === 3, { ...WAIT, message: 'the gateway to see three ready nodes' });
   });
 
   after(async () => {
@@ -126,7 +132,12 @@ describe('gateway', { skip: redisSkip }, () => {
         assert.equal(viaGateway.status, 200);
         const node = nodes.find((n) => n.id === owner)!;
         assert.deepEqual(viaGateway.body, { user, node: owner, url: node.url });
-        for (const n of nodes) assert.deepEqual((await api(n, 'GET', `/v1/route?user=${user}`)).body, { user, node: owner, url: node.url }, `/v1/route on ${n.id}`);
+        for (const n of nodes)
+          assert.deepEqual(
+            (await api(n, 'GET', `/v1/route?user=${user}`)).body,
+            { user, node: owner, url: node.url },
+            `/v1/route on ${n.id}`,
+          );
       }
       assert.equal(owners.size, 3, 'twelve users should spread over the three nodes');
     } finally {
@@ -152,7 +163,10 @@ describe('gateway', { skip: redisSkip }, () => {
       for (let i = 0; i < 3; i++) await connect(n1!, `busy${i}`, open);
       for (let i = 0; i < 2; i++) await connect(n2!, `half${i}`, open);
       const health = gw('least-conn').gateway.health;
-      await eventually(() => health.get('n1')?.reported === 3 && health.get('n2')?.reported === 2 && health.get('n3')?.reported === 0, { ...WAIT, message: 'the probes to report 3/2/0 sessions' });
+      await eventually(() => health.get('n1')?.reported === 3 && health.get('n2')?.reported === 2 && health.get('n3')?.reported === 0, {
+        ...WAIT,
+        message: 'the probes to report 3/2/0 sessions',
+      });
       const placed: string[] = [];
       for (let i = 0; i < 3; i++) placed.push((await connect(gw('least-conn'), `lc${i}`, open)).node);
       assert.deepEqual(placed.slice(0, 2), ['n3', 'n3'], `placed ${placed}`);
@@ -223,7 +237,10 @@ describe('gateway', { skip: redisSkip }, () => {
       const got = await carol.client.next((f) => f.type === 'message' && f.topic === 'note');
       assert.equal(got.offset, published.body.offset);
       const listed = await api(gw('hash'), 'GET', '/v1/nodes');
-      assert.deepEqual(listed.body.nodes.map((n: { node: string }) => n.node), ['n1', 'n2', 'n3']);
+      assert.deepEqual(
+        listed.body.nodes.map((n: { node: string }) => n.node),
+        ['n1', 'n2', 'n3'],
+      );
       const user = await api(gw('hash'), 'GET', '/v1/users/carol');
       assert.deepEqual([user.status, user.body.online], [200, true]);
       assert.equal((await api(gw('hash'), 'GET', '/v1/nodes', undefined, 'wrong-key-0123456789')).status, 401);
@@ -255,10 +272,15 @@ describe('gateway', { skip: redisSkip }, () => {
     try {
       await registry.register({ node: 'n9', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() });
       for (const g of gateways.values()) {
-        await eventually(() => /503/.test(g.gateway.health.get('n9')?.reason ?? ''), { ...WAIT, message: 'the gateway to list n9 as failing' });
+        await eventually(() => /503/.test(g.gateway.health.get('n9')?.reason ?? ''), {
+          ...WAIT,
+          message: 'the gateway to list n9 as failing',
+        });
       }
       const ring4 = HashRing.from(['n1', 'n2', 'n3', 'n9']);
-      const ownedByFake = Array.from({ length: 200 }, (_, i) => `f${i}`).filter((u) => ring4.nodeFor(u) === 'n9').slice(0, 4);
+      const ownedByFake = Array.from({ length: 200 }, (_, i) => `f${i}`)
+        .filter((u) => ring4.nodeFor(u) === 'n9')
+        .slice(0, 4);
       assert.equal(ownedByFake.length, 4);
       for (const user of ownedByFake) {
         // hash: the owner is n9 on the cluster's ring, so the user goes to its owner among the live nodes.
@@ -277,7 +299,7 @@ describe('gateway', { skip: redisSkip }, () => {
     }
   });
 
-  it('closes both sides: a node\'s close code reaches the client, a vanished client leaves the node', async () => {
+  it("closes both sides: a node's close code reaches the client, a vanished client leaves the node", async () => {
     try {
       const g = gw('hash');
       const kicked = await connect(g, 'kicked', open);
@@ -288,7 +310,10 @@ describe('gateway', { skip: redisSkip }, () => {
       const vanish = await connect(g, 'vanish', open);
       assert.equal((await api(g, 'GET', '/v1/users/vanish')).body.online, true);
       vanish.client.ws.terminate(); // TCP gone, no close frame
-      await eventually(async () => (await api(g, 'GET', '/v1/users/vanish')).body.online === false, { ...WAIT, message: 'the node to drop the session' });
+      await eventually(async () => (await api(g, 'GET', '/v1/users/vanish')).body.online === false, {
+        ...WAIT,
+        message: 'the node to drop the session',
+      });
       assert.equal(g.gateway.connections, 0);
     } finally {
       await closeAll();
@@ -308,7 +333,10 @@ describe('gateway', { skip: redisSkip }, () => {
     const slow = await startGateway(cluster.prefix, 'round-robin', { nodeId: 'gw-slow', gatewayProbeIntervalMs: 60_000 });
     try {
       await registry.register({ node: 'n8', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() });
-      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), { ...WAIT, message: 'the gateway to count n8 as live' });
+      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), {
+        ...WAIT,
+        message: 'the gateway to count n8 as live',
+      });
       await new Promise<void>((resolve) => {
         fake.close(() => resolve());
         fake.closeAllConnections();
@@ -319,7 +347,10 @@ describe('gateway', { skip: redisSkip }, () => {
       // HTTP: bring n8 back (it restarts: a new start time makes the gateway probe it), then refuse again.
       await new Promise<void>((resolve) => fake.listen(port, '127.0.0.1', resolve));
       await registry.register({ node: 'n8', url: `http://127.0.0.1:${port}`, connections: 0, startedAt: Date.now() + 1 });
-      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), { ...WAIT, message: 'the gateway to count the restarted n8 as live' });
+      await eventually(() => slow.gateway.health.live().some((n) => n.id === 'n8'), {
+        ...WAIT,
+        message: 'the gateway to count the restarted n8 as live',
+      });
       await new Promise<void>((resolve) => {
         fake.close(() => resolve());
         fake.closeAllConnections();
@@ -338,17 +369,64 @@ describe('gateway', { skip: redisSkip }, () => {
   it('wss through the `switchboard gateway` process with a self-signed certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sb-tls-'));
     const port = await freePort();
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost', '-days', '1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost',
+        '-days',
+        '1',
+      ],
+      { stdio: 'ignore' },
+    );
     let stderr = '';
-    const child = spawn(process.execPath, [BIN, 'gateway', '--port', String(port), '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'key.pem'), '--gateway-policy', 'round-robin'], {
-      env: { ...process.env, REDIS_URL, SWITCHBOARD_REDIS_PREFIX: cluster.prefix, SWITCHBOARD_JWT_SECRET: SECRET, SWITCHBOARD_API_KEY: API_KEY, SWITCHBOARD_PRESENCE_TTL_MS: String(LEASE_MS), SWITCHBOARD_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'gateway',
+        '--port',
+        String(port),
+        '--tls-cert',
+        join(dir, 'cert.pem'),
+        '--tls-key',
+        join(dir, 'key.pem'),
+        '--gateway-policy',
+        'round-robin',
+      ],
+      {
+        env: {
+          ...process.env,
+          REDIS_URL,
+          SWITCHBOARD_REDIS_PREFIX: cluster.prefix,
+          SWITCHBOARD_JWT_SECRET: SECRET,
+          SWITCHBOARD_API_KEY: API_KEY,
+          SWITCHBOARD_PRESENCE_TTL_MS: String(LEASE_MS),
+          SWITCHBOARD_LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
       const ca = readFileSync(join(dir, 'cert.pem'));
-      await eventually(() => stderr.includes(`on https://127.0.0.1:${port}`) || child.exitCode !== null, { ...WAIT, timeoutMs: 10_000, message: 'the gateway process to listen' });
+      await eventually(() => stderr.includes(`on https://127.0.0.1:${port}`) || child.exitCode !== null, {
+        ...WAIT,
+        timeoutMs: 10_000,
+        message: 'the gateway process to listen',
+      });
       assert.equal(child.exitCode, null, stderr);
       const wss = `wss://localhost:${port}/ws`;
       const dave = new TestClient(`${wss}?token=${await token('dave')}`, { ca });
@@ -389,11 +467,17 @@ describe('gateway', { skip: redisSkip }, () => {
       // Right away, whether or not a probe noticed yet (a refused connect is retried on another node).
       for (let i = 0; i < 6; i++) assert.notEqual((await connect(gw('round-robin'), `k${i}`, open)).node, 'n3');
       const ring2 = HashRing.from(['n1', 'n2']);
-      const orphans = Array.from({ length: 100 }, (_, i) => `o${i}`).filter((u) => ring3.nodeFor(u) === 'n3').slice(0, 4);
+      const orphans = Array.from({ length: 100 }, (_, i) => `o${i}`)
+        .filter((u) => ring3.nodeFor(u) === 'n3')
+        .slice(0, 4);
       for (const user of orphans) assert.equal((await connect(gw('hash'), user, open)).node, ring2.nodeFor(user), user);
       assert.notEqual((await connect(gw('least-conn'), 'lk', open)).node, 'n3');
       // Once the lease lapses the cluster's ring drops n3: nodes and the gateway name live owners.
-      await eventually(() => !gw('hash').gateway.health.ring.nodes.includes('n3'), { ...WAIT, timeoutMs: LEASE_MS * 3, message: 'the gateway to drop n3 from the ring' });
+      await eventually(() => !gw('hash').gateway.health.ring.nodes.includes('n3'), {
+        ...WAIT,
+        timeoutMs: LEASE_MS * 3,
+        message: 'the gateway to drop n3 from the ring',
+      });
       for (const user of orphans) {
         assert.equal((await api(gw('hash'), 'GET', `/v1/route?user=${user}`)).body.node, ring2.nodeFor(user));
       }

@@ -43,7 +43,10 @@ describe('HashRing', () => {
     assert.ok(a.equals(b));
     for (let i = 0; i < 5000; i++) assert.equal(a.nodeFor(KEYS[i]!), b.nodeFor(KEYS[i]!));
     // Pinned owners: a ring computed by another process, version or language must agree with these.
-    assert.deepEqual(['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((u) => a.nodeFor(u)), ['n3', 'n2', 'n2', 'n2', 'n2', 'n1']);
+    assert.deepEqual(
+      ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((u) => a.nodeFor(u)),
+      ['n3', 'n2', 'n2', 'n2', 'n2', 'n1'],
+    );
   });
 
   it('answers undefined on an empty ring and the only node on a one-node ring', () => {
@@ -65,7 +68,10 @@ describe('HashRing', () => {
       const mean = KEYS.length / n;
       for (const [node, count] of shares(HashRing.from(ids(n)))) {
         const deviation = Math.abs(count - mean) / mean;
-        assert.ok(deviation <= 0.15, `${n} nodes: ${node} holds ${count} keys, ${(deviation * 100).toFixed(1)} % off the mean ${mean.toFixed(0)}`);
+        assert.ok(
+          deviation <= 0.15,
+          `${n} nodes: ${node} holds ${count} keys, ${(deviation * 100).toFixed(1)} % off the mean ${mean.toFixed(0)}`,
+        );
       }
     }
   });
@@ -91,7 +97,10 @@ describe('HashRing', () => {
       }
       const expected = 1 / (n + 1);
       const fraction = moved / KEYS.length;
-      assert.ok(Math.abs(fraction - expected) / expected <= 0.15, `${n}→${n + 1} nodes moved ${fraction.toFixed(4)} of the keys, expected ${expected.toFixed(4)} ±15 %`);
+      assert.ok(
+        Math.abs(fraction - expected) / expected <= 0.15,
+        `${n}→${n + 1} nodes moved ${fraction.toFixed(4)} of the keys, expected ${expected.toFixed(4)} ±15 %`,
+      );
     }
   });
 

@@ -97,7 +97,9 @@ export class TestClient {
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => resolve());
       this.ws.once('error', reject);
-      this.ws.once('unexpected-response', (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+      this.ws.once('unexpected-response', (_req, res) =>
+        reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })),
+      );
     });
     this.opened.catch(() => undefined);
     this.ws.on('error', () => undefined);
@@ -131,7 +133,10 @@ export class TestClient {
         this.taken.add(found);
         return found;
       }
-      if (this.closeCode !== undefined) throw new Error(`socket closed (${this.closeCode} ${this.closeReason}) before the expected frame; got ${JSON.stringify(this.frames)}`);
+      if (this.closeCode !== undefined)
+        throw new Error(
+          `socket closed (${this.closeCode} ${this.closeReason}) before the expected frame; got ${JSON.stringify(this.frames)}`,
+        );
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`timed out waiting for a frame; got ${JSON.stringify(this.frames)}`);
       await new Promise<void>((resolve) => {
@@ -189,11 +194,21 @@ export class TestClient {
 }
 
 /** Calls the node's HTTP API with the test API key. */
-export async function api(node: TestNode, method: string, path: string, body?: unknown, key: string | null = API_KEY): Promise<{ status: number; body: Frame }> {
+export async function api(
+  node: TestNode,
+  method: string,
+  path: string,
+  body?: unknown,
+  key: string | null = API_KEY,
+): Promise<{ status: number; body: Frame }> {
   const headers: Record<string, string> = {};
   if (key !== null) headers.authorization = `Bearer ${key}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(node.url + path, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const res = await fetch(node.url + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await res.text();
   let parsed: Frame;
   try {
@@ -208,7 +223,13 @@ export async function api(node: TestNode, method: string, path: string, body?: u
  * Registers before/after hooks in the current `describe` that start a node and, afterwards, close
  * every client made with `connect` and stop the node.
  */
-export function nodeFixture(options: NodeOptionsInput = {}): { readonly node: TestNode; connect: typeof TestClient.connect extends (n: TestNode, ...rest: infer R) => Promise<TestClient> ? (...args: R) => Promise<TestClient> : never; track(client: TestClient): TestClient } {
+export function nodeFixture(options: NodeOptionsInput = {}): {
+  readonly node: TestNode;
+  connect: typeof TestClient.connect extends (n: TestNode, ...rest: infer R) => Promise<TestClient>
+    ? (...args: R) => Promise<TestClient>
+    : never;
+  track(client: TestClient): TestClient;
+} {
   let node: TestNode | undefined;
   const open: TestClient[] = [];
   before(async () => (node = await startNode(options)));

@@ -22,12 +22,16 @@ function assertError(res: { status: number; body: Frame }, status: number, code:
 /** Sends a chunked body (no content-length), so the size limit must be enforced while reading. */
 function postChunked(node: TestNode, path: string, chunks: string[]): Promise<{ status: number; body: Frame }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(node.url + path, { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Frame }));
-    });
+    const req = httpRequest(
+      node.url + path,
+      { method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Frame }));
+      },
+    );
     req.on('error', reject);
     // The server may answer (and stop reading) before every chunk is written.
     for (const chunk of chunks) req.write(chunk, () => undefined);
@@ -68,7 +72,11 @@ describe('HTTP API', () => {
 
     it('publishes nothing when the key is wrong', async () => {
       const before = await api(node, 'GET', '/v1/history/group:keyless');
-      assertError(await api(node, 'POST', '/v1/publish', { channel: 'group:keyless', topic: 't', data: {} }, 'nope-nope-nope-nope'), 401, 'unauthorized');
+      assertError(
+        await api(node, 'POST', '/v1/publish', { channel: 'group:keyless', topic: 't', data: {} }, 'nope-nope-nope-nope'),
+        401,
+        'unauthorized',
+      );
       const after = await api(node, 'GET', '/v1/history/group:keyless');
       assert.equal(after.body.offset, before.body.offset);
       assert.deepEqual(after.body.messages, []);
@@ -90,7 +98,16 @@ describe('HTTP API', () => {
       assert.equal(res.body.offset, 1);
       const msg = await bob.next((f) => f.type === 'message' && f.channel === 'group:ops');
       assert.equal(typeof msg.ts, 'number');
-      assert.deepEqual(msg, { type: 'message', channel: 'group:ops', epoch: res.body.epoch, offset: 1, from: null, topic: 'alert', data: { level: 2 }, ts: msg.ts });
+      assert.deepEqual(msg, {
+        type: 'message',
+        channel: 'group:ops',
+        epoch: res.body.epoch,
+        offset: 1,
+        from: null,
+        topic: 'alert',
+        data: { level: 2 },
+        ts: msg.ts,
+      });
 
       const second = await api(node, 'POST', '/v1/publish', { channel: 'group:ops', topic: 'alert', data: null, from: 'monitor' });
       assert.deepEqual({ epoch: second.body.epoch, offset: second.body.offset }, { epoch: res.body.epoch, offset: 2 });
@@ -150,7 +167,10 @@ describe('HTTP API', () => {
       await api(node, 'POST', '/v1/publish', { channel: 'group:rejects', topic: 't', data: 'x'.repeat(70_000) });
       const history = await api(node, 'GET', '/v1/history/group:rejects');
       assert.equal(history.body.offset, 1);
-      assert.deepEqual(history.body.messages.map((m: Frame) => m.data), [1]);
+      assert.deepEqual(
+        history.body.messages.map((m: Frame) => m.data),
+        [1],
+      );
     });
 
     it('answers 404 not_found for another method on the route', async () => {
@@ -162,16 +182,30 @@ describe('HTTP API', () => {
   describe('GET /v1/history/{channel}', () => {
     let epoch = '';
     before(async () => {
-      for (let i = 1; i <= 10; i++) epoch = (await api(node, 'POST', '/v1/publish', { channel: 'group:hist', topic: 'n', data: { i }, from: 'svc' })).body.epoch as string;
+      for (let i = 1; i <= 10; i++)
+        epoch = (await api(node, 'POST', '/v1/publish', { channel: 'group:hist', topic: 'n', data: { i }, from: 'svc' })).body
+          .epoch as string;
     });
 
     it('returns the offsets after since, oldest first, at most limit', async () => {
       const res = await api(node, 'GET', '/v1/history/group:hist?since=3&limit=4');
       assert.equal(res.status, 200);
       assert.equal(res.body.epoch, epoch);
-      assert.deepEqual(res.body.messages.map((m: Frame) => m.offset), [4, 5, 6, 7]);
+      assert.deepEqual(
+        res.body.messages.map((m: Frame) => m.offset),
+        [4, 5, 6, 7],
+      );
       const first = res.body.messages[0] as Frame;
-      assert.deepEqual(first, { type: 'message', channel: 'group:hist', epoch, offset: 4, from: 'svc', topic: 'n', data: { i: 4 }, ts: first.ts });
+      assert.deepEqual(first, {
+        type: 'message',
+        channel: 'group:hist',
+        epoch,
+        offset: 4,
+        from: 'svc',
+        topic: 'n',
+        data: { i: 4 },
+        ts: first.ts,
+      });
     });
 
     it('accepts a URL-encoded channel', async () => {
@@ -183,14 +217,20 @@ describe('HTTP API', () => {
 
     it('returns everything kept without since and limit, and nothing after the latest offset', async () => {
       const all = await api(node, 'GET', '/v1/history/group:hist');
-      assert.deepEqual(all.body.messages.map((m: Frame) => m.offset), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(
+        all.body.messages.map((m: Frame) => m.offset),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
       const none = await api(node, 'GET', '/v1/history/group:hist?since=10');
       assert.equal(none.status, 200);
       assert.deepEqual(none.body.messages, []);
       const zero = await api(node, 'GET', '/v1/history/group:hist?since=0&limit=0');
       assert.deepEqual(zero.body.messages, []);
       const tail = await api(node, 'GET', '/v1/history/group:hist?since=8&limit=100');
-      assert.deepEqual(tail.body.messages.map((m: Frame) => m.offset), [9, 10]);
+      assert.deepEqual(
+        tail.body.messages.map((m: Frame) => m.offset),
+        [9, 10],
+      );
     });
 
     it('answers an empty page for a channel nothing was published to', async () => {
@@ -300,12 +340,19 @@ describe('HTTP API', () => {
         assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 0 } });
 
         client = await TestClient.connect(own, 'health-user');
-        assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 1 } }, 'an open WebSocket is counted');
+        assert.deepEqual(
+          await readyz(),
+          { status: 200, body: { status: 'ready', node: 'n-health', connections: 1 } },
+          'an open WebSocket is counted',
+        );
 
         await client.close();
-        await eventually(async () => assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 0 } }), {
-          message: 'the closed WebSocket to leave the count',
-        });
+        await eventually(
+          async () => assert.deepEqual(await readyz(), { status: 200, body: { status: 'ready', node: 'n-health', connections: 0 } }),
+          {
+            message: 'the closed WebSocket to leave the count',
+          },
+        );
       } finally {
         await client?.close();
         await own.stop();

@@ -198,7 +198,10 @@ describe('Hub', () => {
       assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops', 'subscribe group:ops']);
       assert.ok(broker.subscribed.has('group:ops'), 'the broker is subscribed once add resolves');
       broker.deliver('group:ops', message(1));
-      assert.deepEqual(b.delivered.map((d) => d.offset), [1]);
+      assert.deepEqual(
+        b.delivered.map((d) => d.offset),
+        [1],
+      );
       assert.deepEqual(a.delivered, [], 'a left before');
     });
 
@@ -216,7 +219,11 @@ describe('Hub', () => {
       assert.deepEqual(broker.calls, ['subscribe group:ops', 'subscribe group:ops'], 'the subscribe was tried again');
       assert.ok(broker.subscribed.has('group:ops'));
       broker.deliver('group:ops', message(1));
-      assert.deepEqual(b.delivered.map((d) => d.offset), [1], 'the channel is delivered once subscribed');
+      assert.deepEqual(
+        b.delivered.map((d) => d.offset),
+        [1],
+        'the channel is delivered once subscribed',
+      );
       assert.deepEqual(a.delivered, [], 'a left after its failed add');
     });
 
@@ -269,12 +276,18 @@ describe('Hub', () => {
       broker.deliver('group:ops', { kind: 'presence', channel: 'group:ops', event: 'join', user: 'carol', ts: 1_732_370_000_000 });
       for (const member of [a, b]) {
         assert.equal(member.raw.length, 1);
-        assert.deepEqual(JSON.parse(member.raw[0]!.toString()), { type: 'presence', channel: 'group:ops', event: 'join', user: 'carol', ts: 1_732_370_000_000 });
+        assert.deepEqual(JSON.parse(member.raw[0]!.toString()), {
+          type: 'presence',
+          channel: 'group:ops',
+          event: 'join',
+          user: 'carol',
+          ts: 1_732_370_000_000,
+        });
         assert.deepEqual(member.delivered, [], 'presence is not a publication');
       }
     });
 
-    it('closes only the named user\'s members on a disconnect', async () => {
+    it("closes only the named user's members on a disconnect", async () => {
       const { hub, broker } = setup();
       // Like a session, a closed member leaves its channels at once (while the hub is iterating).
       const leave = (member: FakeMember) => hub.remove('user:alice', member);

@@ -16,10 +16,19 @@ describe('idempotency keys', () => {
     const first = await alice.request({ type: 'send', to: 'bob1', topic: 'chat', data: 'once', key: 'k-1' });
     const again = await alice.request({ type: 'send', to: 'bob1', topic: 'chat', data: 'once', key: 'k-1' });
     assert.deepEqual({ ok: first.ok, duplicate: first.duplicate }, { ok: true, duplicate: undefined });
-    assert.deepEqual({ epoch: again.epoch, offset: again.offset, duplicate: again.duplicate }, { epoch: first.epoch, offset: first.offset, duplicate: true });
+    assert.deepEqual(
+      { epoch: again.epoch, offset: again.offset, duplicate: again.duplicate },
+      { epoch: first.epoch, offset: first.offset, duplicate: true },
+    );
     const marker = await alice.request({ type: 'send', to: 'bob1', topic: 'chat', data: 'marker' });
     await bob.next((f) => f.type === 'message' && f.data === 'marker');
-    assert.deepEqual(bob.messages().map((m) => [m.data, m.offset]), [['once', first.offset], ['marker', marker.offset]]);
+    assert.deepEqual(
+      bob.messages().map((m) => [m.data, m.offset]),
+      [
+        ['once', first.offset],
+        ['marker', marker.offset],
+      ],
+    );
   });
 
   it('keys are per sender: the same key from two users publishes twice', async () => {

@@ -75,7 +75,10 @@ describe('limit: rate (rateLimitPerSecond, rateLimitBurst)', () => {
       assert.equal(limited.length, 5);
       for (const r of limited) assert.equal(r.error.code, 'rate_limited');
       // The budget is spent in arrival order: the first 10 pass.
-      assert.deepEqual(ok.map((r) => r.id), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      assert.deepEqual(
+        ok.map((r) => r.id),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
       assert.equal(client.closeCode, undefined, 'a short burst does not close the session');
     } finally {
       await client.close();
@@ -85,7 +88,10 @@ describe('limit: rate (rateLimitPerSecond, rateLimitBurst)', () => {
   it('lets a rate-limited session continue once the bucket refills', async () => {
     const client = await TestClient.connect(node, 'patient');
     try {
-      sendAtOnce(client, Array.from({ length: 12 }, (_, i) => ({ type: 'ping', id: 100 + i })));
+      sendAtOnce(
+        client,
+        Array.from({ length: 12 }, (_, i) => ({ type: 'ping', id: 100 + i })),
+      );
       const last = await client.next((f) => f.type === 'reply' && f.id === 111);
       assert.equal(last.error?.code, 'rate_limited');
       await sleep(300); // 10/s: three tokens back
@@ -104,7 +110,10 @@ describe('limit: rate (rateLimitPerSecond, rateLimitBurst)', () => {
       const { code, reason } = await flooder.waitClose();
       assert.equal(code, 4029);
       assert.match(reason, /rate/);
-      assert.ok(flooder.frames.some((f) => f.type === 'reply' && f.error?.code === 'rate_limited'), 'rate_limited replies came before the close');
+      assert.ok(
+        flooder.frames.some((f) => f.type === 'reply' && f.error?.code === 'rate_limited'),
+        'rate_limited replies came before the close',
+      );
       await eventually(() => node.node.sessionCount === before - 1, { intervalMs: 10, message: 'the flooder session to be released' });
       await assertServed(other);
     } finally {

@@ -71,5 +71,4 @@ describe('MemoryHistory', () => {
     mock.timers.tick(60_000);
     assert.deepEqual(await h.position('group:a'), { epoch: first.epoch, offset: 1 });
   });
-
 });

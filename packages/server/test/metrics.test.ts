@@ -21,13 +21,17 @@ describe('switchboard_frames_in_total', () => {
     for (let i = 0; i < 7; i++) await alice.request({ type: 'send', to: 'bob', topic: 't', data: i });
     await alice.request({ type: 'ping' });
     alice.send('ping');
-    await alice.next((f) => f === 'pong' || f.text === 'pong' || f.type === 'pong');
+    await alice.next((f) => f.type === 'pong' && f.bare === true);
     alice.send('{not json');
     await alice.next((f) => f.type === 'error');
     alice.send(Buffer.from([1, 2, 3]));
     await alice.next((f) => f.type === 'error' && /binary/.test(f.error.message));
     const after = await framesIn(fx.node.url);
-    const moved = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+    const moved = Object.fromEntries(
+      Object.entries(after)
+        .map(([k, v]) => [k, v - (before[k] ?? 0)])
+        .filter(([, v]) => v !== 0),
+    );
     assert.deepEqual(moved, { send: 7, ping: 2, invalid: 1, binary: 1 });
   });
 });

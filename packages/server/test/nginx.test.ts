@@ -61,7 +61,10 @@ describe('nginx in front of two nodes (docs/deploy.md)', { skip: redisSkip ?? ng
       'http {',
       `  access_log ${dir}/access.log;`,
       ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/${t}_temp;`),
-      documentedConfig(port, nodes.map((n) => `127.0.0.1:${n.port}`)),
+      documentedConfig(
+        port,
+        nodes.map((n) => `127.0.0.1:${n.port}`),
+      ),
       '}',
     ].join('\n');
     writeFileSync(join(dir, 'nginx.conf'), config);
@@ -72,8 +75,14 @@ describe('nginx in front of two nodes (docs/deploy.md)', { skip: redisSkip ?? ng
     proxy = { url, wsUrl: `ws://127.0.0.1:${port}/ws`, logs: [], stop: async () => undefined, node: undefined as never };
     const deadline = Date.now() + 10_000;
     for (;;) {
-      if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${stderr} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
-      const status = await fetch(`${url}/readyz`).then((r) => r.status, () => 0);
+      if (nginx.exitCode !== null)
+        throw new Error(
+          `nginx exited ${nginx.exitCode}: ${stderr} ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`,
+        );
+      const status = await fetch(`${url}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
       if (status === 200) break;
       if (Date.now() > deadline) throw new Error(`nginx did not answer on ${url}: ${stderr}`);
       await sleep(100);

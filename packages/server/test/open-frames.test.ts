@@ -17,7 +17,14 @@ function sendAtOpen(url: string, frames: unknown[], until: (got: Frame[]) => boo
     const got: Frame[] = [];
     const timer = setTimeout(() => {
       ws.terminate();
-      reject(new Error(`timed out after ${got.length} frames (${got.map((f) => f.type).slice(0, 5).join(', ')})`));
+      reject(
+        new Error(
+          `timed out after ${got.length} frames (${got
+            .map((f) => f.type)
+            .slice(0, 5)
+            .join(', ')})`,
+        ),
+      );
     }, timeoutMs);
     ws.on('open', () => {
       for (const f of frames) ws.send(JSON.stringify(f));
@@ -61,7 +68,16 @@ describe('frames sent at open, before welcome', () => {
       ];
       const got = await sendAtOpen(`${url.replace('http', 'ws')}/ws?token=${await token('alice')}`, frames, (g) => replies(g).length === 5);
       assert.equal(got[0]?.type, 'welcome', 'welcome comes first');
-      assert.deepEqual(replies(got).map((r) => [r.id, r.ok]), [[1, true], [2, true], [3, true], [4, false], [5, true]]);
+      assert.deepEqual(
+        replies(got).map((r) => [r.id, r.ok]),
+        [
+          [1, true],
+          [2, true],
+          [3, true],
+          [4, false],
+          [5, true],
+        ],
+      );
       assert.equal(replies(got)[3]?.error.code, 'forbidden');
       const sent = replies(got).filter((r) => r.id === 1 || r.id === 5);
       assert.ok(sent[1]!.offset === sent[0]!.offset + 1, 'the two sends to bob were published in order');
@@ -84,10 +100,17 @@ describe('frames sent at open, before welcome', () => {
         }),
       );
       const failed = results.filter((r) => r.status === 'rejected');
-      assert.deepEqual(failed.slice(0, 3).map((r) => String((r as PromiseRejectedResult).reason)), [], `${failed.length} clients got no reply`);
+      assert.deepEqual(
+        failed.slice(0, 3).map((r) => String((r as PromiseRejectedResult).reason)),
+        [],
+        `${failed.length} clients got no reply`,
+      );
       const ok = results.map((r) => (r as PromiseFulfilledResult<Frame>).value);
       assert.equal(ok.filter((r) => r.ok === true).length, clients, 'every reply is ok');
-      assert.ok(ok.every((r) => r.offset === 1), 'each frame was published once, as the first message of its user channel');
+      assert.ok(
+        ok.every((r) => r.offset === 1),
+        'each frame was published once, as the first message of its user channel',
+      );
     });
   });
 });

@@ -113,8 +113,16 @@ describe('logs', () => {
     assert.equal(rejected[0]!.reason, 'bad signature');
     const forged = secrets['rejected token']!;
     const [, payload, signature] = forged.split('.');
-    for (const [what, text] of [['the token', forged], ['its payload', payload!], ['its signature', signature!]] as const) {
-      assert.deepEqual(node.logs.filter((line) => line.includes(text)), [], `${what} appears in the logs`);
+    for (const [what, text] of [
+      ['the token', forged],
+      ['its payload', payload!],
+      ['its signature', signature!],
+    ] as const) {
+      assert.deepEqual(
+        node.logs.filter((line) => line.includes(text)),
+        [],
+        `${what} appears in the logs`,
+      );
     }
   });
 });
@@ -127,7 +135,9 @@ interface Cli {
 }
 
 function spawnCli(args: string[], env: Record<string, string>): Cli {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_') && k !== 'PORT' && k !== 'HOST'),
+  );
   const child = spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -198,7 +208,10 @@ describe('drain on SIGTERM (real CLI)', () => {
       assert.equal(code, 1001);
 
       let timer: NodeJS.Timeout | undefined;
-      const exit = await Promise.race([cli.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), drainTimeoutMs + 3000)))]);
+      const exit = await Promise.race([
+        cli.exited,
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), drainTimeoutMs + 3000))),
+      ]);
       clearTimeout(timer);
       const elapsed = Date.now() - signalledAt;
       assert.ok(exit, `the process did not exit within ${elapsed} ms of SIGTERM`);

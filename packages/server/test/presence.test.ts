@@ -46,7 +46,7 @@ describe('presence', () => {
   before(() => (node = fixture.node));
   const connect = (user: string, claims: Record<string, unknown> = {}) => fixture.connect(user, claims);
 
-  it('announces one join for a user\'s first tab and one leave after their last tab closes', async () => {
+  it("announces one join for a user's first tab and one leave after their last tab closes", async () => {
     const claims = { groups: ['ops1'] };
     const bob = await connect('bob1', claims);
     const tab1 = await connect('alice1', claims);
@@ -57,19 +57,31 @@ describe('presence', () => {
     // A session's join is announced before its welcome, so the marker comes after any join of tab2.
     const tab2 = await connect('alice1', claims);
     await barrier(node, bob, 'group:ops1');
-    assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join'], 'a second tab sends no join');
+    assert.deepEqual(
+      presenceOf(bob, 'alice1').map((f) => f.event),
+      ['join'],
+      'a second tab sends no join',
+    );
 
     // The server removes a closed session after the client's close completes: wait for the store.
     await tab1.close();
     await listedWith(node, 'group:ops1', 'alice1', 1);
     await barrier(node, bob, 'group:ops1');
-    assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join'], 'closing one of two tabs sends no leave');
+    assert.deepEqual(
+      presenceOf(bob, 'alice1').map((f) => f.event),
+      ['join'],
+      'closing one of two tabs sends no leave',
+    );
 
     await tab2.close();
     const leave = await bob.next((f) => f.type === 'presence' && f.user === 'alice1' && f.event === 'leave');
     assert.equal(leave.channel, 'group:ops1');
     const marker = await barrier(node, bob, 'group:ops1');
-    assert.deepEqual(presenceOf(bob, 'alice1').map((f) => f.event), ['join', 'leave'], 'exactly one join and one leave');
+    assert.deepEqual(
+      presenceOf(bob, 'alice1').map((f) => f.event),
+      ['join', 'leave'],
+      'exactly one join and one leave',
+    );
     assert.equal(bob.frames.indexOf(marker), bob.frames.indexOf(leave) + 1, 'nothing between the leave and the marker');
   });
 
@@ -107,7 +119,9 @@ describe('presence', () => {
     await bob.next((f) => f.type === 'presence' && f.user === 'alice3' && f.channel === 'group:ops3' && f.event === 'leave');
     // alice3's other channels may leave presence after group:ops3: wait until the last of them
     // (user:alice3, what GET /v1/users reads) is done, then for a marker.
-    await eventually(async () => assert.equal((await api(node, 'GET', '/v1/users/alice3')).body.online, false), { message: 'alice3 offline' });
+    await eventually(async () => assert.equal((await api(node, 'GET', '/v1/users/alice3')).body.online, false), {
+      message: 'alice3 offline',
+    });
     await barrier(node, bob, 'group:ops3');
     await barrier(node, bob, 'user:alice3');
     const off = bob.frames.filter((f) => f.type === 'presence' && f.channel !== 'group:ops3');
@@ -156,7 +170,7 @@ describe('presence', () => {
     assert.equal(reply.error.code, 'forbidden');
   });
 
-  it('announces a leave when the user\'s last session unsubscribes, and a join when it subscribes again', async () => {
+  it("announces a leave when the user's last session unsubscribes, and a join when it subscribes again", async () => {
     const claims = { groups: ['ops6'] };
     const bob = await connect('bob6', claims);
     const tab1 = await connect('alice6', claims);
@@ -166,7 +180,11 @@ describe('presence', () => {
     // The reply to unsubscribe comes once its presence change is done (and a leave published).
     assert.equal((await tab1.request({ type: 'unsubscribe', channel: 'group:ops6' })).ok, true);
     await barrier(node, bob, 'group:ops6');
-    assert.deepEqual(presenceOf(bob, 'alice6').map((f) => f.event), ['join'], 'one tab still in the group: no leave');
+    assert.deepEqual(
+      presenceOf(bob, 'alice6').map((f) => f.event),
+      ['join'],
+      'one tab still in the group: no leave',
+    );
 
     assert.equal((await tab2.request({ type: 'unsubscribe', channel: 'group:ops6' })).ok, true);
     await bob.next((f) => f.type === 'presence' && f.user === 'alice6' && f.event === 'leave');
@@ -177,7 +195,10 @@ describe('presence', () => {
     assert.equal((await tab1.request({ type: 'subscribe', channel: 'group:ops6' })).ok, true);
     const rejoin = await bob.next((f) => f.type === 'presence' && f.user === 'alice6' && f.event === 'join');
     const marker = await barrier(node, bob, 'group:ops6');
-    assert.deepEqual(presenceOf(bob, 'alice6').map((f) => f.event), ['join', 'leave', 'join']);
+    assert.deepEqual(
+      presenceOf(bob, 'alice6').map((f) => f.event),
+      ['join', 'leave', 'join'],
+    );
     assert.equal(bob.frames.indexOf(marker), bob.frames.indexOf(rejoin) + 1, 'nothing between the join and the marker');
   });
 
@@ -200,7 +221,10 @@ describe('presence', () => {
     assert.equal(online.body.online, true);
     // Both sides sorted by code unit, so ids differing only in case keep one order.
     const sessions = [...(online.body.sessions as Frame[])].sort((a, b) => (a.session < b.session ? -1 : 1));
-    assert.deepEqual(sessions.map((s) => ({ session: s.session, node: s.node })), ids.map((session) => ({ session, node: 'n-test' })));
+    assert.deepEqual(
+      sessions.map((s) => ({ session: s.session, node: s.node })),
+      ids.map((session) => ({ session, node: 'n-test' })),
+    );
     for (const s of sessions) {
       assert.ok(s.since >= before - 1000 && s.since <= Date.now(), `since ${s.since} is when the session connected`);
     }
@@ -228,6 +252,9 @@ describe('presence', () => {
     assert.deepEqual(offline.body, { user: 'alice7', online: false, sessions: [] });
 
     const never = await api(node, 'GET', '/v1/users/never-seen');
-    assert.deepEqual({ status: never.status, body: never.body }, { status: 200, body: { user: 'never-seen', online: false, sessions: [] } });
+    assert.deepEqual(
+      { status: never.status, body: never.body },
+      { status: 200, body: { user: 'never-seen', online: false, sessions: [] } },
+    );
   });
 });

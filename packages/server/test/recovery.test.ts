@@ -134,7 +134,10 @@ async function resumeWhilePublishing(node: TestNode, open: TestClient[], group: 
     await loop;
 
     const results = await Promise.all(replies);
-    assert.ok(results.every((r) => r.ok === true), 'every publish was accepted');
+    assert.ok(
+      results.every((r) => r.ok === true),
+      'every publish was accepted',
+    );
     const last = Math.max(...results.map((r) => r.offset as number));
     assert.equal(last, 50 + sent);
 
@@ -146,7 +149,11 @@ async function resumeWhilePublishing(node: TestNode, open: TestClient[], group: 
     await back.waitMessages(last - since.offset, channel, 10_000);
     const marker = await barrier(node, back, channel);
     assert.equal(marker.offset, last + 1);
-    assert.deepEqual(offsets(back.messages(channel)), range(since.offset + 1, last + 1), 'exactly since+1..last, in order, no duplicates, then the marker');
+    assert.deepEqual(
+      offsets(back.messages(channel)),
+      range(since.offset + 1, last + 1),
+      'exactly since+1..last, in order, no duplicates, then the marker',
+    );
   } finally {
     stop = true;
     await loop;
@@ -157,7 +164,10 @@ describe('resume on connect', () => {
   let node: TestNode;
   const open: TestClient[] = [];
   // Generous limits so the concurrent publisher can go as fast as it likes and still be recoverable.
-  before(async () => (node = await startNode({ rateLimitPerSecond: 10_000, rateLimitBurst: 10_000, historySize: 10_000, maxRecoveryMessages: 10_000 })));
+  before(
+    async () =>
+      (node = await startNode({ rateLimitPerSecond: 10_000, rateLimitBurst: 10_000, historySize: 10_000, maxRecoveryMessages: 10_000 })),
+  );
   after(async () => {
     await Promise.all(open.map((c) => c.close()));
     await node.stop();
@@ -198,13 +208,19 @@ describe('resume on connect', () => {
     const user = back.messages('user:alice1');
     assert.equal(user.pop(), userMarker, 'the marker is the next message after the replay');
     assert.deepEqual(offsets(user), range(positions['user:alice1'].offset + 1, positions['user:alice1'].offset + 30));
-    assert.deepEqual(user.map((m) => m.data.n), range(0, 29));
+    assert.deepEqual(
+      user.map((m) => m.data.n),
+      range(0, 29),
+    );
     assert.ok(user.every((m) => m.from === 'bob' && m.topic === 'update' && m.epoch === positions['user:alice1'].epoch));
 
     const group = back.messages('group:ops1');
     assert.equal(group.pop(), groupMarker, 'the marker is the next message after the live one');
     assert.deepEqual(offsets(group), range(2, 32), 'offsets 2..31 replayed, then the live 32, none twice');
-    assert.deepEqual(group.slice(0, 30).map((m) => m.data.n), range(0, 29));
+    assert.deepEqual(
+      group.slice(0, 30).map((m) => m.data.n),
+      range(0, 29),
+    );
     assert.deepEqual(group.at(-1)?.data, { n: 'live' });
     assert.equal(live.offset, 32);
   });
@@ -230,7 +246,11 @@ describe('resume on connect', () => {
   it('ignores a resumed channel the user may not subscribe to', async () => {
     const secret = await publish(node, 'group:secret', { n: 0 });
     const other = await publish(node, 'user:bob4', { n: 0 });
-    const client = await connect('alice4', {}, resumeQuery({ 'group:secret': { ...secret, offset: 0 }, 'user:bob4': { ...other, offset: 0 } }));
+    const client = await connect(
+      'alice4',
+      {},
+      resumeQuery({ 'group:secret': { ...secret, offset: 0 }, 'user:bob4': { ...other, offset: 0 } }),
+    );
     assert.deepEqual(Object.keys(welcomeOf(client).subscriptions).sort(), ['broadcast', 'user:alice4']);
 
     await publish(node, 'group:secret', { n: 1 });
@@ -256,7 +276,10 @@ describe('resume on connect', () => {
       const client = await connect('alice5', {}, `&resume=${encodeURIComponent(value)}`);
       const welcome = welcomeOf(client);
       assert.deepEqual(Object.keys(welcome.subscriptions).sort(), ['broadcast', 'user:alice5']);
-      assert.ok(Object.values(welcome.subscriptions).every((s) => !('recovered' in (s as object))), 'nothing was recovered');
+      assert.ok(
+        Object.values(welcome.subscriptions).every((s) => !('recovered' in (s as object))),
+        'nothing was recovered',
+      );
       const error = await client.next((f) => f.type === 'error');
       assert.equal(error.error.code, 'bad_frame');
       assert.match(error.error.message, /resume/);
@@ -270,7 +293,15 @@ describe('resume on connect', () => {
 describe('resume against a history store with latency', () => {
   let node: TestNode;
   const open: TestClient[] = [];
-  before(async () => (node = await startLaggyNode(30, { rateLimitPerSecond: 10_000, rateLimitBurst: 10_000, historySize: 10_000, maxRecoveryMessages: 10_000 })));
+  before(
+    async () =>
+      (node = await startLaggyNode(30, {
+        rateLimitPerSecond: 10_000,
+        rateLimitBurst: 10_000,
+        historySize: 10_000,
+        maxRecoveryMessages: 10_000,
+      })),
+  );
   after(async () => {
     await Promise.all(open.map((c) => c.close()));
     await node.stop();
@@ -290,7 +321,8 @@ describe('resume against a history store with latency', () => {
     open.push(reader);
 
     const replies: Promise<Frame>[] = [];
-    for (let i = 0; i < 5; i++) replies.push(publisher.request({ type: 'publish', channel, topic: 'update', data: { n: `live-${i}` }, id: `a${i}` }));
+    for (let i = 0; i < 5; i++)
+      replies.push(publisher.request({ type: 'publish', channel, topic: 'update', data: { n: `live-${i}` }, id: `a${i}` }));
     const subscribed = reader.request({ type: 'subscribe', channel, since: { epoch, offset: 10 }, id: 'sub' });
     // These land while the history read is in flight.
     for (let i = 5; i < 60; i++) {
@@ -402,7 +434,10 @@ describe('subscribe with since', () => {
     assert.deepEqual(reply, { type: 'reply', id: 'sub', ok: true, channel: 'group:news', epoch, offset: 10, recovered: true });
     const replayed = await carol.waitMessages(6, 'group:news');
     assert.deepEqual(offsets(replayed), range(5, 10));
-    assert.deepEqual(replayed.map((m) => m.data.n), range(5, 10));
+    assert.deepEqual(
+      replayed.map((m) => m.data.n),
+      range(5, 10),
+    );
     assert.ok(carol.frames.indexOf(reply) < carol.frames.indexOf(replayed[0]!), 'the reply comes before the replay');
 
     const live = await barrier(node, carol, 'group:news');

@@ -48,7 +48,7 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     return got;
   }
 
-  it('starts a new epoch at offset 0 when Redis loses the channel\'s keys', async () => {
+  it("starts a new epoch at offset 0 when Redis loses the channel's keys", async () => {
     const { h, r, prefix } = await open();
     for (let i = 1; i <= 3; i++) await h.append('group:a', input(i));
     const before = await h.position('group:a');
@@ -68,7 +68,11 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     await r.del(`${channelTag(prefix, 'group:a')}:meta`);
     const page = await h.read('group:a', 0, 10);
     assert.notEqual(page.epoch, old.epoch);
-    assert.deepEqual({ offset: page.offset, firstOffset: page.firstOffset, publications: page.publications }, { offset: 0, firstOffset: 1, publications: [] }, 'old-epoch entries are not served under the new epoch');
+    assert.deepEqual(
+      { offset: page.offset, firstOffset: page.firstOffset, publications: page.publications },
+      { offset: 0, firstOffset: 1, publications: [] },
+      'old-epoch entries are not served under the new epoch',
+    );
     const next = await h.append('group:a', input(9));
     assert.deepEqual((await h.read('group:a', 0, 10)).publications, [next]);
   });
@@ -90,7 +94,12 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     }
     await received(got, pubs.length);
     pubs.forEach((pub, i) => {
-      const expected = encode('group:ops', { kind: 'message', epoch: pub.epoch, offset: pub.offset, frame: Buffer.from(messageFrame(pub)) });
+      const expected = encode('group:ops', {
+        kind: 'message',
+        epoch: pub.epoch,
+        offset: pub.offset,
+        frame: Buffer.from(messageFrame(pub)),
+      });
       assert.deepEqual(got[i], expected);
       assert.equal(decode(got[i]!).channel, 'group:ops');
     });
@@ -130,7 +139,11 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     assert.ok(ttl > 50_000 && ttl <= 60_000, `key TTL ${ttl} ms within the window`);
     await h.appendAndPublish('group:a', input(3), undefined, [name]);
     await received(got, 2);
-    assert.deepEqual(got.map((p) => (decode(p).message as { offset: number }).offset), [1, 2], 'the repeat was not published');
+    assert.deepEqual(
+      got.map((p) => (decode(p).message as { offset: number }).offset),
+      [1, 2],
+      'the repeat was not published',
+    );
   });
 
   it('bounds the stream with MAXLEN and sets the key TTLs on append', async () => {
@@ -173,7 +186,10 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     assert.equal(await r.xlen(stream), 1, 'the expired head was trimmed');
     now += 6_000;
     const empty = await h.read('group:a', 0, 100);
-    assert.deepEqual({ epoch: empty.epoch, offset: empty.offset, firstOffset: empty.firstOffset, n: empty.publications.length }, { epoch: late.epoch, offset: 151, firstOffset: 152, n: 0 });
+    assert.deepEqual(
+      { epoch: empty.epoch, offset: empty.offset, firstOffset: empty.firstOffset, n: empty.publications.length },
+      { epoch: late.epoch, offset: 151, firstOffset: 152, n: 0 },
+    );
     assert.equal(await r.exists(stream), 0, 'a fully expired stream is deleted');
   });
 
@@ -192,7 +208,12 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     try {
       const h = new RedisHistory({ redis: client, prefix: `${redis.prefix}dead:` });
       assert.equal(h.ready, false);
-      for (const call of [() => h.append('group:a', input(1)), () => h.appendOnce('group:a', input(1), 'k'), () => h.position('group:a'), () => h.read('group:a', 0, 10)]) {
+      for (const call of [
+        () => h.append('group:a', input(1)),
+        () => h.appendOnce('group:a', input(1), 'k'),
+        () => h.position('group:a'),
+        () => h.read('group:a', 0, 10),
+      ]) {
         const started = Date.now();
         await assert.rejects(call());
         assert.ok(Date.now() - started < 1000, `rejected after ${Date.now() - started} ms`);

@@ -23,13 +23,15 @@ describe('Redis link logging', { skip: redisSkip }, () => {
   it('logs the loss of Redis once at warn and its return at info, with the node id and without the password', async () => {
     redis = await PrivateServer.redis(['--requirepass', PASSWORD]);
     node = await startNode({ engine: 'redis', redisUrl: `redis://:${PASSWORD}@127.0.0.1:${redis.port}`, nodeId: 'n-link' });
-    const lines = () => node!.logs.map((l) => JSON.parse(l) as { level: number; msg: string; node: string; redis?: string; connection?: string });
+    const lines = () =>
+      node!.logs.map((l) => JSON.parse(l) as { level: number; msg: string; node: string; redis?: string; connection?: string });
     await redis.stop();
     const lost = await eventually(() => {
       const found = lines().filter((l) => l.msg === 'Redis connection lost');
       return found.length === 2 && found; // the command and the subscriber connection
     });
-    for (const line of lost) assert.deepEqual([line.level, line.node, line.redis], [40, 'n-link', `redis://:[REDACTED]@127.0.0.1:${redis.port}`]);
+    for (const line of lost)
+      assert.deepEqual([line.level, line.node, line.redis], [40, 'n-link', `redis://:[REDACTED]@127.0.0.1:${redis.port}`]);
     assert.deepEqual(lost.map((l) => l.connection).sort(), ['command', 'subscriber']);
     assert.equal((await fetch(`${node.url}/readyz`)).status, 503);
     // ioredis retries many times meanwhile: still one line per connection.
@@ -37,10 +39,13 @@ describe('Redis link logging', { skip: redisSkip }, () => {
     assert.equal(lines().filter((l) => l.msg === 'Redis connection lost').length, 2);
 
     await redis.start();
-    const back = await eventually(() => {
-      const found = lines().filter((l) => l.msg === 'Redis connection back');
-      return found.length === 2 && found;
-    }, { timeoutMs: 10_000 });
+    const back = await eventually(
+      () => {
+        const found = lines().filter((l) => l.msg === 'Redis connection back');
+        return found.length === 2 && found;
+      },
+      { timeoutMs: 10_000 },
+    );
     for (const line of back) assert.deepEqual([line.level, line.node], [30, 'n-link']);
     await eventually(async () => (await fetch(`${node!.url}/readyz`)).status === 200, { timeoutMs: 10_000 });
     assert.ok(!node.logs.some((l) => l.includes(PASSWORD)), 'the password is never logged');

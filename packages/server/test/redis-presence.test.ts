@@ -23,9 +23,15 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   /** `count` stores (nodes) on their own clients over a fresh prefix, sharing a fake clock. */
   async function cluster(count = 1, options: Partial<RedisPresenceStoreOptions> = {}) {
     const prefix = `${redis.prefix}${n++}:`;
-    const clock = { now: 1_000_000, advance(ms: number) { clock.now += ms; } };
+    const clock = {
+      now: 1_000_000,
+      advance(ms: number) {
+        clock.now += ms;
+      },
+    };
     const stores: RedisPresenceStore[] = [];
-    for (let i = 0; i < count; i++) stores.push(new RedisPresenceStore({ redis: await redis.client(), prefix, presenceTtlMs: TTL, now: () => clock.now, ...options }));
+    for (let i = 0; i < count; i++)
+      stores.push(new RedisPresenceStore({ redis: await redis.client(), prefix, presenceTtlMs: TTL, now: () => clock.now, ...options }));
     return { stores, clock, prefix, store: stores[0]! };
   }
 
@@ -51,7 +57,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('counts only live sessions and nodes of a user some of whose leases expired', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     await a!.add('group:ops', member('alice', 's1', 'n1'));
     clock.advance(TTL / 2);
     await b!.add('group:ops', member('alice', 's2', 'n2'));
@@ -77,7 +86,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('reaps each expired user once, with the channel, and leaves live users alone', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     await a!.add('group:ops', member('alice', 's1', 'n1'));
     await a!.add('group:ops', member('alice', 's2', 'n1'));
     await a!.add('group:dev', member('alice', 's1', 'n1'));
@@ -94,7 +106,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('returns each expired user exactly once when two nodes reap at the same time', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     const expected: string[] = [];
     for (let c = 0; c < 30; c++) {
       for (let u = 0; u < 5; u++) {
@@ -111,7 +126,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('announces the leave once when a node removes a user whose other sessions expired', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     await a!.add('group:ops', member('alice', 's1', 'n1')); // n1 will die
     clock.advance(TTL / 2);
     await b!.add('group:ops', member('alice', 's2', 'n2'));
@@ -121,7 +139,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('gives no second join to a user who comes back before their expired lease was reaped', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     assert.equal(await a!.add('group:ops', member('alice', 's1', 'n1')), true);
     clock.advance(TTL * 2); // n1 died; nobody reaped yet
     assert.equal(await b!.add('group:ops', member('alice', 's2', 'n2')), false, 'no leave was announced, so no join');
@@ -131,7 +152,10 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
   });
 
   it('answers the entries a refresh found reaped, so the node can add them again with a join', async () => {
-    const { stores: [a, b], clock } = await cluster(2);
+    const {
+      stores: [a, b],
+      clock,
+    } = await cluster(2);
     const live = { channel: 'group:ops', member: member('alice', 's1', 'n1') };
     const lost = { channel: 'group:ops', member: member('bob', 's2', 'n1') };
     await a!.add(live.channel, live.member);
@@ -161,7 +185,15 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
     const admin = await redis.client();
     await store.add('group:ops', member('alice', 's1'));
     const keys = await keysWithPrefix(admin, prefix);
-    assert.deepEqual(keys.sort(), [`${prefix}{ch:group:ops}:s:alice`, `${prefix}{ch:group:ops}:u:alice`, `${prefix}{ch:group:ops}:users`, `${prefix}{cluster}:presence-channels`].sort());
+    assert.deepEqual(
+      keys.sort(),
+      [
+        `${prefix}{ch:group:ops}:s:alice`,
+        `${prefix}{ch:group:ops}:u:alice`,
+        `${prefix}{ch:group:ops}:users`,
+        `${prefix}{cluster}:presence-channels`,
+      ].sort(),
+    );
     for (const key of keys.filter((k) => k.includes('{ch:'))) assert.ok((await admin.pttl(key)) > TTL, `${key} has a TTL past the lease`);
   });
 
@@ -172,7 +204,14 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
       const store = new RedisPresenceStore({ redis: client, prefix: `${redis.prefix}dead:` });
       assert.equal(store.ready, false);
       const m = member('alice', 's1');
-      const calls = [() => store.add('group:a', m), () => store.remove('group:a', m), () => store.list('group:a'), () => store.sessions('alice'), () => store.refresh([{ channel: 'group:a', member: m }]), () => store.reap()];
+      const calls = [
+        () => store.add('group:a', m),
+        () => store.remove('group:a', m),
+        () => store.list('group:a'),
+        () => store.sessions('alice'),
+        () => store.refresh([{ channel: 'group:a', member: m }]),
+        () => store.reap(),
+      ];
       for (const call of calls) {
         const started = Date.now();
         await assert.rejects(call());

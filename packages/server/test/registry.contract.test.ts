@@ -31,7 +31,10 @@ describe('MemoryRegistry contract', () => {
 let clusters = 0;
 
 /** A Redis cluster namespace whose instances each get their own command and subscriber connection. */
-function redisHarness(fixture: RedisFixture, options: Partial<RedisRegistryOptions> = {}): RegistryHarness & { prefix: string; last: () => { registry: RedisRegistry; redis: Redis } } {
+function redisHarness(
+  fixture: RedisFixture,
+  options: Partial<RedisRegistryOptions> = {},
+): RegistryHarness & { prefix: string; last: () => { registry: RedisRegistry; redis: Redis } } {
   const prefix = `${fixture.prefix}${++clusters}:`;
   const opened: { registry: RedisRegistry; redis: Redis; sub: Redis }[] = [];
   return {
@@ -73,15 +76,27 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
       await doomed.register(info('n-doomed'));
       const seen: string[][] = [];
       observer.onChange((nodes) => seen.push(nodes.map((n) => n.node)));
-      await eventually(() => seen, (s) => s.some((l) => l.includes('n-doomed')), 'a list with n-doomed');
+      await eventually(
+        () => seen,
+        (s) => s.some((l) => l.includes('n-doomed')),
+        'a list with n-doomed',
+      );
 
       // A crash as the cluster sees it: no close, no goodbye, the renewals just stop.
       doomedRedis.disconnect();
       const t0 = Date.now();
-      await eventually(() => seen, (s) => s[s.length - 1]!.join() === 'n-alive', 'a list without n-doomed', 8000);
+      await eventually(
+        () => seen,
+        (s) => s[s.length - 1]!.join() === 'n-alive',
+        'a list without n-doomed',
+        8000,
+      );
       const elapsed = Date.now() - t0;
       assert.ok(elapsed < 1500 + 3000, `noticed ${elapsed} ms after the crash, lease 1500 ms`);
-      assert.deepEqual((await observer.nodes()).map((n) => n.node), ['n-alive']);
+      assert.deepEqual(
+        (await observer.nodes()).map((n) => n.node),
+        ['n-alive'],
+      );
     } finally {
       await h.cleanup();
     }
@@ -106,7 +121,11 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
       await a.register(info('n1', 1));
       const seen: string[][] = [];
       a.onChange((nodes) => seen.push(nodes.map((n) => `${n.node}/${n.connections}`)));
-      await eventually(() => seen.length, (n) => n > 0, 'the first call');
+      await eventually(
+        () => seen.length,
+        (n) => n > 0,
+        'the first call',
+      );
       assert.deepEqual(seen, [['n1/1']]);
       await a.update(info('n1', 2));
       // Several polls (every 100 ms) pass: a load change is not a membership change.
@@ -125,7 +144,10 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
     const registry = new RedisRegistry({ redis, sub, prefix, nodeLeaseMs: 600 });
     try {
       const list = (await redis.client('LIST')) as string;
-      const id = list.split('\n').find((l) => l.includes(` name=${name} `))?.match(/^id=(\d+) /)?.[1];
+      const id = list
+        .split('\n')
+        .find((l) => l.includes(` name=${name} `))
+        ?.match(/^id=(\d+) /)?.[1];
       // Listen while the connection is down: that SUBSCRIBE is refused and ioredis forgets it.
       const listening = new Promise<void>((resolve) =>
         sub.once('reconnecting', () => {
@@ -135,7 +157,8 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
       );
       assert.equal(await redis.client('KILL', 'ID', id!), 1);
       await listening;
-      const numsub = async (): Promise<number> => Number(((await redis.pubsub('NUMSUB', `${prefix}{cluster}:registry`)) as [string, number])[1]);
+      const numsub = async (): Promise<number> =>
+        Number(((await redis.pubsub('NUMSUB', `${prefix}{cluster}:registry`)) as [string, number])[1]);
       await eventually(numsub, (n) => n === 1, 'the change channel subscribed once the connection is back');
     } finally {
       await registry.close();
@@ -148,7 +171,10 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
     try {
       await (await one.open()).register(info('n1'));
       await (await two.open()).register(info('n2'));
-      assert.deepEqual((await (await one.open()).nodes()).map((n) => n.node), ['n1']);
+      assert.deepEqual(
+        (await (await one.open()).nodes()).map((n) => n.node),
+        ['n1'],
+      );
     } finally {
       await Promise.all([one.cleanup(), two.cleanup()]);
     }
@@ -161,7 +187,11 @@ describe('RedisRegistry contract', { skip: redisSkip }, () => {
       await a.register(info('n1'));
       assert.equal(a.ready, true);
       h.last().redis.disconnect();
-      await eventually(() => a.ready, (ready) => !ready, 'not ready');
+      await eventually(
+        () => a.ready,
+        (ready) => !ready,
+        'not ready',
+      );
       await assert.rejects(a.nodes());
     } finally {
       await h.cleanup();

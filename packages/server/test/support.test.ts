@@ -47,9 +47,12 @@ describe('eventually', () => {
   });
 
   it('says that a predicate still returned false', async () => {
-    await assert.rejects(eventually(() => false, { timeoutMs: 20, message: 'nothing' }), {
-      message: 'timed out after 20 ms waiting for nothing (the check still returned false)',
-    });
+    await assert.rejects(
+      eventually(() => false, { timeoutMs: 20, message: 'nothing' }),
+      {
+        message: 'timed out after 20 ms waiting for nothing (the check still returned false)',
+      },
+    );
   });
 });
 

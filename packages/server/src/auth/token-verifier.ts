@@ -63,7 +63,9 @@ export class TokenVerifier implements Verifier {
     const inferred = key.asymmetricKeyType === 'rsa' ? 'RS256' : key.asymmetricKeyType === 'ec' ? 'ES256' : undefined;
     const algorithm = options.jwtAlgorithm ?? inferred;
     if (algorithm === undefined || algorithm === 'HS256' || algorithm !== inferred) {
-      throw new Error(`SWITCHBOARD_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'unknown'} key, which does not fit ${algorithm ?? 'RS256/ES256'}`);
+      throw new Error(
+        `SWITCHBOARD_JWT_PUBLIC_KEY is a ${key.asymmetricKeyType ?? 'unknown'} key, which does not fit ${algorithm ?? 'RS256/ES256'}`,
+      );
     }
     this.algorithm = algorithm;
     this.key = key;

@@ -81,7 +81,8 @@ export class RedisTransport implements Transport {
     const state = this.names.get(name);
     if (state === true) return;
     if (state) return state;
-    if (this.sub.status !== 'ready') throw new SwitchboardError('ERR_UNAVAILABLE', `redis unavailable (subscriber connection ${this.sub.status})`);
+    if (this.sub.status !== 'ready')
+      throw new SwitchboardError('ERR_UNAVAILABLE', `redis unavailable (subscriber connection ${this.sub.status})`);
     this.stale.delete(name);
     const op = this.sub.subscribe(name).then(
       () => {

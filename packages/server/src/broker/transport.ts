@@ -4,7 +4,8 @@ import type { LinkState } from './broker.js';
  * Where bytes go between nodes, decided by the routing (`routing.ts`), never by a transport:
  * every node bound to a channel (interest), one node's own address (hash), or every node (broadcast).
  */
-export type Destination = { readonly kind: 'channel'; readonly channel: string } | { readonly kind: 'node'; readonly node: string } | { readonly kind: 'all' };
+export type Destination =
+  { readonly kind: 'channel'; readonly channel: string } | { readonly kind: 'node'; readonly node: string } | { readonly kind: 'all' };
 
 /** What a transport pushes into its broker. None of these may throw. */
 export interface TransportHandler {

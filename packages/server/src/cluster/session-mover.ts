@@ -37,10 +37,13 @@ export class SessionMover {
       const owner = after.nodeFor(session.user);
       if (owner === nodeId || !HashRing.moved(before, after, session.user)) continue;
       moved++;
-      const timer = setTimeout(() => {
-        this.timers.delete(timer);
-        session.close(CloseCode.MOVED, `moved to ${owner}`);
-      }, Math.floor(Math.random() * moveWindowMs));
+      const timer = setTimeout(
+        () => {
+          this.timers.delete(timer);
+          session.close(CloseCode.MOVED, `moved to ${owner}`);
+        },
+        Math.floor(Math.random() * moveWindowMs),
+      );
       timer.unref();
       this.timers.add(timer);
     }

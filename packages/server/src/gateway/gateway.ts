@@ -127,7 +127,8 @@ export class Gateway {
       this.registry = new RedisRegistry({ ...this.redis, prefix: options.redisPrefix, nodeLeaseMs: options.nodeLeaseMs });
     }
     this.health = new NodeHealth({ registry: this.registry, probeIntervalMs: options.probeIntervalMs, log: this.log });
-    if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new Error('tlsCert and tlsKey go together: give both or neither');
+    if ((options.tlsCert === undefined) !== (options.tlsKey === undefined))
+      throw new Error('tlsCert and tlsKey go together: give both or neither');
     this.secure = options.tlsCert !== undefined;
     this.apiKey = new ApiKeyCheck(options.apiKey);
     this.upgrades = new UpgradeProxy({
@@ -142,15 +143,27 @@ export class Gateway {
       connectTimeoutMs: Math.min(options.handshakeTimeoutMs, 5000),
       draining: () => this.stopping,
     });
-    this.http = new HttpProxy({ health: this.health, log: this.log, metrics: this.metrics, maxBodyBytes: options.maxPayloadBytes, timeoutMs: 30_000, secure: this.secure });
+    this.http = new HttpProxy({
+      health: this.health,
+      log: this.log,
+      metrics: this.metrics,
+      maxBodyBytes: options.maxPayloadBytes,
+      timeoutMs: 30_000,
+      secure: this.secure,
+    });
     const tls = this.secure ? { cert: readPem(options.tlsCert!, 'tlsCert'), key: readPem(options.tlsKey!, 'tlsKey') } : undefined;
-    this.server = createServer({ handshakeTimeoutMs: options.handshakeTimeoutMs, ...(tls ? { tls } : {}) }, (req, res) => this.onRequest(req, res), this.log);
+    this.server = createServer(
+      { handshakeTimeoutMs: options.handshakeTimeoutMs, ...(tls ? { tls } : {}) },
+      (req, res) => this.onRequest(req, res),
+      this.log,
+    );
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrades.handle(req, socket, head));
   }
 
   /** Connects to Redis, learns the live nodes, listens. Resolves with the bound port and base URL. */
   async start(): Promise<{ port: number; url: string }> {
-    if (this.redis) await connectRedis(this.redis, this.options.redisUrl, 'the gateway finds the nodes there; start it or point REDIS_URL at it.');
+    if (this.redis)
+      await connectRedis(this.redis, this.options.redisUrl, 'the gateway finds the nodes there; start it or point REDIS_URL at it.');
     this.unwatch = this.health.onChange((live) => {
       this.metrics.nodeUp.reset();
       for (const n of this.health.all()) this.metrics.nodeUp.set({ target: n.id }, n.healthy ? 1 : 0);
@@ -208,7 +221,11 @@ export class Gateway {
       health: () => ({ status: 'ok', gateway: this.options.id }),
       readiness: () => ({
         ready: this.ready,
-        body: { status: this.ready ? 'ready' : this.stopping ? 'draining' : 'unavailable', gateway: this.options.id, nodes: this.health.live().map((n) => n.id) },
+        body: {
+          status: this.ready ? 'ready' : this.stopping ? 'draining' : 'unavailable',
+          gateway: this.options.id,
+          nodes: this.health.live().map((n) => n.id),
+        },
       }),
       metrics: this.metrics.registry,
     };

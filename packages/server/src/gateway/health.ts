@@ -140,7 +140,16 @@ export class NodeHealth {
       seen.add(info.node);
       const state = this.states.get(info.node);
       if (!state) {
-        this.states.set(info.node, { id: info.node, info, healthy: false, reason: 'not probed yet', reported: info.connections, sentSinceReport: 0, sent: 0, open: 0 });
+        this.states.set(info.node, {
+          id: info.node,
+          info,
+          healthy: false,
+          reason: 'not probed yet',
+          reported: info.connections,
+          sentSinceReport: 0,
+          sent: 0,
+          open: 0,
+        });
         this.options.log.info({ target: info.node, url: info.url }, 'node joined the registry');
         void this.probe(info.node);
       } else if (state.info.url !== info.url || state.info.startedAt !== info.startedAt) {
@@ -190,7 +199,9 @@ export class NodeHealth {
       else ok = true;
       if (typeof body.connections === 'number') connections = body.connections;
     } catch (err) {
-      reason = controller.signal.aborted ? `/readyz did not answer within ${this.probeTimeoutMs} ms` : `/readyz failed: ${(err as Error).message}`;
+      reason = controller.signal.aborted
+        ? `/readyz did not answer within ${this.probeTimeoutMs} ms`
+        : `/readyz failed: ${(err as Error).message}`;
     } finally {
       clearTimeout(timer);
       this.probing.delete(id);

@@ -21,7 +21,18 @@ export interface HttpProxyOptions {
 }
 
 /** Headers that describe one hop, not the request (RFC 9110 §7.6.1), plus `host`, which the node's address sets. */
-const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'content-length']);
+const HOP_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'content-length',
+]);
 
 /** Hop-by-hop headers of a response (its `content-length` is kept: the body is passed on as it is). */
 const RESPONSE_HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
@@ -78,7 +89,7 @@ export class HttpProxy {
     const { log, metrics } = this.options;
     const target = new URL(req.url ?? '/', node.info.url);
     const secure = target.protocol === 'https:';
-    const headers = forwardHeaders(req.headers, (req.socket.remoteAddress ?? 'unknown'), this.options.secure);
+    const headers = forwardHeaders(req.headers, req.socket.remoteAddress ?? 'unknown', this.options.secure);
     headers['content-length'] = String(body.length);
     return new Promise((resolve) => {
       const upstream = (secure ? httpsRequest : httpRequest)(target, {
@@ -91,7 +102,8 @@ export class HttpProxy {
       upstream.on('response', (answer) => {
         metrics.httpForwarded.inc({ status: `${Math.floor((answer.statusCode ?? 500) / 100)}xx` });
         const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !RESPONSE_HOP_HEADERS.has(name)) out[name] = value;
+        for (const [name, value] of Object.entries(answer.headers))
+          if (value !== undefined && !RESPONSE_HOP_HEADERS.has(name)) out[name] = value;
         res.writeHead(answer.statusCode ?? 502, out);
         answer.pipe(res);
         answer.on('error', () => res.destroy());
@@ -130,4 +142,3 @@ function forwardHeaders(incoming: IncomingHttpHeaders, remote: string, secure: b
   if (incoming.host) out['x-forwarded-host'] = incoming.host;
   return out;
 }
-

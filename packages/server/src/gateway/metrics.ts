@@ -16,9 +16,29 @@ export class GatewayMetrics {
     this.registry.setDefaultLabels({ gateway: gatewayId });
     if (collectDefaults) collectDefaultMetrics({ register: this.registry, prefix: 'switchboard_gateway_process_' });
     const registers = [this.registry];
-    this.upgrades = new Counter({ name: 'switchboard_gateway_upgrades_total', help: 'WebSocket upgrades by result', labelNames: ['result'], registers });
-    this.connections = new Gauge({ name: 'switchboard_gateway_connections', help: 'Open proxied connections per node', labelNames: ['target'], registers });
-    this.nodeUp = new Gauge({ name: 'switchboard_gateway_node_up', help: '1 while the node gets new connections', labelNames: ['target'], registers });
-    this.httpForwarded = new Counter({ name: 'switchboard_gateway_http_forwarded_total', help: 'HTTP requests forwarded to a node by status class', labelNames: ['status'], registers });
+    this.upgrades = new Counter({
+      name: 'switchboard_gateway_upgrades_total',
+      help: 'WebSocket upgrades by result',
+      labelNames: ['result'],
+      registers,
+    });
+    this.connections = new Gauge({
+      name: 'switchboard_gateway_connections',
+      help: 'Open proxied connections per node',
+      labelNames: ['target'],
+      registers,
+    });
+    this.nodeUp = new Gauge({
+      name: 'switchboard_gateway_node_up',
+      help: '1 while the node gets new connections',
+      labelNames: ['target'],
+      registers,
+    });
+    this.httpForwarded = new Counter({
+      name: 'switchboard_gateway_http_forwarded_total',
+      help: 'HTTP requests forwarded to a node by status class',
+      labelNames: ['status'],
+      registers,
+    });
   }
 }

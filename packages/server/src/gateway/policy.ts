@@ -90,7 +90,14 @@ export class HashPolicy implements Policy {
   /** The ring of the live nodes, rebuilt only when that set changes. */
   private liveRing(live: readonly NodeState[], vnodes: number): HashRing {
     const key = live.map((n) => n.id).join('\n');
-    if (this.fallback?.key !== key) this.fallback = { key, ring: HashRing.from(live.map((n) => n.id), { vnodes }) };
+    if (this.fallback?.key !== key)
+      this.fallback = {
+        key,
+        ring: HashRing.from(
+          live.map((n) => n.id),
+          { vnodes },
+        ),
+      };
     return this.fallback.ring;
   }
 }

@@ -114,7 +114,9 @@ export class UpgradeProxy {
     let connected = false;
     const abandon = () => upstream.destroy();
     client.once('close', abandon);
-    upstream.setTimeout(this.options.connectTimeoutMs, () => upstream.destroy(new Error(`no connection within ${this.options.connectTimeoutMs} ms`)));
+    upstream.setTimeout(this.options.connectTimeoutMs, () =>
+      upstream.destroy(new Error(`no connection within ${this.options.connectTimeoutMs} ms`)),
+    );
     upstream.once('error', (err) => {
       client.off('close', abandon);
       if (connected || client.destroyed) return;

@@ -47,7 +47,6 @@ export class MemoryHistory implements History {
     this.sweeper.unref();
   }
 
-
   get ready(): boolean {
     return !this.closed;
   }

@@ -183,7 +183,10 @@ export class RedisHistory implements History, AppendPublishStore {
 
   async position(channel: string): Promise<StreamPosition> {
     const tag = channelTag(this.prefix, channel);
-    const [epoch, offset] = (await this.scripts.historyPosition(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs)) as [string, number];
+    const [epoch, offset] = (await this.scripts.historyPosition(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs)) as [
+      string,
+      number,
+    ];
     return { epoch, offset };
   }
 
@@ -192,12 +195,15 @@ export class RedisHistory implements History, AppendPublishStore {
     const from = Math.max(0, Math.min(Math.floor(since), Number.MAX_SAFE_INTEGER - 1));
     const count = Math.max(0, Math.min(Math.floor(limit), 1_000_000));
     const cutoff = this.now() - this.historyTtlMs;
-    const [epoch, offset, firstOffset, entries] = (await this.scripts.historyRead(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs, from, count, cutoff)) as [
-      string,
-      number,
-      number,
-      [string, string[]][],
-    ];
+    const [epoch, offset, firstOffset, entries] = (await this.scripts.historyRead(
+      `${tag}:meta`,
+      `${tag}:stream`,
+      freshEpoch(),
+      this.metaTtlMs,
+      from,
+      count,
+      cutoff,
+    )) as [string, number, number, [string, string[]][]];
     const publications = entries.map(([id, fields]) => entryToPublication(channel, epoch, id, fields));
     return { epoch, offset, firstOffset, publications };
   }
@@ -252,5 +258,13 @@ function entryToPublication(channel: string, epoch: string, id: string, fields: 
   };
   // The tail is `,"from":…,"topic":…,"data":…,"ts":…}`: with `{` for its comma it is the rest of the frame as JSON.
   const rest = JSON.parse('{' + value('f').slice(1)) as { from: string | null; topic: string; data: unknown };
-  return { channel, epoch, offset: Number(id.slice(0, id.indexOf('-'))), from: rest.from, topic: rest.topic, data: rest.data, ts: Number(value('t')) };
+  return {
+    channel,
+    epoch,
+    offset: Number(id.slice(0, id.indexOf('-'))),
+    from: rest.from,
+    topic: rest.topic,
+    data: rest.data,
+    ts: Number(value('t')),
+  };
 }

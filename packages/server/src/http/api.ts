@@ -131,7 +131,12 @@ export class HttpApi {
     if (typeof user !== 'string' || !isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'user must be a user id');
     const sessions = await this.deps.presence.sessions(user);
     try {
-      await this.deps.broker.publish(userChannel(user), { kind: 'disconnect', user, code: CloseCode.FORBIDDEN, reason: 'disconnected by the server' });
+      await this.deps.broker.publish(userChannel(user), {
+        kind: 'disconnect',
+        user,
+        code: CloseCode.FORBIDDEN,
+        reason: 'disconnected by the server',
+      });
     } catch {
       throw new SwitchboardError('ERR_UNAVAILABLE', 'broker unavailable');
     }
@@ -167,7 +172,8 @@ function decodeSegment(segment: string): string {
 
 function channelArg(channel: string) {
   const ref = parseChannel(channel);
-  if (!ref) throw new SwitchboardError('ERR_BAD_FRAME', `invalid channel "${channel.slice(0, 140)}": use user:<id>, group:<id> or broadcast`);
+  if (!ref)
+    throw new SwitchboardError('ERR_BAD_FRAME', `invalid channel "${channel.slice(0, 140)}": use user:<id>, group:<id> or broadcast`);
   return ref;
 }
 

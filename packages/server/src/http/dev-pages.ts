@@ -64,7 +64,12 @@ export class DevPages {
     if (!isValidId(user) || !groups.every(isValidId)) {
       return sendJson(res, 400, { error: { code: 'bad_frame', message: 'user and groups must be ids (no spaces or colons)' } });
     }
-    const token = await mintToken(this.options.devSecret!, { user, groups, ttlSeconds: 3600, admin: url.searchParams.get('admin') === '1' });
+    const token = await mintToken(this.options.devSecret!, {
+      user,
+      groups,
+      ttlSeconds: 3600,
+      admin: url.searchParams.get('admin') === '1',
+    });
     sendJson(res, 200, { token, user, groups, expiresIn: 3600 });
   }
 }

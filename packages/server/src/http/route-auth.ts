@@ -18,7 +18,11 @@ export async function routeUser(req: IncomingMessage, url: URL, apiKey: ApiKeyCh
     return asked;
   }
   const token = bearerToken(req);
-  if (!token) throw new SwitchboardError('ERR_UNAUTHORIZED', 'send the API key, or a client token for your own route (Authorization: Bearer <token>)');
+  if (!token)
+    throw new SwitchboardError(
+      'ERR_UNAUTHORIZED',
+      'send the API key, or a client token for your own route (Authorization: Bearer <token>)',
+    );
   let user: string;
   try {
     user = (await verifier.verify(token)).user;

@@ -18,7 +18,11 @@ export interface ServerKitOptions {
  * The HTTP server node and gateway share: request timeouts, a handler whose failure is logged and
  * answered 500 `internal` (never an unhandled rejection), and 400 for malformed requests.
  */
-export function createServer(options: ServerKitOptions, handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>, log: Logger): Server {
+export function createServer(
+  options: ServerKitOptions,
+  handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  log: Logger,
+): Server {
   const serverOptions = {
     headersTimeout: options.handshakeTimeoutMs,
     requestTimeout: options.handshakeTimeoutMs,
@@ -31,7 +35,9 @@ export function createServer(options: ServerKitOptions, handler: (req: IncomingM
       else res.destroy();
     });
   };
-  const server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest) : createHttpServer(serverOptions, onRequest);
+  const server = options.tls
+    ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest)
+    : createHttpServer(serverOptions, onRequest);
   server.on('clientError', (err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     socket.destroy();

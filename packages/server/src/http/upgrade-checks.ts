@@ -41,7 +41,8 @@ export function checkUpgrade(req: IncomingMessage, rules: UpgradeRules): Admitte
   } catch {
     return { ok: false, error: 'ERR_BAD_FRAME', message: 'bad request URL', reason: 'url' };
   }
-  if (url.pathname !== rules.wsPath) return { ok: false, error: 'ERR_NOT_FOUND', message: `no WebSocket endpoint at ${url.pathname}`, reason: 'path' };
+  if (url.pathname !== rules.wsPath)
+    return { ok: false, error: 'ERR_NOT_FOUND', message: `no WebSocket endpoint at ${url.pathname}`, reason: 'path' };
   const refusal = rules.refusal();
   if (refusal !== undefined) return { ok: false, error: 'ERR_UNAVAILABLE', message: refusal, reason: 'unavailable' };
   const origin = req.headers.origin;

@@ -188,7 +188,16 @@ export class RedisPresenceStore implements PresenceStore {
     const now = this.now();
     const expiry = now + this.ttlMs;
     const p = this.redis.pipeline();
-    this.scripts.presenceAdd.queue(p, ...this.userKeys(channel, member.user), now, expiry, member.session, `${member.since}|${member.node}`, member.user, this.keyTtlMs);
+    this.scripts.presenceAdd.queue(
+      p,
+      ...this.userKeys(channel, member.user),
+      now,
+      expiry,
+      member.session,
+      `${member.since}|${member.node}`,
+      member.user,
+      this.keyTtlMs,
+    );
     // LT also adds a missing channel; a lower bound is all reap needs.
     p.zadd(this.channelsKey, 'LT', expiry, channel);
     const [joined] = await exec(p);
@@ -196,7 +205,12 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async remove(channel: string, member: PresenceMember): Promise<boolean> {
-    const [left, score] = (await this.scripts.presenceRemove(...this.userKeys(channel, member.user), this.now(), member.session, member.user)) as [number, string];
+    const [left, score] = (await this.scripts.presenceRemove(
+      ...this.userKeys(channel, member.user),
+      this.now(),
+      member.session,
+      member.user,
+    )) as [number, string];
     // The user's latest lease may now be an earlier one (a session on a dead node): let reap know.
     if (score !== '') await this.redis.zadd(this.channelsKey, 'LT', score, channel);
     return left === 1;

@@ -92,7 +92,10 @@ export async function connectRedis(links: RedisLinks, url: string, hint: string)
   const where = redactRedisUrl(url);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisUnreachableError(`Redis is not reachable at ${where} (REDIS_URL): ${hint}`)), REDIS_CONNECT_TIMEOUT_MS);
+    timer = setTimeout(
+      () => reject(new RedisUnreachableError(`Redis is not reachable at ${where} (REDIS_URL): ${hint}`)),
+      REDIS_CONNECT_TIMEOUT_MS,
+    );
   });
   try {
     await Promise.race([Promise.all([links.redis.connect(), links.sub.connect()]), timeout]);

@@ -178,7 +178,9 @@ export class RedisRegistry implements Registry {
     this.renewTimer = undefined;
     const nodes = [...this.own.keys()];
     this.own.clear();
-    const removals = Promise.allSettled(nodes.map((node) => this.scripts.registryRemove(this.nodesKey, this.leasesKey, node, this.changeChannel)));
+    const removals = Promise.allSettled(
+      nodes.map((node) => this.scripts.registryRemove(this.nodesKey, this.leasesKey, node, this.changeChannel)),
+    );
     await removals;
     // Our own listeners learn about the removal too, like with the memory registry.
     if (this.listeners.size > 0 && this.redis.status === 'ready') {
@@ -209,10 +211,13 @@ export class RedisRegistry implements Registry {
 
   private watch(): void {
     if (this.pollTimer) return;
-    this.pollTimer = setInterval(() => {
-      this.listen();
-      this.refresh();
-    }, Math.max(10, Math.floor(this.leaseMs / 3)));
+    this.pollTimer = setInterval(
+      () => {
+        this.listen();
+        this.refresh();
+      },
+      Math.max(10, Math.floor(this.leaseMs / 3)),
+    );
     this.pollTimer.unref();
     this.sub.on('messageBuffer', this.onMessage);
     this.subscribed = true;

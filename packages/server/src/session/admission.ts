@@ -157,7 +157,11 @@ export class Admission {
     }
     await session.start(auto, positions);
     if (resume === undefined) {
-      session.reply(undefined, { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: 'resume is not base64url JSON of {channel: {epoch, offset}}: nothing was recovered' });
+      session.reply(undefined, {
+        ok: false,
+        code: ERRORS.ERR_BAD_FRAME.code,
+        message: 'resume is not base64url JSON of {channel: {epoch, offset}}: nothing was recovered',
+      });
     }
   }
 }

@@ -1,4 +1,14 @@
-import { parseChannel, userChannel, type ChannelRef, type ClientFrame, type ErrorCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
+import {
+  parseChannel,
+  userChannel,
+  type ChannelRef,
+  type ClientFrame,
+  type ErrorCode,
+  type FrameId,
+  type ServerFrame,
+  type StreamPosition,
+  type SubscriptionState,
+} from '@switchboard/protocol';
 import { publishDenial, subscribeDenial } from '../auth/permissions.js';
 import type { Identity } from '../auth/token-verifier.js';
 import { ERRORS, SwitchboardError } from '../errors.js';
@@ -93,11 +103,21 @@ function resolveChannel(
   return ref;
 }
 
-async function publish(session: FrameTarget, channel: string, frame: Extract<ClientFrame, { type: 'send' | 'publish' }>, ctx: NodeContext): Promise<void> {
+async function publish(
+  session: FrameTarget,
+  channel: string,
+  frame: Extract<ClientFrame, { type: 'send' | 'publish' }>,
+  ctx: NodeContext,
+): Promise<void> {
   if (!resolveChannel(session, channel, frame.id, publishDenial)) return;
   // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
   const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
-  const outcome = await ctx.channels.publish(channel, { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() }, 'ws', key);
+  const outcome = await ctx.channels.publish(
+    channel,
+    { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() },
+    'ws',
+    key,
+  );
   const position = { epoch: outcome.epoch, offset: outcome.offset };
   session.reply(frame.id, outcome.duplicate ? { ok: true, ...position, duplicate: true } : { ok: true, ...position });
 }
@@ -111,7 +131,11 @@ async function subscribe(session: FrameTarget, frame: Extract<ClientFrame, { typ
   }
   const max = ctx.sessionOptions.maxSubscriptions;
   if (session.channelCount >= max) {
-    return session.reply(frame.id, { ok: false, code: ERRORS.ERR_TOO_LARGE.code, message: `subscription limit reached (${max} channels per session)` });
+    return session.reply(frame.id, {
+      ok: false,
+      code: ERRORS.ERR_TOO_LARGE.code,
+      message: `subscription limit reached (${max} channels per session)`,
+    });
   }
   const { state, flush } = await session.attach(channel, frame.since);
   session.reply(frame.id, { ok: true, channel, ...state });

@@ -21,9 +21,7 @@ const schemas = {
 } satisfies { [T in ClientFrame['type']]: z.ZodType };
 
 /** Outcome of parsing one client frame. */
-export type ParseResult =
-  | { ok: true; frame: ClientFrame }
-  | { ok: false; id: FrameId | undefined; message: string };
+export type ParseResult = { ok: true; frame: ClientFrame } | { ok: false; id: FrameId | undefined; message: string };
 
 /**
  * Parses and validates one client frame (text). Never throws: anything wrong yields a message for

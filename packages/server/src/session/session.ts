@@ -243,7 +243,12 @@ export class Session implements HubMember, FrameTarget {
     if (text === undefined) {
       framesIn.inc({ type: 'binary' });
       const limited = verdict === 'rejected';
-      this.reply(undefined, limited ? this.rateLimited() : { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: 'binary frames are not supported; send JSON text' });
+      this.reply(
+        undefined,
+        limited
+          ? this.rateLimited()
+          : { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: 'binary frames are not supported; send JSON text' },
+      );
       return;
     }
     const parsed = parseClientFrame(text);
@@ -264,7 +269,11 @@ export class Session implements HubMember, FrameTarget {
   }
 
   private rateLimited(): ReplyResult {
-    return { ok: false, code: ERRORS.ERR_RATE_LIMITED.code, message: `over ${this.ctx.sessionOptions.rateLimitPerSecond} frames/s; frame dropped` };
+    return {
+      ok: false,
+      code: ERRORS.ERR_RATE_LIMITED.code,
+      message: `over ${this.ctx.sessionOptions.rateLimitPerSecond} frames/s; frame dropped`,
+    };
   }
 
   private slowConsumer(): void {

@@ -36,11 +36,15 @@ describe('hash routing', { skip: redisSkip }, () => {
       const perUser = (await redis.pubsub('CHANNELS', `${cluster.prefix}{ch:user:*`)) as string[];
       assert.deepEqual(perUser, [], 'owners receive their users on their node channel');
       const perNode = ((await redis.pubsub('CHANNELS', `${cluster.prefix}{node:*`)) as string[]).sort();
-      assert.deepEqual(perNode, ['h1', 'h2', 'h3'].map((id) => `${cluster.prefix}{node:${id}}`));
+      assert.deepEqual(
+        perNode,
+        ['h1', 'h2', 'h3'].map((id) => `${cluster.prefix}{node:${id}}`),
+      );
     } finally {
       redis.disconnect();
     }
-    for (const user of USERS.slice(0, 30)) await api(byId.get('h1')!, 'POST', '/v1/publish', { channel: `user:${user}`, topic: 't', data: 'hello' });
+    for (const user of USERS.slice(0, 30))
+      await api(byId.get('h1')!, 'POST', '/v1/publish', { channel: `user:${user}`, topic: 't', data: 'hello' });
     for (const user of USERS.slice(0, 30)) assert.equal((await clients.get(user)!.waitMessages(1))[0]!.data, 'hello');
   });
 
@@ -66,7 +70,10 @@ describe('hash routing', { skip: redisSkip }, () => {
     const before = HashRing.from(['h1', 'h2', 'h3']);
     const afterRing = HashRing.from(['h1', 'h2', 'h3', 'h4']);
     const expectedMoved = USERS.filter((u) => afterRing.nodeFor(u) === 'h4');
-    assert.ok(USERS.every((u) => afterRing.nodeFor(u) === 'h4' || afterRing.nodeFor(u) === before.nodeFor(u)), 'only keys going to h4 change owner');
+    assert.ok(
+      USERS.every((u) => afterRing.nodeFor(u) === 'h4' || afterRing.nodeFor(u) === before.nodeFor(u)),
+      'only keys going to h4 change owner',
+    );
 
     // Publish to every user throughout the move.
     let publishing = true;
@@ -92,7 +99,9 @@ describe('hash routing', { skip: redisSkip }, () => {
         client.closed.then(async ({ code }) => {
           if (code !== 4000) return;
           closedWith4000.add(user);
-          const positions = { [`user:${user}`]: { epoch: client.messages().at(-1)!.epoch as string, offset: client.messages().at(-1)!.offset as number } };
+          const positions = {
+            [`user:${user}`]: { epoch: client.messages().at(-1)!.epoch as string, offset: client.messages().at(-1)!.offset as number },
+          };
           const next = await TestClient.connect(h4, user, {}, `&resume=${encodeResume(positions)}`);
           assert.equal(next.frames[0]!.subscriptions[`user:${user}`].recovered, true);
           next.frames.unshift(...client.messages());
@@ -116,10 +125,16 @@ describe('hash routing', { skip: redisSkip }, () => {
       const want = sent + (USERS.indexOf(user) < 30 ? 1 : 0);
       const got = await client.waitMessages(want, `user:${user}`, 8000).catch((err: Error) => {
         const seen = client.messages(`user:${user}`).map((m) => m.offset);
-        throw new Error(`${user} (moved: ${closedWith4000.has(user)}, owner ${before.nodeFor(user)} -> ${afterRing.nodeFor(user)}): ${err.message}; offsets ${seen.join(',')}`);
+        throw new Error(
+          `${user} (moved: ${closedWith4000.has(user)}, owner ${before.nodeFor(user)} -> ${afterRing.nodeFor(user)}): ${err.message}; offsets ${seen.join(',')}`,
+        );
       });
       const offsets = got.map((m) => m.offset as number);
-      assert.deepEqual(offsets, Array.from({ length: want }, (_, i) => i + 1), `${user}: every offset once, in order`);
+      assert.deepEqual(
+        offsets,
+        Array.from({ length: want }, (_, i) => i + 1),
+        `${user}: every offset once, in order`,
+      );
     }
   });
 });

@@ -44,15 +44,25 @@ for (const routing of ['interest', 'broadcast', 'hash'] as const) {
       for (let i = 1; i <= 20; i++) replies.push(await alice.request({ type: 'send', to: 'bob', topic: 'chat', data: i }));
       for (const tab of tabs) {
         const got = await tab.waitMessages(20, 'user:bob');
-        assert.deepEqual(got.map((m) => m.data), Array.from({ length: 20 }, (_, i) => i + 1));
-        assert.deepEqual(got.map((m) => m.offset), replies.map((r) => r.offset));
+        assert.deepEqual(
+          got.map((m) => m.data),
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        );
+        assert.deepEqual(
+          got.map((m) => m.offset),
+          replies.map((r) => r.offset),
+        );
       }
       for (const tab of tabs) await settled(n2, tab, 'bob');
       for (const tab of tabs) assert.equal(tab.messages('user:bob').filter((m) => m.topic === 'chat').length, 20, 'no duplicates');
     });
 
     it('a group publish and a broadcast reach every member on every node exactly once', async () => {
-      const members = [await connect(n1, 'g1', { groups: ['ops'] }), await connect(n2, 'g2', { groups: ['ops'] }), await connect(n3, 'g3', { groups: ['ops'] })];
+      const members = [
+        await connect(n1, 'g1', { groups: ['ops'] }),
+        await connect(n2, 'g2', { groups: ['ops'] }),
+        await connect(n3, 'g3', { groups: ['ops'] }),
+      ];
       const outsider = await connect(n2, 'outsider');
       assert.equal((await members[2]!.request({ type: 'publish', channel: 'group:ops', topic: 'alert', data: 'fire' })).ok, true);
       assert.equal((await api(n3, 'POST', '/v1/publish', { channel: 'broadcast', topic: 'news', data: 'to all' })).status, 200);
@@ -79,7 +89,10 @@ for (const routing of ['interest', 'broadcast', 'hash'] as const) {
       await tab2.close();
       await watcher.next((f) => f.type === 'presence' && f.user === 'carol' && f.event === 'leave');
       await settled(n1, watcher, 'watcher');
-      assert.deepEqual(watcher.frames.filter((f) => f.type === 'presence' && f.user === 'carol').map((f) => f.event), ['join', 'leave']);
+      assert.deepEqual(
+        watcher.frames.filter((f) => f.type === 'presence' && f.user === 'carol').map((f) => f.event),
+        ['join', 'leave'],
+      );
       assert.equal((await api(n1, 'GET', '/v1/users/carol')).body.online, false);
     });
 
@@ -89,21 +102,31 @@ for (const routing of ['interest', 'broadcast', 'hash'] as const) {
       const user = await api(n2, 'GET', '/v1/users/dave');
       assert.deepEqual(user.body.sessions.map((s: { node: string }) => s.node).sort(), ['n1', 'n3']);
       const nodes = await api(n2, 'GET', '/v1/nodes');
-      assert.deepEqual(nodes.body.nodes.map((n: { node: string }) => n.node), ['n1', 'n2', 'n3']);
+      assert.deepEqual(
+        nodes.body.nodes.map((n: { node: string }) => n.node),
+        ['n1', 'n2', 'n3'],
+      );
     });
 
     it('a client that moves to another node resumes with every missed message once, in order', async () => {
       const first = await connect(n1, 'erin', { groups: ['log'] });
       const welcome = first.frames[0]!;
       await first.close();
-      for (let i = 0; i < 25; i++) await api(n2, 'POST', '/v1/publish', { channel: i % 2 ? 'group:log' : 'user:erin', topic: 't', data: i });
+      for (let i = 0; i < 25; i++)
+        await api(n2, 'POST', '/v1/publish', { channel: i % 2 ? 'group:log' : 'user:erin', topic: 't', data: i });
       const resume = encodeResume({ 'user:erin': welcome.subscriptions['user:erin'], 'group:log': welcome.subscriptions['group:log'] });
       const moved = await connect(n3, 'erin', { groups: ['log'] }, `&resume=${resume}`);
       const w = moved.frames[0]!;
       assert.equal(w.subscriptions['user:erin'].recovered, true);
       assert.equal(w.subscriptions['group:log'].recovered, true);
-      assert.deepEqual((await moved.waitMessages(13, 'user:erin')).map((m) => m.data), [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]);
-      assert.deepEqual((await moved.waitMessages(12, 'group:log')).map((m) => m.data), [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]);
+      assert.deepEqual(
+        (await moved.waitMessages(13, 'user:erin')).map((m) => m.data),
+        [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24],
+      );
+      assert.deepEqual(
+        (await moved.waitMessages(12, 'group:log')).map((m) => m.data),
+        [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23],
+      );
     });
 
     it('fills a publication lost between nodes from history, on the receiving node, in order', async () => {
@@ -114,7 +137,14 @@ for (const routing of ['interest', 'broadcast', 'hash'] as const) {
       await cluster.shared.history.append('group:lossy', { from: null, topic: 't', data: 2, ts: Date.now() });
       await api(n1, 'POST', '/v1/publish', { channel: 'group:lossy', topic: 't', data: 3 });
       const got = await member.waitMessages(3, 'group:lossy');
-      assert.deepEqual(got.map((m) => [m.offset, m.data]), [[1, 1], [2, 2], [3, 3]]);
+      assert.deepEqual(
+        got.map((m) => [m.offset, m.data]),
+        [
+          [1, 1],
+          [2, 2],
+          [3, 3],
+        ],
+      );
     });
 
     if (routing === 'hash') {

@@ -35,7 +35,15 @@ export class InProcessCluster {
         done();
       },
     });
-    const resolved = resolveOptions({ port: 0, jwtSecret: SECRET, apiKey: API_KEY, logLevel: 'info', nodeId: id, ...this.options, ...options });
+    const resolved = resolveOptions({
+      port: 0,
+      jwtSecret: SECRET,
+      apiKey: API_KEY,
+      logLevel: 'info',
+      nodeId: id,
+      ...this.options,
+      ...options,
+    });
     const node = new SwitchboardNode(resolved, { logDestination: sink, engine: createEngine(resolved, { shared: this.shared }) });
     const { url } = await node.start();
     const testNode: TestNode = {

@@ -17,7 +17,9 @@ const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].fi
 const skip = REDIS_SERVER ? undefined : process.env.CI === 'true' ? undefined : 'redis-server binary not installed';
 
 async function startRedis(port: number): Promise<ChildProcess> {
-  const child = spawn(REDIS_SERVER!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child = spawn(REDIS_SERVER!, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
   const deadline = Date.now() + 5000;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -101,7 +103,12 @@ describe('Redis outage', { skip }, () => {
     assert.equal(bob.messages().filter((m) => m.data === 'during' || m.data === 'during-api').length, 0, 'nothing accepted while down');
 
     // A client resuming from before the loss is told the gap cannot be filled.
-    const resumed = await TestClient.connect(n1, 'bob', { groups: ['g'] }, `&resume=${encodeResume({ 'group:g': bobWelcome.subscriptions['group:g'] })}`);
+    const resumed = await TestClient.connect(
+      n1,
+      'bob',
+      { groups: ['g'] },
+      `&resume=${encodeResume({ 'group:g': bobWelcome.subscriptions['group:g'] })}`,
+    );
     open.push(resumed);
     assert.equal(resumed.frames[0]!.subscriptions['group:g'].recovered, false);
 

@@ -57,13 +57,27 @@ export class Received implements BrokerHandler {
 
   /** Waits until `channel` has received at least `count` messages. */
   async wait(channel: string, count: number, timeoutMs = 5000): Promise<BrokerMessage[]> {
-    return eventually(() => this.on(channel), (m) => m.length >= count, `${count} messages on ${channel} (have ${this.on(channel).length})`, timeoutMs);
+    return eventually(
+      () => this.on(channel),
+      (m) => m.length >= count,
+      `${count} messages on ${channel} (have ${this.on(channel).length})`,
+      timeoutMs,
+    );
   }
 }
 
 /** A publication as the node sends it: its position and its serialised `message` frame. */
 export function publication(channel: string, offset: number, data: unknown = { n: offset }, epoch = 'e-Az_09'): BrokerMessage {
-  const frame = JSON.stringify({ type: 'message', channel, epoch, offset, from: 'alice', topic: 'chat', data, ts: 1_732_370_000_000 + offset });
+  const frame = JSON.stringify({
+    type: 'message',
+    channel,
+    epoch,
+    offset,
+    from: 'alice',
+    topic: 'chat',
+    data,
+    ts: 1_732_370_000_000 + offset,
+  });
   return { kind: 'message', epoch, offset, frame: Buffer.from(frame) };
 }
 
@@ -121,7 +135,10 @@ function routingContract(makePair: MakePair, routing: Routing): void {
       // A marker after the burst: once it is in, a duplicate of the burst would be in too.
       await pair.a.publish('group:ops', publication('group:ops', 1001));
       const messages = await got.b.wait('group:ops', 1001, 15_000);
-      assert.deepEqual(offsets(messages), Array.from({ length: 1001 }, (_, i) => i + 1));
+      assert.deepEqual(
+        offsets(messages),
+        Array.from({ length: 1001 }, (_, i) => i + 1),
+      );
       assert.deepEqual(messages[0], publication('group:ops', 1), 'the message arrives as it was published');
       assert.deepEqual(got.a.all, [], 'the publishing node did not subscribe, so it receives nothing');
     }));
@@ -132,7 +149,10 @@ function routingContract(makePair: MakePair, routing: Routing): void {
       await pair.a.publish('group:dev', publication('group:dev', 1));
       await pair.a.publish('group:ops', publication('group:ops', 1));
       await got.b.wait('group:ops', 1);
-      assert.deepEqual(got.b.all.map((r) => r.channel), ['group:ops']);
+      assert.deepEqual(
+        got.b.all.map((r) => r.channel),
+        ['group:ops'],
+      );
     }));
 
   it('delivers to the publishing node too when it subscribed', () =>
@@ -258,15 +278,29 @@ function routingContract(makePair: MakePair, routing: Routing): void {
       for (const channel of channels) await got.b.wait(channel, 1);
 
       await pair.outage.down();
-      await eventually(() => pair.a.ready || pair.b.ready, (ready) => !ready, 'both brokers not ready', 15_000);
+      await eventually(
+        () => pair.a.ready || pair.b.ready,
+        (ready) => !ready,
+        'both brokers not ready',
+        15_000,
+      );
       await within(1000, 'a publish while down', () => pair.a.publish('group:ops', publication('group:ops', 2)));
       await within(1000, 'a new subscribe while down', () => pair.b.subscribe('group:new'));
       await pair.b.unsubscribe('group:gone');
-      await eventually(() => got.b.links, (l) => l.includes('down'), 'the link reported down');
+      await eventually(
+        () => got.b.links,
+        (l) => l.includes('down'),
+        'the link reported down',
+      );
 
       await pair.outage.up();
       await eventually(() => pair.a.ready && pair.b.ready, Boolean, 'both ready again', 30_000);
-      await eventually(() => got.b.links, (l) => l.at(-1) === 'up', 'the link reported up again', 10_000);
+      await eventually(
+        () => got.b.links,
+        (l) => l.at(-1) === 'up',
+        'the link reported up again',
+        10_000,
+      );
       // Nothing re-subscribes but the broker itself: publish until every channel is heard again.
       await eventually(
         async () => {
@@ -279,11 +313,23 @@ function routingContract(makePair: MakePair, routing: Routing): void {
       );
       await pair.a.publish('group:gone', publication('group:gone', 9));
       await pair.a.publish('group:ops', publication('group:ops', 10));
-      await eventually(() => offsets(got.b.on('group:ops')), (o) => o.includes(10), 'the marker after the outage');
-      assert.deepEqual(got.b.on('group:gone').map((m) => m.kind === 'message' && m.offset), [], 'a channel unsubscribed while down is not restored');
+      await eventually(
+        () => offsets(got.b.on('group:ops')),
+        (o) => o.includes(10),
+        'the marker after the outage',
+      );
+      assert.deepEqual(
+        got.b.on('group:gone').map((m) => m.kind === 'message' && m.offset),
+        [],
+        'a channel unsubscribed while down is not restored',
+      );
       for (const channel of channels) {
         const seen = offsets(got.b.on(channel));
-        assert.deepEqual([...seen].sort((x, y) => x - y), seen, `${channel} in order`);
+        assert.deepEqual(
+          [...seen].sort((x, y) => x - y),
+          seen,
+          `${channel} in order`,
+        );
       }
     } finally {
       await pair.cleanup();

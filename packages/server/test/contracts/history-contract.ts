@@ -16,7 +16,12 @@ export interface HistoryLimits {
   idempotencyWindowMs: number;
 }
 
-export const DEFAULT_LIMITS: HistoryLimits = { historySize: 200, historyTtlMs: 300_000, historyMetaTtlMs: 86_400_000, idempotencyWindowMs: 300_000 };
+export const DEFAULT_LIMITS: HistoryLimits = {
+  historySize: 200,
+  historyTtlMs: 300_000,
+  historyMetaTtlMs: 86_400_000,
+  idempotencyWindowMs: 300_000,
+};
 
 /**
  * Opens `count` histories over one fresh, empty store, as `count` nodes of one cluster would have
@@ -41,7 +46,11 @@ export function historyContract(open: OpenHistories): void {
     assert.deepEqual(await h.position('group:a'), pos, 'asking again does not start another epoch');
     assert.deepEqual(await h.read('group:a', 0, 10), { epoch: pos.epoch, offset: 0, firstOffset: 1, publications: [] });
     const first = await h.append('group:a', input(1));
-    assert.deepEqual({ epoch: first.epoch, offset: first.offset }, { epoch: pos.epoch, offset: 1 }, 'the first append keeps the epoch clients were told');
+    assert.deepEqual(
+      { epoch: first.epoch, offset: first.offset },
+      { epoch: pos.epoch, offset: 1 },
+      'the first append keeps the epoch clients were told',
+    );
   });
 
   it('assigns dense offsets from 1 in one epoch, independently per channel', async () => {
@@ -49,10 +58,21 @@ export function historyContract(open: OpenHistories): void {
     const a = [];
     for (let i = 0; i < 5; i++) a.push(await h.append('group:a', input(i)));
     const b = await h.append('group:b', input(9));
-    assert.deepEqual(a.map((p) => p.offset), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      a.map((p) => p.offset),
+      [1, 2, 3, 4, 5],
+    );
     assert.equal(new Set(a.map((p) => p.epoch)).size, 1, 'one epoch for all appends');
     assert.equal(b.offset, 1, 'another channel counts on its own');
-    assert.deepEqual(a[2], { channel: 'group:a', epoch: a[0]!.epoch, offset: 3, from: 'alice', topic: 'chat', data: { n: 2 }, ts: a[2]!.ts });
+    assert.deepEqual(a[2], {
+      channel: 'group:a',
+      epoch: a[0]!.epoch,
+      offset: 3,
+      from: 'alice',
+      topic: 'chat',
+      data: { n: 2 },
+      ts: a[2]!.ts,
+    });
     assert.deepEqual(await h.position('group:a'), { epoch: a[0]!.epoch, offset: 5 });
     assert.deepEqual(await h.read('group:a', 0, 100), { epoch: a[0]!.epoch, offset: 5, firstOffset: 1, publications: a });
   });
@@ -62,13 +82,21 @@ export function historyContract(open: OpenHistories): void {
     const inputs: PublicationInput[] = [
       { from: null, topic: 'sys', data: null, ts: Date.now() },
       { from: 'a|b"c\\d', topic: 'to|pic\n', data: 'm|1|e|{"x":1}', ts: Date.now() },
-      { from: 'bob', topic: 'emoji', data: { text: 'héllo 👋 \u2028\u2029 </script>', list: [1, -2.5, 1e21, true, false, null, []], nested: { a: { b: { c: 'd' } } } }, ts: Date.now() },
+      {
+        from: 'bob',
+        topic: 'emoji',
+        data: { text: 'héllo 👋 \u2028\u2029 </script>', list: [1, -2.5, 1e21, true, false, null, []], nested: { a: { b: { c: 'd' } } } },
+        ts: Date.now(),
+      },
       { from: 'carol', topic: 'num', data: 0, ts: Date.now() },
     ];
     for (const channel of ['group:ops', 'user:a|b', 'group:{x}y}', 'broadcast']) {
       const pubs = [];
       for (const i of inputs) pubs.push(await h.append(channel, i));
-      assert.deepEqual(pubs.map(({ channel: c, offset, from, topic, data, ts }) => ({ c, offset, from, topic, data, ts })), inputs.map((i, n) => ({ c: channel, offset: n + 1, ...i })));
+      assert.deepEqual(
+        pubs.map(({ channel: c, offset, from, topic, data, ts }) => ({ c, offset, from, topic, data, ts })),
+        inputs.map((i, n) => ({ c: channel, offset: n + 1, ...i })),
+      );
       assert.deepEqual((await h.read(channel, 0, 10)).publications, pubs, `read of ${channel}`);
     }
   });
@@ -79,8 +107,14 @@ export function historyContract(open: OpenHistories): void {
     const page = await h.read('group:a', 0, 100);
     assert.equal(page.offset, 5);
     assert.equal(page.firstOffset, 3);
-    assert.deepEqual(page.publications.map((p) => p.offset), [3, 4, 5]);
-    assert.deepEqual(page.publications.map((p) => p.data), [{ n: 2 }, { n: 3 }, { n: 4 }]);
+    assert.deepEqual(
+      page.publications.map((p) => p.offset),
+      [3, 4, 5],
+    );
+    assert.deepEqual(
+      page.publications.map((p) => p.data),
+      [{ n: 2 }, { n: 3 }, { n: 4 }],
+    );
   });
 
   it('keeps nothing with historySize 0 but still counts offsets', async () => {
@@ -89,7 +123,10 @@ export function historyContract(open: OpenHistories): void {
     const last = await h.append('group:a', input(2));
     assert.equal(last.offset, 2);
     const page = await h.read('group:a', 0, 100);
-    assert.deepEqual({ offset: page.offset, firstOffset: page.firstOffset, publications: page.publications }, { offset: 2, firstOffset: 3, publications: [] });
+    assert.deepEqual(
+      { offset: page.offset, firstOffset: page.firstOffset, publications: page.publications },
+      { offset: 2, firstOffset: 3, publications: [] },
+    );
   });
 
   it('drops publications older than historyTtlMs by their ts, keeping the epoch and offsets', async () => {
@@ -106,7 +143,11 @@ export function historyContract(open: OpenHistories): void {
     await h.append('group:b', input(1, now - 20_000));
     await h.append('group:b', input(2, now - 20_000));
     const gone = await h.read('group:b', 0, 100);
-    assert.deepEqual({ offset: gone.offset, firstOffset: gone.firstOffset, n: gone.publications.length }, { offset: 2, firstOffset: 3, n: 0 }, 'all expired: an empty window after the latest offset');
+    assert.deepEqual(
+      { offset: gone.offset, firstOffset: gone.firstOffset, n: gone.publications.length },
+      { offset: 2, firstOffset: 3, n: 0 },
+      'all expired: an empty window after the latest offset',
+    );
     const next = await h.append('group:b', input(3));
     assert.deepEqual({ epoch: next.epoch, offset: next.offset }, { epoch: gone.epoch, offset: 3 }, 'expiry does not restart the channel');
     assert.deepEqual((await h.read('group:b', 0, 100)).publications, [next]);
@@ -132,7 +173,11 @@ export function historyContract(open: OpenHistories): void {
     for (let i = 0; i < 20; i++) await h.append('group:a', input(i));
     const page = await h.read('group:a', 3, 100);
     assert.equal(page.firstOffset, 16);
-    assert.deepEqual(page.publications.map((p) => p.offset), [16, 17, 18, 19, 20], 'a since before the window starts at the oldest kept');
+    assert.deepEqual(
+      page.publications.map((p) => p.offset),
+      [16, 17, 18, 19, 20],
+      'a since before the window starts at the oldest kept',
+    );
   });
 
   it('appends a key once per channel within the window and answers repeats with the original position', async () => {
@@ -149,7 +194,10 @@ export function historyContract(open: OpenHistories): void {
     assert.ok(!other.duplicate && other.pub.offset === 3, 'another key appends');
     const elsewhere = await h.appendOnce('group:b', input(4), 'k1');
     assert.ok(!elsewhere.duplicate && elsewhere.pub.offset === 1, 'keys are per channel');
-    assert.deepEqual((await h.read('group:a', 0, 10)).publications.map((p) => p.data), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    assert.deepEqual(
+      (await h.read('group:a', 0, 10)).publications.map((p) => p.data),
+      [{ n: 1 }, { n: 2 }, { n: 3 }],
+    );
   });
 
   it('forgets an idempotency key after the window', async () => {
@@ -164,16 +212,27 @@ export function historyContract(open: OpenHistories): void {
   it('gives concurrent appends from two nodes distinct dense offsets in one epoch', async () => {
     const [a, b] = await open(DEFAULT_LIMITS, 2);
     const pubs = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a! : b!).append('group:hot', input(i))));
-    assert.deepEqual(pubs.map((p) => p.offset).sort((x, y) => x - y), Array.from({ length: 40 }, (_, i) => i + 1));
+    assert.deepEqual(
+      pubs.map((p) => p.offset).sort((x, y) => x - y),
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
     assert.equal(new Set(pubs.map((p) => p.epoch)).size, 1);
     const page = await a!.read('group:hot', 0, 100);
-    assert.deepEqual(page.publications, [...pubs].sort((x, y) => x.offset - y.offset), 'each offset holds the publication it was given');
+    assert.deepEqual(
+      page.publications,
+      [...pubs].sort((x, y) => x.offset - y.offset),
+      'each offset holds the publication it was given',
+    );
     assert.deepEqual(await b!.position('group:hot'), { epoch: pubs[0]!.epoch, offset: 40 });
   });
 
   it('appends a key once when two nodes race with it', async () => {
     const [a, b] = await open(DEFAULT_LIMITS, 2);
-    const results = await Promise.all([a!.appendOnce('group:a', input(1), 'race'), b!.appendOnce('group:a', input(2), 'race'), a!.appendOnce('group:a', input(3), 'race')]);
+    const results = await Promise.all([
+      a!.appendOnce('group:a', input(1), 'race'),
+      b!.appendOnce('group:a', input(2), 'race'),
+      a!.appendOnce('group:a', input(3), 'race'),
+    ]);
     const fresh = results.filter((r) => !r.duplicate);
     assert.equal(fresh.length, 1, 'exactly one append');
     const pub = fresh[0]!.duplicate ? undefined : fresh[0]!.pub;

@@ -88,7 +88,7 @@ export function presenceContract(open: OpenStores): void {
     assert.deepEqual(await store.sessions('x'), []);
   });
 
-  it('lists a user\'s sessions from their personal channel', async () => {
+  it("lists a user's sessions from their personal channel", async () => {
     const store = await one();
     await store.add('user:alice', member('alice', 's1', 'n1', 111));
     await store.add('user:alice', member('alice', 's2', 'n2', 222));
@@ -100,7 +100,10 @@ export function presenceContract(open: OpenStores): void {
     ]);
     assert.deepEqual(await store.sessions('bob'), []);
     await store.remove('user:alice', member('alice', 's1'));
-    assert.deepEqual((await store.sessions('alice')).map((s) => s.session), ['s2']);
+    assert.deepEqual(
+      (await store.sessions('alice')).map((s) => s.session),
+      ['s2'],
+    );
   });
 
   it('gives two tabs of one user on two nodes one join and one leave', async () => {
@@ -116,9 +119,15 @@ export function presenceContract(open: OpenStores): void {
   it('gives exactly one join and one leave when two nodes race', async () => {
     const [a, b] = await open(2);
     for (let round = 0; round < 5; round++) {
-      const joins = await Promise.all([a!.add('group:race', member('alice', 's1', 'n1')), b!.add('group:race', member('alice', 's2', 'n2'))]);
+      const joins = await Promise.all([
+        a!.add('group:race', member('alice', 's1', 'n1')),
+        b!.add('group:race', member('alice', 's2', 'n2')),
+      ]);
       assert.equal(joins.filter(Boolean).length, 1, `round ${round}: one join`);
-      const leaves = await Promise.all([a!.remove('group:race', member('alice', 's1', 'n1')), b!.remove('group:race', member('alice', 's2', 'n2'))]);
+      const leaves = await Promise.all([
+        a!.remove('group:race', member('alice', 's1', 'n1')),
+        b!.remove('group:race', member('alice', 's2', 'n2')),
+      ]);
       assert.equal(leaves.filter(Boolean).length, 1, `round ${round}: one leave`);
     }
   });
@@ -128,7 +137,13 @@ export function presenceContract(open: OpenStores): void {
     await store.add('group:ops', member('alice', 's1'));
     await store.add('user:alice', member('alice', 's1'));
     assert.deepEqual(await store.refresh([]), []);
-    assert.deepEqual(await store.refresh([{ channel: 'group:ops', member: member('alice', 's1') }, { channel: 'user:alice', member: member('alice', 's1') }]), []);
+    assert.deepEqual(
+      await store.refresh([
+        { channel: 'group:ops', member: member('alice', 's1') },
+        { channel: 'user:alice', member: member('alice', 's1') },
+      ]),
+      [],
+    );
     assert.deepEqual(await store.list('group:ops'), [{ user: 'alice', sessions: 1, nodes: ['n1'] }]);
     assert.equal((await store.sessions('alice')).length, 1);
   });

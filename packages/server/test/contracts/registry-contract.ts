@@ -102,9 +102,17 @@ export function registryContract(makeHarness: () => Promise<RegistryHarness>): v
       const seen: string[][] = [];
       observer.onChange((nodes) => seen.push(ids(nodes)));
       await a.register(info('n1'));
-      await eventually(() => seen, (s) => s.some((l) => l.includes('n1')), 'a list with n1');
+      await eventually(
+        () => seen,
+        (s) => s.some((l) => l.includes('n1')),
+        'a list with n1',
+      );
       await a.close();
-      await eventually(() => seen, (s) => s.length > 0 && s[s.length - 1]!.length === 0, 'an empty list after close');
+      await eventually(
+        () => seen,
+        (s) => s.length > 0 && s[s.length - 1]!.length === 0,
+        'an empty list after close',
+      );
       assert.deepEqual(await observer.nodes(), []);
     }));
 
@@ -117,7 +125,11 @@ export function registryContract(makeHarness: () => Promise<RegistryHarness>): v
       off();
       a.onChange((nodes) => kept.push(ids(nodes)));
       await a.register(info('n1'));
-      await eventually(() => kept, (s) => s.some((l) => l.includes('n1')), 'the kept listener to see n1');
+      await eventually(
+        () => kept,
+        (s) => s.some((l) => l.includes('n1')),
+        'the kept listener to see n1',
+      );
       assert.deepEqual(removed, []);
     }));
 

@@ -53,7 +53,10 @@ export async function eventually<T>(check: () => T | Promise<T>, options: Eventu
     const left = deadline - Date.now();
     if (left <= 0) {
       const last = failure === undefined ? 'the check still returned false' : `last error: ${describe(failure.error)}`;
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message} (${last})`, failure === undefined ? undefined : { cause: failure.error });
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${message} (${last})`,
+        failure === undefined ? undefined : { cause: failure.error },
+      );
     }
     await delay(Math.min(intervalMs, left));
   }

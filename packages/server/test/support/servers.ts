@@ -41,15 +41,33 @@ export class PrivateServer {
 
   /** A private redis-server (nothing persisted); `extra` are more arguments (`--requirepass`, say). */
   static async redis(extra: string[] = []): Promise<PrivateServer> {
-    const binary = PrivateServer.find('redis-server', ['/usr/bin/redis-server', '/usr/local/bin/redis-server'], 'apt-get install redis-server');
-    const server = new PrivateServer(await freeLoopbackPort(), binary, (port) => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra]);
+    const binary = PrivateServer.find(
+      'redis-server',
+      ['/usr/bin/redis-server', '/usr/local/bin/redis-server'],
+      'apt-get install redis-server',
+    );
+    const server = new PrivateServer(await freeLoopbackPort(), binary, (port) => [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...extra,
+    ]);
     await server.start();
     return server;
   }
 
   /** A private nats-server (core NATS). */
   static async nats(): Promise<PrivateServer> {
-    const binary = PrivateServer.find('nats-server', ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'], 'apt-get install nats-server');
+    const binary = PrivateServer.find(
+      'nats-server',
+      ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'],
+      'apt-get install nats-server',
+    );
     const server = new PrivateServer(await freeLoopbackPort(), binary, (port) => ['-a', '127.0.0.1', '-p', String(port)]);
     await server.start();
     return server;

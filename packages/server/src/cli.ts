@@ -9,6 +9,8 @@ import { Command } from 'commander';
 import { isValidId } from '@switchboard/protocol';
 import { mintToken, parseDuration } from './auth/token-minter.js';
 import { collectConfig, loadConfig } from './config.js';
+import { redactNatsUrl } from './broker/nats-transport.js';
+import { redactAmqpUrl } from './broker/rabbitmq-transport.js';
 import { redactRedisUrl } from './redis/connect.js';
 import { Gateway, gatewayOptions } from './gateway/gateway.js';
 import { SwitchboardNode } from './node.js';
@@ -58,7 +60,9 @@ export function buildProgram(): Command {
     });
 
   withNodeOptions(program.command('dev'))
-    .description('run a local cluster on Redis: N nodes on consecutive ports in this process, with the demo page and dev tokens')
+    .description(
+      'run a local cluster on Redis: N nodes on consecutive ports in this process, with the demo page and dev tokens; --broker redis|rabbitmq|nats picks what carries messages between them',
+    )
     .option('--nodes <n>', 'how many nodes', '3')
     .option('--no-gateway', "do not start the gateway on the port after the nodes'")
     .action(async (flags: Record<string, unknown>) => {
@@ -95,7 +99,7 @@ export function buildProgram(): Command {
       }
       process.stderr.write(
         [
-          `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? redactRedisUrl(base.redisUrl) : 'in memory'}), routing ${base.routing}`,
+          `switchboard dev: ${count} nodes on ${base.engine} (${base.engine === 'redis' ? redactRedisUrl(base.redisUrl) : 'in memory'}), broker ${brokerLabel(base)}, routing ${base.routing}`,
           ...(gateway
             ? [`  gateway (policy ${base.gatewayPolicy}): ${gateway.url}/  (WebSocket ${gateway.url.replace(/^http/, 'ws')}${base.wsPath})`]
             : []),
@@ -281,6 +285,13 @@ function onSignals(nodes: SwitchboardNode[], drainTimeoutMs: number, alsoStop: (
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** The broker and, for RabbitMQ and NATS, where it is (without credentials). */
+function brokerLabel(options: NodeOptions): string {
+  if (options.broker === 'rabbitmq') return `rabbitmq (${redactAmqpUrl(options.amqpUrl)})`;
+  if (options.broker === 'nats') return `nats (${redactNatsUrl(options.natsUrl)})`;
+  return options.broker;
 }
 
 function fail(err: unknown): never {

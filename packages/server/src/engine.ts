@@ -75,6 +75,8 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
     bus: deps.shared?.bus,
     redis: stores.redis,
     redisPrefix: options.redisPrefix,
+    amqpUrl: options.amqpUrl,
+    natsUrl: options.natsUrl,
   });
   const { transport, router } = broker;
   // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).
@@ -105,7 +107,10 @@ function createStores(options: NodeOptions, deps: EngineDeps): Stores {
         registry: new MemoryRegistry(deps.shared?.roster),
         connect: async () => undefined,
         async close() {
-          await Promise.allSettled([deps.shared?.presence ? undefined : presence.close(), deps.shared?.history ? undefined : history.close()]);
+          await Promise.allSettled([
+            deps.shared?.presence ? undefined : presence.close(),
+            deps.shared?.history ? undefined : history.close(),
+          ]);
         },
       };
     }

@@ -22,7 +22,8 @@ import { PrivateServer } from './support/servers.js';
 describe('memory broker contract', () => {
   brokerContract(async ({ routing, ring }) => {
     const bus = new MemoryBus();
-    const make = (node: string) => new ClusterBroker({ transport: new MemoryTransport(bus), router: new Router(routing, node, ring), ring });
+    const make = (node: string) =>
+      new ClusterBroker({ transport: new MemoryTransport(bus), router: new Router(routing, node, ring), ring });
     const a = make('node-a');
     const b = make('node-b');
     return { a, b, cleanup: async () => void (await Promise.all([a.close(), b.close()])) };
@@ -32,12 +33,18 @@ describe('memory broker contract', () => {
 let pairs = 0;
 
 /** Two nodes' Redis brokers, each with its own command and subscriber connection, as two nodes have them. */
-async function redisPair(connect: (name: string) => Promise<Redis>, prefixBase: string, routing: Routing, ring: RingHolder): Promise<BrokerPair & { clients: Redis[]; prefix: string }> {
+async function redisPair(
+  connect: (name: string) => Promise<Redis>,
+  prefixBase: string,
+  routing: Routing,
+  ring: RingHolder,
+): Promise<BrokerPair & { clients: Redis[]; prefix: string }> {
   // A prefix per pair, so that nothing in flight from an earlier test can reach this one.
   const prefix = `${prefixBase}${++pairs}:`;
   const clients = await Promise.all(['a', 'a:sub', 'b', 'b:sub'].map((n) => connect(n)));
   const [aPub, aSub, bPub, bSub] = clients as [Redis, Redis, Redis, Redis];
-  const make = (node: string, pub: Redis, sub: Redis) => createBroker('redis', { nodeId: node, routing, ring, redis: { redis: pub, sub }, redisPrefix: prefix });
+  const make = (node: string, pub: Redis, sub: Redis) =>
+    createBroker('redis', { nodeId: node, routing, ring, redis: { redis: pub, sub }, redisPrefix: prefix });
   const a = make('node-a', aPub, aSub);
   const b = make('node-b', bPub, bSub);
   return {
@@ -99,7 +106,10 @@ describe('Redis transport', { skip: redisSkip }, () => {
         await pair.b.close();
         assert.equal(await numsub(clusterAllName(p)), routing === 'broadcast' ? 1 : 0, 'close unsubscribes');
         assert.equal(await numsub(nodeTag(p, 'node-b')), 0, 'close unsubscribes the node name');
-        assert.ok(pair.clients.every((c) => c.status === 'ready'), 'close does not quit the injected connections');
+        assert.ok(
+          pair.clients.every((c) => c.status === 'ready'),
+          'close does not quit the injected connections',
+        );
       } finally {
         await pair.cleanup();
       }
@@ -139,7 +149,10 @@ describe('Redis transport', { skip: redisSkip }, () => {
       const sub = await fixture.client();
       let broker: Broker | undefined;
       try {
-        broker = new ClusterBroker({ transport: new RedisTransport({ pub, sub, prefix: fixture.prefix }), router: new Router('interest', 'n') });
+        broker = new ClusterBroker({
+          transport: new RedisTransport({ pub, sub, prefix: fixture.prefix }),
+          router: new Router('interest', 'n'),
+        });
         await broker.start({ message: () => undefined, link: () => undefined, error: () => undefined });
         assert.equal(broker.ready, false);
         const t0 = Date.now();
@@ -157,7 +170,7 @@ describe('createBroker', () => {
   it('names the valid choices for an unknown broker', () => {
     assert.throws(
       () => createBroker('kafka', { nodeId: 'n', routing: 'interest', ring: new RingHolder() }),
-      /^Error: unknown broker "kafka": use one of memory, redis/,
+      /^Error: unknown broker "kafka": use one of memory, redis, rabbitmq, nats$/,
     );
   });
 });

@@ -28,6 +28,8 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   routing: 'random',
   moveWindowMs: -1,
   redisUrl: 'http://127.0.0.1:6379',
+  amqpUrl: 'http://127.0.0.1:5672',
+  natsUrl: 'redis://127.0.0.1:4222',
   redisPrefix: 'has space',
   presenceTtlMs: 10,
   allowedOrigins: 'https://example.com/path',
@@ -140,10 +142,10 @@ describe('resolveOptions validation', () => {
   });
 
   it('rejects a JWT secret and a public key together, naming both env names', () => {
-    assertOptionsError(() => resolveOptions({ jwtSecret: SECRET, jwtPublicKey: PUBLIC_KEY }), [
-      'SWITCHBOARD_JWT_SECRET',
-      'SWITCHBOARD_JWT_PUBLIC_KEY',
-    ]);
+    assertOptionsError(
+      () => resolveOptions({ jwtSecret: SECRET, jwtPublicKey: PUBLIC_KEY }),
+      ['SWITCHBOARD_JWT_SECRET', 'SWITCHBOARD_JWT_PUBLIC_KEY'],
+    );
   });
 
   it('rejects an algorithm that does not fit the key material', () => {
@@ -156,8 +158,20 @@ describe('resolveOptions validation', () => {
     assertOptionsError(() => resolveOptions({ tlsKey: '/etc/ssl/key.pem' }), ['SWITCHBOARD_TLS_CERT', 'SWITCHBOARD_TLS_KEY']);
   });
 
+  it('takes every broker of this build, defaults it to the engine, and refuses a cluster broker without a shared history', () => {
+    assert.equal(resolveOptions({}).broker, 'memory');
+    assert.equal(resolveOptions({ engine: 'redis' }).broker, 'redis');
+    for (const broker of ['redis', 'rabbitmq', 'nats'] as const) {
+      assert.equal(resolveOptions({ engine: 'redis', broker }).broker, broker);
+      assertOptionsError(() => resolveOptions({ broker }), ['SWITCHBOARD_BROKER', `is ${broker}`, 'SWITCHBOARD_ENGINE=redis']);
+    }
+  });
+
   it('rejects a burst smaller than a tenth of the rate', () => {
-    assertOptionsError(() => resolveOptions({ rateLimitPerSecond: 1000, rateLimitBurst: 10 }), ['rateLimitBurst', 'SWITCHBOARD_RATE_LIMIT_BURST']);
+    assertOptionsError(
+      () => resolveOptions({ rateLimitPerSecond: 1000, rateLimitBurst: 10 }),
+      ['rateLimitBurst', 'SWITCHBOARD_RATE_LIMIT_BURST'],
+    );
     assert.equal(resolveOptions({ rateLimitPerSecond: 1000, rateLimitBurst: 100 }).rateLimitBurst, 100);
   });
 

@@ -5,13 +5,13 @@ import { RedisTransport } from './redis-transport.js';
 import { Router, type Routing } from './routing.js';
 import type { Transport } from './transport.js';
 import type { RedisLinks } from '../redis/connect.js';
+import type { BrokerName } from '../options.js';
 import type { RingHolder } from '../registry/ring-holder.js';
+import { NatsTransport } from './nats-transport.js';
+import { RabbitMqTransport } from './rabbitmq-transport.js';
 
-/** The brokers this build has. */
-export const BROKERS = ['memory', 'redis'] as const;
-
-/** A broker's name, as `SWITCHBOARD_BROKER` takes it. */
-export type BrokerName = (typeof BROKERS)[number];
+/** The brokers this build has, as `SWITCHBOARD_BROKER` takes them. */
+export const BROKERS = ['memory', 'redis', 'rabbitmq', 'nats'] as const satisfies readonly BrokerName[];
 
 /** What a broker is built from. */
 export interface BrokerDeps {
@@ -24,7 +24,13 @@ export interface BrokerDeps {
   /** `redis`: the engine's connections (command and subscriber) and key prefix. */
   redis?: RedisLinks;
   redisPrefix?: string;
+  /** `rabbitmq`: the server. @default 'amqp://guest:guest@127.0.0.1:5672' */
+  amqpUrl?: string;
+  /** `nats`: the server(s). @default 'nats://127.0.0.1:4222' */
+  natsUrl?: string;
 }
+
+export type { BrokerName };
 
 /**
  * Builds the broker named `name`: the cluster protocol ({@link ClusterBroker}) over that
@@ -44,6 +50,10 @@ function createTransport(name: BrokerName, deps: BrokerDeps): Transport {
       if (!deps.redis) throw new Error('broker redis needs the Redis connections of engine redis');
       return new RedisTransport({ pub: deps.redis.redis, sub: deps.redis.sub, prefix: deps.redisPrefix ?? 'sb:' });
     }
+    case 'rabbitmq':
+      return new RabbitMqTransport({ url: deps.amqpUrl ?? 'amqp://guest:guest@127.0.0.1:5672', nodeId: deps.nodeId });
+    case 'nats':
+      return new NatsTransport({ url: deps.natsUrl ?? 'nats://127.0.0.1:4222', name: `switchboard:${deps.nodeId}` });
     default: {
       const unknown: never = name;
       throw new Error(`unknown broker "${String(unknown)}": use one of ${BROKERS.join(', ')}`);

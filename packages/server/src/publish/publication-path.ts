@@ -37,6 +37,8 @@ export class AppendThenPublish implements PublicationPath {
   ) {}
 
   async publish(channel: string, input: PublicationInput, key?: string): Promise<AppendOnceResult> {
+    // Checked first, so that while the broker is known to be away nothing goes into history either.
+    if (!this.broker.ready) throw new PublishFailure('broker', 'broker unavailable: nothing was published', undefined);
     let pub: Publication;
     try {
       if (key === undefined) {

@@ -1,0 +1,392 @@
+import { Connection, type AsyncMessage, type Channel } from 'rabbitmq-client';
+import { SwitchboardError } from '../errors.js';
+import { BrokerUnreachableError } from './broker-unreachable.js';
+import type { Destination, Transport, TransportHandler } from './transport.js';
+
+/** How long {@link RabbitMqTransport.connect} waits for RabbitMQ at start-up by default. */
+export const AMQP_CONNECT_TIMEOUT_MS = 5000;
+
+const HINT =
+  'start RabbitMQ (scripts/ensure-rabbitmq.sh; Debian: apt-get install rabbitmq-server), or set AMQP_URL (amqp://user:password@host:5672/vhost) to a broker whose user and vhost accept this node';
+
+/** An AMQP URL without its password (`amqp://user:[REDACTED]@host/vhost`), for messages and logs. */
+export function redactAmqpUrl(url: string): string {
+  // Greedy to the last `@`: a password with a raw `@` in it is hidden whole (over-redacting is harmless).
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):.*@/is, '$1:[REDACTED]@');
+}
+
+/** Options of {@link RabbitMqTransport}. */
+export interface RabbitMqTransportOptions {
+  /** `AMQP_URL`: `amqp[s]://user:password@host:port/vhost`. The transport opens and owns its connection. */
+  url: string;
+  /** This node's id: its queue is `<prefix>node.<nodeId>`, its own address the routing key `node.<nodeId>`. */
+  nodeId: string;
+  /** Prefix of the exchange (`<prefix>cluster`) and queue names. @default 'sb.' */
+  prefix?: string;
+  /** The queue's `x-expires`: RabbitMQ deletes it once it has had no consumer this long (the node is gone for good). @default 60000 */
+  queueExpiresMs?: number;
+  /** The queue's `x-max-length`: what a node that is away can find waiting; the oldest go first, sessions fill holes from History. @default 100000 */
+  maxBacklog?: number;
+  /** Consumer prefetch: deliveries RabbitMQ may have unacknowledged on this node at once. @default 1000 */
+  prefetch?: number;
+  /** How long `send` waits for the publisher confirm before it rejects. @default 2000 */
+  confirmTimeoutMs?: number;
+  /** Longest pause between two reconnect attempts (exponential backoff from 100 ms). @default 5000 */
+  reconnectMaxMs?: number;
+  /** How long `connect` (and `start`) waits for RabbitMQ. @default 5000 */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Transport over RabbitMQ (AMQP 0-9-1, `rabbitmq-client`): every node publishes to one durable
+ * `direct` exchange and consumes its own queue, bound with one routing key per destination
+ * (`ch.<channel>`, `node.<id>`, `all`). A direct exchange matches keys exactly, so the `*`, `#` and
+ * `.` of channel names are plain characters. Delivery is at-least-once: publisher confirms on
+ * send, manual acks after the handler returned; what is published while a node is away waits in
+ * its queue, and repeats are dropped by the receiver by (channel, epoch, offset).
+ *
+ * The queue is a classic durable queue, not a quorum queue: quorum queues replicate through a Raft
+ * log (and do take `x-expires` in 3.10), which buys nothing on a single RabbitMQ node and costs
+ * latency and disk writes on every message of what is a fan-out feed, History being the record.
+ * Messages are transient for the same reason: a broker restart loses the queued ones, not the
+ * topology. The client reconnects the socket; this class declares its topology again on every new
+ * connection, restores the bindings it holds and drops those unbound while the link was down.
+ * A node id is one process: its first start deletes a queue an earlier run left (if unconsumed),
+ * and it consumes exclusively, so a second process with the same id fails to start.
+ */
+export class RabbitMqTransport implements Transport {
+  readonly name = 'rabbitmq';
+  /** The exchange every node publishes to. */
+  readonly exchange: string;
+  /** This node's queue. */
+  readonly queue: string;
+  private readonly o: Required<RabbitMqTransportOptions>;
+  /** The URL without its password: the only form that goes into messages. */
+  private readonly where: string;
+  private conn: Connection | undefined;
+  private handler: TransportHandler | undefined;
+  /** Topology, consuming and acks; `pub` publishes in confirm mode, so a failed publish cannot close the consumer. */
+  private ch: Channel | undefined;
+  private pub: Channel | undefined;
+  private consumerTag = '';
+  /** Routing keys bound, and binds in flight. */
+  private readonly keys = new Map<string, Promise<void> | true>();
+  /** Keys unbound while the link was down: the durable queue kept them, so the next setup drops them. */
+  private readonly stale = new Set<string>();
+  private setting: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempts = 0;
+  private lastError = '';
+  private up = false;
+  private linkDown = false;
+  private started = false;
+  private closed = false;
+
+  constructor(options: RabbitMqTransportOptions) {
+    let protocol: string;
+    try {
+      protocol = new URL(options.url).protocol;
+    } catch {
+      // Not the URL error itself: it carries the URL, password included.
+      throw new Error(`AMQP_URL is not a valid URL: ${redactAmqpUrl(options.url)}`);
+    }
+    if (protocol !== 'amqp:' && protocol !== 'amqps:') throw new Error(`AMQP_URL must start with amqp:// or amqps://, not ${protocol}//`);
+    this.o = {
+      url: options.url,
+      nodeId: options.nodeId,
+      prefix: options.prefix ?? 'sb.',
+      queueExpiresMs: options.queueExpiresMs ?? 60_000,
+      maxBacklog: options.maxBacklog ?? 100_000,
+      prefetch: options.prefetch ?? 1000,
+      confirmTimeoutMs: options.confirmTimeoutMs ?? 2000,
+      reconnectMaxMs: options.reconnectMaxMs ?? 5000,
+      connectTimeoutMs: options.connectTimeoutMs ?? AMQP_CONNECT_TIMEOUT_MS,
+    };
+    this.where = redactAmqpUrl(options.url);
+    this.exchange = `${this.o.prefix}cluster`;
+    this.queue = `${this.o.prefix}node.${options.nodeId}`;
+  }
+
+  get ready(): boolean {
+    return !this.closed && this.up && this.conn?.ready === true && this.pub?.active === true;
+  }
+
+  /** The routing key of a destination. */
+  routingKey(to: Destination): string {
+    switch (to.kind) {
+      case 'channel':
+        return `ch.${to.channel}`;
+      case 'node':
+        return `node.${to.node}`;
+      case 'all':
+        return 'all';
+    }
+  }
+
+  /**
+   * Opens the connection and waits until RabbitMQ accepts it: the start-up step (`start` runs it too).
+   * @throws BrokerUnreachableError naming `AMQP_URL` and how to fix it, after `connectTimeoutMs` at most.
+   */
+  async connect(): Promise<void> {
+    if (this.closed) throw new Error('transport closed');
+    const conn = (this.conn ??= this.open());
+    if (conn.ready) return;
+    try {
+      await conn.onConnect(this.o.connectTimeoutMs, true);
+    } catch {
+      // close() took it already: the client's close() on a closing connection never resolves.
+      if (this.conn !== conn) throw new Error('transport closed');
+      this.conn = undefined;
+      await conn.close().catch(() => undefined);
+      throw new BrokerUnreachableError(
+        `RabbitMQ is not reachable at ${this.where} (AMQP_URL) after ${this.o.connectTimeoutMs} ms: ${this.lastError || 'no answer'}. To fix: ${HINT}`,
+      );
+    }
+  }
+
+  async start(handler: TransportHandler): Promise<void> {
+    if (this.closed) throw new Error('transport closed');
+    this.handler = handler;
+    if (this.started) return;
+    await this.connect();
+    this.started = true;
+    try {
+      await this.runSetup(true);
+    } catch (err) {
+      // No setup behind the caller's back on a later reconnect: it was told start failed.
+      this.started = false;
+      throw err;
+    }
+  }
+
+  async bind(to: Destination): Promise<void> {
+    if (this.closed) throw new Error('transport closed');
+    const key = this.routingKey(to);
+    const state = this.keys.get(key);
+    if (state === true) return;
+    if (state) return state;
+    const ch = this.ch;
+    if (!this.ready || !ch) throw this.unavailable('bind');
+    this.stale.delete(key);
+    const op = ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey: key }).then(
+      () => {
+        if (this.keys.get(key) === op) this.keys.set(key, true);
+      },
+      (err: unknown) => {
+        if (this.keys.get(key) === op) this.keys.delete(key);
+        // RabbitMQ may have bound it before the link went.
+        if (!this.keys.has(key)) this.stale.add(key);
+        throw this.unavailable('bind', err);
+      },
+    );
+    this.keys.set(key, op);
+    return op;
+  }
+
+  async unbind(to: Destination): Promise<void> {
+    const key = this.routingKey(to);
+    if (!this.keys.delete(key)) return;
+    const ch = this.ch;
+    if (this.up && ch?.active) {
+      try {
+        // After any bind in flight for it: one channel runs its methods in order.
+        await ch.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey: key });
+        return;
+      } catch {
+        // The link went: dropped by the next setup.
+      }
+    }
+    if (!this.closed && !this.keys.has(key)) this.stale.add(key);
+  }
+
+  async send(to: readonly Destination[], payload: Buffer): Promise<void> {
+    if (this.closed) throw new Error('transport closed');
+    const pub = this.pub;
+    // Checked first: the client would wait for a reconnect instead of failing.
+    if (!this.ready || !pub) throw this.unavailable('publish');
+    const [first, ...rest] = to.map((d) => this.routingKey(d));
+    if (first === undefined) return;
+    // One publish, the other keys in CC: a queue bound to several of them gets one copy.
+    const confirmed = pub.basicPublish(
+      { exchange: this.exchange, routingKey: first, ...(rest.length > 0 ? { headers: { CC: rest } } : {}) },
+      payload,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no publisher confirm within ${this.o.confirmTimeoutMs} ms`)), this.o.confirmTimeoutMs);
+    });
+    try {
+      await Promise.race([confirmed, timeout]);
+    } catch (err) {
+      throw this.unavailable('publish', err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops consuming, drops this node's bindings (bounded: the queue goes with `x-expires` anyway), closes the connection. Deletes nothing. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.up = false;
+    this.handler = undefined;
+    clearTimeout(this.retryTimer);
+    const { ch, pub, conn } = this;
+    const keys = [...this.keys.keys()];
+    this.keys.clear();
+    this.stale.clear();
+    if (ch?.active) {
+      const dropped = Promise.all([
+        this.consumerTag ? ch.basicCancel(this.consumerTag) : undefined,
+        ...keys.map((routingKey) => ch.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey })),
+      ]);
+      await Promise.race([dropped, new Promise((resolve) => setTimeout(resolve, 2000).unref())]).catch(() => undefined);
+    }
+    this.ch = this.pub = this.conn = undefined;
+    await Promise.allSettled([ch?.close(), pub?.close()]);
+    await conn?.close().catch(() => undefined);
+  }
+
+  private open(): Connection {
+    const conn = new Connection({
+      url: this.o.url,
+      connectionName: `switchboard:${this.o.nodeId}`,
+      connectionTimeout: this.o.connectTimeoutMs,
+      acquireTimeout: this.o.connectTimeoutMs,
+      // A dead peer is noticed in about 20 s rather than 2 min (a `?heartbeat=` in the URL wins).
+      heartbeat: 10,
+      frameMax: 131_072,
+      retryLow: 100,
+      retryHigh: this.o.reconnectMaxMs,
+    });
+    // The client emits the first error of each outage; without a listener it would throw.
+    conn.on('error', (err: unknown) => (this.lastError = describe(err)));
+    conn.on('connection', () => {
+      this.lastError = '';
+      if (this.started && !this.closed) void this.runSetup();
+    });
+    return conn;
+  }
+
+  /** Runs one setup; after a failure, retries while the connection is up (a new connection runs one itself). */
+  private runSetup(first = false): Promise<void> {
+    if (this.setting) return this.setting;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const run = this.setup(first).then(
+      () => void (this.attempts = 0),
+      (err: unknown) => {
+        this.dropChannels();
+        if (this.closed) return;
+        if (first)
+          throw new BrokerUnreachableError(
+            `RabbitMQ at ${this.where} (AMQP_URL) refused the topology of node ${this.o.nodeId}: ${describe(err)}`,
+          );
+        if (this.attempts++ === 0) this.handler?.error(err, `rabbitmq setup of ${this.queue} failed; retrying`);
+        if (this.conn?.ready) this.retryTimer = setTimeout(() => void this.runSetup(), this.backoff());
+      },
+    );
+    this.setting = run.finally(() => (this.setting = undefined));
+    return this.setting;
+  }
+
+  private async setup(first: boolean): Promise<void> {
+    const conn = this.conn;
+    if (!conn || this.closed) throw new Error('transport closed');
+    const ch = (this.ch = await conn.acquire());
+    await ch.exchangeDeclare({ exchange: this.exchange, type: 'direct', durable: true });
+    if (first) {
+      // A queue left by an earlier run of this node id holds bindings and messages of sessions
+      // that are gone. If-unused: one with a consumer means another process has this node id.
+      await ch.queueDelete({ queue: this.queue, ifUnused: true }).catch((err: unknown) => {
+        throw new Error(`queue ${this.queue} has a consumer: is another node running with id ${this.o.nodeId}? (${describe(err)})`);
+      });
+    }
+    await ch.queueDeclare({
+      queue: this.queue,
+      durable: true,
+      arguments: { 'x-expires': this.o.queueExpiresMs, 'x-max-length': this.o.maxBacklog },
+    });
+    const bind = (routingKey: string) => ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey });
+    for (const [key, state] of this.keys) if (state === true) await bind(key);
+    for (const key of this.stale) {
+      if (!this.keys.has(key)) await ch.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey: key });
+      this.stale.delete(key);
+    }
+    await ch.basicQos({ prefetchCount: this.o.prefetch });
+    // Exclusive: a second process with this node id would otherwise share the deliveries.
+    this.consumerTag = (await ch.basicConsume({ queue: this.queue, exclusive: true }, (msg) => this.deliver(ch, msg))).consumerTag;
+    const pub = (this.pub = await conn.acquire());
+    await pub.confirmSelect();
+    if (!ch.active || !pub.active || this.closed) throw new Error('channel closed during setup');
+    ch.once('close', () => this.lost(ch, 'channel closed'));
+    ch.once('basic.cancel', () => this.lost(ch, `consumer of ${this.queue} cancelled by RabbitMQ (queue deleted?)`));
+    pub.once('close', () => this.lost(pub, 'publisher channel closed'));
+    this.up = true;
+    if (this.linkDown) {
+      this.linkDown = false;
+      this.handler?.link('up', `RabbitMQ link back at ${this.where}: ${this.queue} declared, ${this.keys.size} bindings restored`);
+    }
+  }
+
+  private deliver(ch: Channel, msg: AsyncMessage): void {
+    // Not acked: RabbitMQ delivers it again on the next channel (or keeps it, after close).
+    if (this.closed || ch !== this.ch) return;
+    const body: unknown = msg.body;
+    try {
+      this.handler?.bytes(Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)));
+    } catch (err) {
+      // Acked anyway: a payload that breaks the handler would otherwise come back forever.
+      this.handler?.error(err, 'rabbitmq delivery handler failed');
+    }
+    try {
+      ch.basicAck({ deliveryTag: msg.deliveryTag });
+    } catch {
+      // The channel went: RabbitMQ redelivers, the receiver drops the repeat.
+    }
+  }
+
+  private lost(ch: Channel, detail: string): void {
+    if (this.closed || (ch !== this.ch && ch !== this.pub)) return;
+    const connectionUp = this.conn?.ready === true;
+    this.dropChannels();
+    if (!this.linkDown) {
+      this.linkDown = true;
+      // A microtask later: the client emits the reason after it closed the channels.
+      queueMicrotask(() =>
+        this.handler?.link(
+          'down',
+          `RabbitMQ link lost at ${this.where} (${connectionUp ? detail : 'connection lost'}${this.lastError ? `: ${this.lastError}` : ''})`,
+        ),
+      );
+    }
+    // A channel closed on a live connection (its queue deleted, say) gets a new setup; a lost connection gets one when the client is back.
+    clearTimeout(this.retryTimer);
+    if (connectionUp) this.retryTimer = setTimeout(() => void this.runSetup(), this.backoff());
+  }
+
+  private dropChannels(): void {
+    const { ch, pub } = this;
+    this.up = false;
+    this.ch = this.pub = undefined;
+    this.consumerTag = '';
+    for (const c of [ch, pub]) if (c?.active) void c.close().catch(() => undefined);
+  }
+
+  private backoff(): number {
+    return Math.min(100 * 2 ** this.attempts, this.o.reconnectMaxMs);
+  }
+
+  private unavailable(what: string, err?: unknown): SwitchboardError {
+    const why = err === undefined ? 'link down' : describe(err);
+    return new SwitchboardError(
+      'ERR_UNAVAILABLE',
+      `rabbitmq ${what} failed at ${this.where}: ${why}`,
+      err === undefined ? undefined : { cause: err },
+    );
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

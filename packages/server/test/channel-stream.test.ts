@@ -1,0 +1,150 @@
+/**
+ * The exactly-once channel stream (src/session/channel-stream.ts) without a socket: table tests of
+ * live offsets arriving in order, repeated, out of order, with a gap (after 0 too), across an
+ * epoch change, while attaching and while repairing, and of the buffer's bound.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { StreamPosition } from '@switchboard/protocol';
+import { ChannelStream } from '../src/session/channel-stream.js';
+import { messageFrame, type Publication } from '../src/publication.js';
+
+const CHANNEL = 'group:t';
+
+function pub(epoch: string, offset: number): Publication {
+  return { channel: CHANNEL, epoch, offset, from: null, topic: 't', data: offset, ts: 1 };
+}
+const frame = (epoch: string, offset: number) => Buffer.from(messageFrame(pub(epoch, offset)));
+
+/** A stream whose history holds `history` and whose writes are recorded as `epoch:offset`. */
+function harness(history: Publication[] = [], maxPending = 100) {
+  const written: string[] = [];
+  const repairs: StreamPosition[] = [];
+  let overflows = 0;
+  let gaps = 0;
+  let release: (() => void) | undefined;
+  let failRepair = false;
+  let holdRepair = false;
+  const stream = new ChannelStream(
+    {
+      write: (f) => {
+        const m = JSON.parse(f.toString()) as { epoch: string; offset: number };
+        written.push(`${m.epoch}:${m.offset}`);
+      },
+      repair: async (since) => {
+        repairs.push(since);
+        if (holdRepair) await new Promise<void>((r) => (release = r));
+        if (failRepair) throw new Error('history down');
+        return history.filter((p) => p.epoch === since.epoch && p.offset > since.offset);
+      },
+      overflow: () => void overflows++,
+      gap: () => void gaps++,
+    },
+    maxPending,
+  );
+  return {
+    stream,
+    written,
+    repairs,
+    get overflows() {
+      return overflows;
+    },
+    get gaps() {
+      return gaps;
+    },
+    failRepairs: () => void (failRepair = true),
+    holdRepairs: () => void (holdRepair = true),
+    release: () => release?.(),
+    live: (...offsets: (number | [string, number])[]) => {
+      for (const o of offsets) {
+        const [epoch, offset] = typeof o === 'number' ? ['e1', o] : o;
+        stream.live(epoch, offset, frame(epoch, offset));
+      }
+    },
+  };
+}
+
+const settle = () => new Promise((r) => setImmediate(r));
+const e1 = (...offsets: number[]) => offsets.map((o) => `e1:${o}`);
+
+describe('ChannelStream', () => {
+  it('buffers live publications until drained, then writes the replay, then the buffer, each offset once', () => {
+    const h = harness();
+    h.live(4, 5, 6);
+    assert.deepEqual(h.written, [], 'nothing before the drain');
+    h.stream.begin({ epoch: 'e1', offset: 2 });
+    h.stream.drain([pub('e1', 3), pub('e1', 4), pub('e1', 5)]);
+    assert.deepEqual(h.written, e1(3, 4, 5, 6), 'replay and buffer overlapped on 4 and 5');
+    assert.deepEqual(h.stream.position, { epoch: 'e1', offset: 6 });
+  });
+
+  const cases: { name: string; live: (number | [string, number])[]; history?: number[]; want: string[]; gaps?: number }[] = [
+    { name: 'in order', live: [1, 2, 3], want: e1(1, 2, 3) },
+    { name: 'a repeat (a broker redelivery) is dropped', live: [1, 2, 2, 1, 3], want: e1(1, 2, 3) },
+    { name: 'an older offset arriving late is dropped', live: [1, 3, 2], history: [2], want: e1(1, 2, 3), gaps: 1 },
+    { name: 'a gap after n is filled from history first', live: [1, 4], history: [2, 3], want: e1(1, 2, 3, 4), gaps: 1 },
+    { name: 'a gap right after offset 0 is filled too', live: [3], history: [1, 2], want: e1(1, 2, 3), gaps: 1 },
+    { name: 'a new epoch starts again from its first offset', live: [1, 2, ['e2', 1], ['e2', 2]], want: ['e1:1', 'e1:2', 'e2:1', 'e2:2'] },
+    {
+      name: 'an old epoch after the new one is written (the channel is on a new epoch)',
+      live: [1, ['e2', 1], 2],
+      want: ['e1:1', 'e2:1', 'e1:2'],
+    },
+  ];
+  for (const c of cases) {
+    it(`live: ${c.name}`, async () => {
+      const h = harness((c.history ?? []).map((o) => pub('e1', o)));
+      h.stream.begin({ epoch: 'e1', offset: 0 });
+      h.stream.drain([]);
+      h.live(...c.live);
+      await settle();
+      assert.deepEqual(h.written, c.want);
+      assert.equal(h.gaps, c.gaps ?? 0);
+    });
+  }
+
+  it('buffers what arrives during a repair, then writes in order, once', async () => {
+    const h = harness([pub('e1', 2), pub('e1', 3)]);
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([]);
+    h.holdRepairs();
+    h.live(1, 4, 3, 5);
+    assert.deepEqual(h.written, e1(1), 'held while history is read');
+    assert.deepEqual(h.repairs, [{ epoch: 'e1', offset: 1 }]);
+    h.release();
+    await settle();
+    assert.deepEqual(h.written, e1(1, 2, 3, 4, 5));
+  });
+
+  it('goes on with what arrived when history cannot be read (the hole stays, the stream does not stall)', async () => {
+    const h = harness();
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([]);
+    h.failRepairs();
+    h.live(1, 3);
+    await settle();
+    h.live(4);
+    assert.deepEqual(h.written, e1(1, 3, 4));
+  });
+
+  it('calls overflow when the buffer passes its bound', () => {
+    const h = harness([], 3);
+    h.live(1, 2, 3);
+    assert.equal(h.overflows, 0);
+    h.live(4);
+    assert.equal(h.overflows, 1);
+  });
+
+  it('writes nothing after stop, not even a repair that was in flight', async () => {
+    const h = harness([pub('e1', 2)]);
+    h.stream.begin({ epoch: 'e1', offset: 1 });
+    h.stream.drain([]);
+    h.holdRepairs();
+    h.live(3);
+    h.stream.stop();
+    h.release();
+    await settle();
+    h.live(4);
+    assert.deepEqual(h.written, []);
+  });
+});

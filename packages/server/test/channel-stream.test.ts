@@ -26,12 +26,14 @@ function harness(history: Publication[] = [], maxPending = 100) {
   let failRepair = false;
   let holdRepair = false;
   const stream = new ChannelStream(
+    CHANNEL,
     {
-      write: (f) => {
+      writeMessage: (f) => {
         const m = JSON.parse(f.toString()) as { epoch: string; offset: number };
         written.push(`${m.epoch}:${m.offset}`);
       },
-      repair: async (since) => {
+      repair: async (channel, since) => {
+        assert.equal(channel, CHANNEL);
         repairs.push(since);
         if (holdRepair) await new Promise<void>((r) => (release = r));
         if (failRepair) throw new Error('history down');

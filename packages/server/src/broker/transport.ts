@@ -51,14 +51,18 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** A stable string for a destination (map keys, logs). */
+/**
+ * A stable string for a destination (map keys, logs). A channel is its own name (no string made
+ * per subscription); the others cannot collide with one, as channel names are only `user:…`,
+ * `group:…` and `broadcast`.
+ */
 export function destinationKey(to: Destination): string {
   switch (to.kind) {
     case 'channel':
-      return `ch:${to.channel}`;
+      return to.channel;
     case 'node':
       return `node:${to.node}`;
     case 'all':
-      return 'all';
+      return '*';
   }
 }

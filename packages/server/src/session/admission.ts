@@ -61,7 +61,7 @@ export class Admission {
 
   /** The HTTP server's `upgrade` handler. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    socket.on('error', () => socket.destroy());
+    destroyOnError(socket);
     const { options, metrics, log, table } = this.deps;
     log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
     const check = checkUpgrade(req, {
@@ -80,29 +80,27 @@ export class Admission {
       if (check.reason === 'origin') metrics.connectionsTotal.inc({ result: 'origin' });
       return rejectUpgrade(socket, check.error, check.message);
     }
+    // Only these reach the callback below: the URL (and its token string) is not kept.
+    const { token } = check;
     const batching = check.url.searchParams.get('batch') === '1';
     const resume = check.url.searchParams.get('resume');
     this.upgrading++;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.upgrading--;
-      this.sockets.add(ws);
-      ws.on('close', () => this.sockets.delete(ws));
-      // Hold what the client sends while its token is checked: read no more than one chunk
-      // (pause), and keep what ws has already parsed.
-      const early: HeldFrame[] = [];
-      const hold = (data: Buffer, isBinary: boolean) => void early.push([data, isBinary]);
-      ws.on('message', hold);
-      ws.pause();
-      let held = true;
-      const release = () => {
-        if (!held) return;
-        held = false;
-        ws.off('message', hold);
-        ws.resume();
-      };
-      void this.admit(ws, check.token, batching, resume, early, release).finally(release);
+      this.track(ws);
+      const held = holdFrames(ws);
+      void this.admit(ws, token, batching, resume, held.frames, held.release).finally(held.release);
     });
   };
+
+  /**
+   * Keeps `ws` in the set until it closes. A method of its own, so that the listener's closure
+   * holds `ws` only — not the upgrade's URL (with the token) and the held frames of its caller.
+   */
+  private track(ws: WebSocket): void {
+    this.sockets.add(ws);
+    ws.on('close', () => this.sockets.delete(ws));
+  }
 
   /** Closes every upgraded socket at once (the node is stopping). */
   terminateAll(): void {
@@ -164,4 +162,28 @@ export class Admission {
       });
     }
   }
+}
+
+/** A socket error ends the socket (in a scope of its own, so the listener keeps nothing else alive). */
+function destroyOnError(socket: Duplex): void {
+  socket.on('error', () => socket.destroy());
+}
+
+/**
+ * Holds what the client sends while its token is checked: the socket is paused (no more than one
+ * chunk is read) and what ws has already parsed is kept, in order, until `release`.
+ */
+function holdFrames(ws: WebSocket): { frames: HeldFrame[]; release: () => void } {
+  const frames: HeldFrame[] = [];
+  const hold = (data: Buffer, isBinary: boolean) => void frames.push([data, isBinary]);
+  ws.on('message', hold);
+  ws.pause();
+  let holding = true;
+  const release = () => {
+    if (!holding) return;
+    holding = false;
+    ws.off('message', hold);
+    ws.resume();
+  };
+  return { frames, release };
 }

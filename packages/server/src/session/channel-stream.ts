@@ -1,12 +1,15 @@
 import type { StreamPosition } from '@switchboard/protocol';
 import { messageFrame, type Publication } from '../publication.js';
 
-/** What a channel stream needs of its session. */
+/**
+ * What a channel stream needs of its session. One sink serves all of a session's streams (the
+ * session itself), so a stream costs no closures of its own: an idle connection holds several.
+ */
 export interface StreamSink {
   /** Writes a `message` frame to the client. */
-  write(frame: Buffer): void;
-  /** Reads what the client missed after `since` from history (gap repair). */
-  repair(since: StreamPosition): Promise<Publication[]>;
+  writeMessage(frame: Buffer): void;
+  /** Reads what the client missed on `channel` after `since` from history (gap repair). */
+  repair(channel: string, since: StreamPosition): Promise<Publication[]>;
   /** Too much is buffered while waiting for history: the session is a slow consumer. */
   overflow(): void;
   /** A live gap was found and is being repaired (for the metric). */
@@ -37,6 +40,7 @@ export class ChannelStream {
   private stopped = false;
 
   constructor(
+    private readonly channel: string,
     private readonly sink: StreamSink,
     /** Publications buffered at most before the session is cut as a slow consumer. */
     private readonly maxPending: number,
@@ -88,7 +92,7 @@ export class ChannelStream {
   private repair(first: Pending): void {
     this.pending = [first];
     this.sink.gap();
-    this.sink.repair(this.position).then(
+    this.sink.repair(this.channel, this.position).then(
       (replay) => this.drain(replay),
       // History unreachable: go on with what arrived; the hole stays (the sink logs why).
       () => this.drain([]),
@@ -99,6 +103,6 @@ export class ChannelStream {
     if (epoch === this.epoch && offset <= this.offset) return; // already delivered (replay and live overlap, a repeat)
     this.epoch = epoch;
     this.offset = offset;
-    this.sink.write(frame);
+    this.sink.writeMessage(frame);
   }
 }

@@ -7,7 +7,8 @@ import type { BrokerMessage } from '../broker/broker.js';
 import { ERRORS } from '../errors.js';
 import type { HubMember } from '../hub.js';
 import type { NodeContext } from '../node-context.js';
-import { ChannelStream } from './channel-stream.js';
+import type { Publication } from '../publication.js';
+import { ChannelStream, type StreamSink } from './channel-stream.js';
 import { corkUntilNextTick, flushAfterThisLoop } from './cork.js';
 import { handleFrame, type FrameTarget, type ReplyResult } from './dispatcher.js';
 import { parseClientFrame } from './frame-parser.js';
@@ -28,7 +29,7 @@ export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
  * one frame at a time in arrival order) and outbound path (frames held until `welcome`, batching,
  * corking, the outbound buffer limit); each channel's exactly-once delivery is a {@link ChannelStream}.
  */
-export class Session implements HubMember, FrameTarget {
+export class Session implements HubMember, FrameTarget, StreamSink {
   readonly id = `s-${randomBytes(9).toString('base64url')}`;
   readonly user: string;
   readonly since = Date.now();
@@ -126,18 +127,7 @@ export class Session implements HubMember, FrameTarget {
    * then writes the replay and the buffer, skipping what was already written.
    */
   async attach(channel: string, since?: StreamPosition): Promise<{ state: SubscriptionState; flush: () => void }> {
-    const stream = new ChannelStream(
-      {
-        write: (frame) => {
-          this.sendRaw(frame);
-          this.ctx.metrics.delivered++;
-        },
-        repair: async (from) => (await this.ctx.channels.recover(channel, from)).replay,
-        overflow: () => this.slowConsumer(),
-        gap: () => this.ctx.metrics.gaps.inc(),
-      },
-      this.ctx.sessionOptions.maxRecoveryMessages * 2,
-    );
+    const stream = new ChannelStream(channel, this, this.ctx.sessionOptions.maxRecoveryMessages * 2);
     this.streams.set(channel, stream);
     try {
       await this.ctx.hub.add(channel, this);
@@ -158,6 +148,32 @@ export class Session implements HubMember, FrameTarget {
     this.streams.delete(channel);
     this.ctx.hub.remove(channel, this);
     return true;
+  }
+
+  /** @internal StreamSink: a message frame of one of the session's channels. */
+  writeMessage(frame: Buffer): void {
+    this.sendRaw(frame);
+    this.ctx.metrics.delivered++;
+  }
+
+  /** @internal StreamSink: what the session missed on `channel` (gap repair). */
+  async repair(channel: string, since: StreamPosition): Promise<Publication[]> {
+    try {
+      return (await this.ctx.channels.recover(channel, since)).replay;
+    } catch (err) {
+      this.ctx.log.warn({ err, session: this.id, channel }, 'gap repair failed: history unreachable, going on');
+      throw err;
+    }
+  }
+
+  /** @internal StreamSink */
+  overflow(): void {
+    this.slowConsumer();
+  }
+
+  /** @internal StreamSink */
+  gap(): void {
+    this.ctx.metrics.gaps.inc();
   }
 
   /** A live publication for `channel` (from the hub). */

@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import type { DestinationStream, Logger } from 'pino';
 import { CloseCode } from '@switchboard/protocol';
 import { TokenVerifier, type Verifier } from './auth/token-verifier.js';
@@ -8,10 +8,10 @@ import { SessionMover } from './cluster/session-mover.js';
 import { createEngine, type Engine } from './engine.js';
 import { HttpApi } from './http/api.js';
 import { DevPages } from './http/dev-pages.js';
-import { sendError } from './http/respond.js';
-import { answerProbe, closeServer, createServer, listen, requestUrl } from './http/server-kit.js';
+import { nodeRoutes } from './http/node-routes.js';
+import { closeServer, createServer, listen } from './http/server-kit.js';
 import { Hub } from './hub.js';
-import { createLogger, redactUrl } from './logger.js';
+import { createLogger } from './logger.js';
 import { NodeMetrics } from './metrics.js';
 import type { NodeContext, SessionOptions, SessionRef } from './node-context.js';
 import type { NodeOptions } from './options.js';
@@ -56,8 +56,6 @@ export class SwitchboardNode implements NodeContext {
   private readonly admission: Admission;
   private readonly mover: SessionMover;
   private readonly server: Server;
-  private readonly api: HttpApi;
-  private readonly pages: DevPages | undefined;
   /** The live nodes' ring with their URLs, for `GET /v1/route` (the same ring as `engine.ring`). */
   private readonly routes = new NodeRing();
   private readonly startedAt = Date.now();
@@ -108,9 +106,9 @@ export class SwitchboardNode implements NodeContext {
       createSession: (ws, identity, batching, early) => new Session(ws, identity, this, batching, early),
     });
     const mode = runtime.mode ?? 'node';
-    this.pages =
+    const pages =
       mode === 'node' ? undefined : new DevPages({ devSecret: mode === 'dev' ? options.jwtSecret : undefined, wsPath: options.wsPath });
-    this.api = new HttpApi({
+    const api = new HttpApi({
       nodeId: this.nodeId,
       log,
       apiKey: options.apiKey,
@@ -125,7 +123,17 @@ export class SwitchboardNode implements NodeContext {
       route: (user) => this.routes.route(user),
       verifier,
     });
-    this.server = createServer({ handshakeTimeoutMs: options.handshakeTimeoutMs }, (req, res) => this.onRequest(req, res), log);
+    const probes = {
+      health: () => ({ status: 'ok', node: this.nodeId }),
+      // `connections` feeds the gateway's least-conn policy, which probes /readyz anyway.
+      readiness: () => {
+        const status = this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable';
+        return { ready: this.ready, body: { status, node: this.nodeId, connections: this.sessions.size } };
+      },
+      metrics: metrics.registry,
+    };
+    const routes = nodeRoutes({ probes, api, pages, wsPath: options.wsPath, log });
+    this.server = createServer({ handshakeTimeoutMs: options.handshakeTimeoutMs }, routes, log);
     this.server.on('upgrade', this.admission.handleUpgrade);
   }
 
@@ -204,32 +212,6 @@ export class SwitchboardNode implements NodeContext {
   private engineFailed(component: string, err: unknown, what = `${component} call failed`): void {
     this.metrics.engineErrors.inc({ component });
     this.log.error({ err, component }, what);
-  }
-
-  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = requestUrl(req, res);
-    if (!url) return;
-    this.log.debug({ method: req.method, url: redactUrl(req.url) }, 'http request');
-    const path = url.pathname;
-    const probes = {
-      health: () => ({ status: 'ok', node: this.nodeId }),
-      // `connections` feeds the gateway's least-conn policy, which probes /readyz anyway.
-      readiness: () => ({
-        ready: this.ready,
-        body: {
-          status: this.ready ? 'ready' : this.draining ? 'draining' : 'unavailable',
-          node: this.nodeId,
-          connections: this.sessions.size,
-        },
-      }),
-      metrics: this.metrics.registry,
-    };
-    if (await answerProbe(path, res, probes)) return;
-    if (path.startsWith('/v1/')) return this.api.handle(req, res, url);
-    if (path === this.options.wsPath)
-      return sendError(res, 'ERR_UPGRADE_REQUIRED', 'this endpoint speaks WebSocket: send an Upgrade request');
-    if (this.pages && (await this.pages.handle(req, res, url))) return;
-    sendError(res, 'ERR_NOT_FOUND', `no route ${req.method ?? 'GET'} ${path}`);
   }
 
   private nodeInfo() {

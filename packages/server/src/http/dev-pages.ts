@@ -5,7 +5,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isValidId } from '@switchboard/protocol';
 import { mintToken } from '../auth/token-minter.js';
-import { sendJson } from './respond.js';
+import { sendError, sendJson } from './respond.js';
 
 const PUBLIC_DIR = fileURLToPath(new URL('../../public/', import.meta.url));
 const TYPES: Record<string, string> = {
@@ -62,7 +62,7 @@ export class DevPages {
     const user = url.searchParams.get('user') ?? '';
     const groups = (url.searchParams.get('groups') ?? '').split(',').filter(Boolean);
     if (!isValidId(user) || !groups.every(isValidId)) {
-      return sendJson(res, 400, { error: { code: 'bad_frame', message: 'user and groups must be ids (no spaces or colons)' } });
+      return sendError(res, 'ERR_BAD_FRAME', 'user and groups must be ids (no spaces or colons)');
     }
     const token = await mintToken(this.options.devSecret!, {
       user,

@@ -7,6 +7,9 @@ import type { Channels, PublishOutcome, PublishSource } from './node-context.js'
 import { MAX_DATA_DEPTH, nestedDeeperThan, type Publication, type PublicationInput } from './publication.js';
 import { PublishFailure, type PublicationPath } from './publish/publication-path.js';
 
+/** The least time between two log lines of one kind of failure. */
+const LOG_EVERY_MS = 1000;
+
 /** What a {@link ChannelService} works with. */
 export interface ChannelServiceDeps {
   publication: PublicationPath;
@@ -29,6 +32,9 @@ export function canRecover(since: StreamPosition, page: Pick<HistoryPage, 'epoch
 
 /** Publishing into channels (for sessions and the HTTP API) and recovering from them. */
 export class ChannelService implements Channels {
+  /** When each kind of failure was last logged, and how many of it were not logged since. */
+  private readonly logged = new Map<string, { at: number; suppressed: number }>();
+
   constructor(private readonly deps: ChannelServiceDeps) {}
 
   async publish(channel: string, input: PublicationInput, source: PublishSource, key?: string): Promise<PublishOutcome> {
@@ -65,9 +71,26 @@ export class ChannelService implements Channels {
     }
   }
 
+  /**
+   * Counts every failure; logs the first of each kind, then at most one line per second with how
+   * many were left out — an outage at 1,000 publications/s must not write 1,000 lines a second.
+   */
   private failed(err: unknown, what: string): void {
+    const component = err instanceof PublishFailure ? err.stage : 'history';
+    this.deps.metrics.engineErrors.inc({ component });
+    const key = `${component}:${what}`;
+    const now = Date.now();
+    const last = this.logged.get(key);
+    if (last && now - last.at < LOG_EVERY_MS) {
+      last.suppressed++;
+      return;
+    }
     const cause = err instanceof SwitchboardError && err.cause !== undefined ? err.cause : err;
-    this.deps.metrics.engineErrors.inc({ component: err instanceof PublishFailure ? err.stage : 'history' });
-    this.deps.log.error({ err: cause, detail: err instanceof Error ? err.message : undefined }, what);
+    const suppressed = last?.suppressed ?? 0;
+    this.logged.set(key, { at: now, suppressed: 0 });
+    this.deps.log.error(
+      { err: cause, component, detail: err instanceof Error ? err.message : undefined, ...(suppressed ? { suppressed } : {}) },
+      what,
+    );
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The broker contract (contracts/broker-contract.ts) on RabbitMQ — the cluster protocol
- * (ClusterBroker) over RabbitMqTransport — with every routing strategy, in a vhost of the file's
- * own. The outage takes RabbitMQ away from the nodes' user (permissions cleared, connections
- * closed: reconnects are refused) and gives it back. Then what only RabbitMQ shows: the topology,
+ * (ClusterBroker) over RabbitMqTransport — with every routing strategy, on a private RabbitMQ node
+ * that the outage case kills and restarts. Then, in a vhost of the file's own on the shared
+ * RabbitMQ, what only RabbitMQ shows: the topology,
  * the backlog kept for a node that is away, prefetch, failing fast, and never leaking the password.
  */
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +21,7 @@ import { RingHolder } from '../src/registry/ring-holder.js';
 import { brokerContract, startPair } from './contracts/broker-contract.js';
 import { eventually } from './contracts/registry-contract.js';
 import { RabbitVhost, rabbitSkip, type QueueRow } from './support/rabbitmq.js';
-import { freeLoopbackPort } from './support/servers.js';
+import { PrivateServer, freeLoopbackPort } from './support/servers.js';
 
 /** What one transport handed its broker, links with their details. */
 class Recorder implements TransportHandler {
@@ -62,38 +62,31 @@ let pairs = 0;
 /** A prefix per pair or test, so that nothing left from an earlier one can reach it. */
 const nextPrefix = () => `sb${++pairs}.`;
 
+// On a private RabbitMQ node, so that the outage case can kill it (SIGKILL) and start it again:
+// a real broker restart, durable topology kept, transient messages lost.
 describe('RabbitMQ broker contract', { skip: rabbitSkip }, () => {
-  const vhost = new RabbitVhost();
-  before(() => vhost.create());
-  after(() => vhost.delete());
+  let server: PrivateServer | undefined;
+  after(() => server?.dispose());
   brokerContract(async ({ routing, ring }) => {
+    server ??= await PrivateServer.rabbitmq();
+    const s = server;
     const prefix = nextPrefix();
     const make = (node: string) =>
       new ClusterBroker({
-        transport: new RabbitMqTransport({ url: vhost.url(), nodeId: node, prefix, reconnectMaxMs: 500 }),
+        transport: new RabbitMqTransport({ url: `amqp://guest:guest@127.0.0.1:${s.port}`, nodeId: node, prefix, reconnectMaxMs: 500 }),
         router: new Router(routing, node, ring),
         ring,
       });
     const a = make('node-a');
     const b = make('node-b');
-    let revoked = false;
     return {
       a,
       b,
-      outage: {
-        down: async () => {
-          revoked = true;
-          await vhost.revoke();
-        },
-        up: async () => {
-          await vhost.grant();
-          revoked = false;
-        },
-      },
+      outage: { down: () => s.stop(), up: () => s.start() },
       cleanup: async () => {
-        await Promise.allSettled([a.close(), b.close()]);
         // A failed outage case must not leave the next cases without a broker.
-        if (revoked) await vhost.grant();
+        await s.start();
+        await Promise.allSettled([a.close(), b.close()]);
       },
     };
   });

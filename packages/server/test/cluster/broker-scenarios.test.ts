@@ -3,9 +3,9 @@
  * and presence): a user on one node writes to a user on another; a department push reaches its
  * members on every node exactly once; broadcast; a node stopped with SIGSTOP receives everything
  * after SIGCONT, in order, without a gap; kill -9 of a node loses nothing confirmed for clients
- * that reconnect elsewhere; the broker taken away mid-stream and given back (RabbitMQ: the test's
- * vhost closed to the nodes; NATS: a private nats-server killed and restarted), where nothing
- * confirmed is lost and nothing is confirmed while it is away.
+ * that reconnect elsewhere; the broker killed mid-stream and restarted (a private RabbitMQ node
+ * or nats-server of the test's own), where nothing confirmed is lost and nothing is confirmed
+ * while it is away.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { encodeResume } from '@switchboard/protocol';
 import { TestClient, api, token, type Frame } from '../helpers.js';
 import { redisSkip } from '../redis-helpers.js';
 import { natsSkip } from '../support/nats.js';
-import { RabbitVhost, rabbitSkip } from '../support/rabbitmq.js';
+import { rabbitSkip } from '../support/rabbitmq.js';
 import { eventually } from '../support/eventually.js';
 import { PrivateServer } from '../support/servers.js';
 import { Cluster, type NodeProcess } from './harness.js';
@@ -31,12 +31,12 @@ const BROKERS: { name: string; skip: string | undefined; setup: () => Promise<Br
     name: 'rabbitmq',
     skip: redisSkip ?? rabbitSkip,
     setup: async () => {
-      const vhost = new RabbitVhost();
-      await vhost.create();
+      // A private RabbitMQ node, so that the outage is a real restart: killed, then started again.
+      const rabbit = await PrivateServer.rabbitmq();
       return {
-        env: { SWITCHBOARD_BROKER: 'rabbitmq', AMQP_URL: vhost.url() },
-        outage: { down: () => vhost.revoke(), up: () => vhost.grant() },
-        cleanup: () => vhost.delete(),
+        env: { SWITCHBOARD_BROKER: 'rabbitmq', AMQP_URL: `amqp://guest:guest@127.0.0.1:${rabbit.port}` },
+        outage: { down: () => rabbit.stop(), up: () => rabbit.start() },
+        cleanup: () => rabbit.dispose(),
       };
     },
   },
@@ -157,7 +157,7 @@ for (const broker of BROKERS) {
     });
 
     if (broker.name !== 'redis') {
-      it('the broker taken away mid-stream: publishes fail fast (503, never a silent 200), nodes not ready, then everything confirmed arrives once, in order', async () => {
+      it('the broker killed mid-stream and restarted: publishes fail fast (503, never a silent 200), nodes not ready, then everything confirmed arrives once, in order', async () => {
         const members = [await connect(n2, 'm2', { groups: ['live'] }), await connect(n3, 'm3', { groups: ['live'] })];
         const confirmed: number[] = [];
         const refused: number[] = [];

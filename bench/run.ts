@@ -1,6 +1,7 @@
 /**
- * The benchmark suite: Switchboard against raw ws and Socket.IO (alone and on the Redis adapter),
- * in one run on one machine, reported as medians, ranges and ratios.
+ * The benchmark suite: Switchboard (alone, and on two nodes with Redis, RabbitMQ or NATS between
+ * them) against raw ws and Socket.IO (alone and on the Redis adapter), in one run on one machine,
+ * reported as medians, ranges and ratios.
  *
  *   npm run bench -- --quick                 the whole suite at small sizes (CI), report in bench/results/quick-latest.*
  *   npm run bench                            full sizes, 3 runs per system, report in bench/results/<date>.*
@@ -26,7 +27,8 @@ const HELP = `Usage: npm run bench -- [options]      (or: switchboard bench [opt
   --quick               small sizes, 1 run per system: the whole suite in about 2-3 minutes
   --only <names>        scenarios to run, by name or number: ${SCENARIOS.map((s) => `${s.number} ${s.name}`).join(', ')}
   --runs <n>            runs per system (default 3; 1 with --quick); the report gives median and range
-  --systems <ids>       only these systems: switchboard, raw-ws, socketio, switchboard-redis-N[-broadcast], switchboard-redis-2-gateway, socketio-redis-N
+  --systems <ids>       only these systems: switchboard, raw-ws, socketio, switchboard-redis-N[-broadcast], switchboard-redis-2-gateway,
+                        switchboard-rabbitmq-2, switchboard-nats-2, socketio-redis-N
   --clients <n>         override each scenario's size (clients, subscribers, pairs or users)
   --duration <seconds>  override each timed phase's length
   --window <n>          fan-out: publications in flight at saturation (default 4)
@@ -35,6 +37,8 @@ const HELP = `Usage: npm run bench -- [options]      (or: switchboard bench [opt
   --sb-env KEY=VALUE    extra environment for Switchboard nodes (repeatable), e.g. SWITCHBOARD_HEARTBEAT_INTERVAL_MS=60000
   --cpu-prof            run Switchboard nodes with --cpu-prof; profiles go to bench/results/profiles/
   --redis-server <bin>  redis-server to start privately for clustered systems (default: redis-server on PATH)
+  --nats-server <bin>   nats-server to start privately for switchboard-nats-N (default: /usr/sbin/nats-server or on PATH);
+                        switchboard-rabbitmq-N use a vhost of their own on the RabbitMQ at 127.0.0.1:5672 (rabbitmqctl)
   --report <path>       write <path>.md/.json/-*.svg (default bench/results/<date> or bench/results/quick-latest)
   --max-minutes <n>     abort after this long (default 10 with --quick, 90 otherwise)
   --render <file.json>  measure nothing: rewrite the .md and .svg of an existing report from its JSON
@@ -48,6 +52,7 @@ interface Cli extends BenchOptions {
   report: string | undefined;
   cpuProf: boolean;
   redisServer: string;
+  natsServer: string | undefined;
   sbEnv: Record<string, string>;
   maxMinutes: number;
   render: string | undefined;
@@ -114,6 +119,9 @@ function parse(argv: string[]): Cli {
       case '--redis-server':
         opts.redisServer = next();
         break;
+      case '--nats-server':
+        opts.natsServer = next();
+        break;
       case '--report':
         opts.report = next();
         break;
@@ -151,6 +159,7 @@ function parse(argv: string[]): Cli {
     report: opts.report,
     cpuProf: opts.cpuProf,
     redisServer: opts.redisServer ?? 'redis-server',
+    natsServer: opts.natsServer,
     sbEnv: opts.sbEnv,
     maxMinutes: opts.maxMinutes ?? (opts.quick ? 10 : 90),
     render: opts.render,
@@ -214,6 +223,7 @@ async function main(): Promise<number> {
 
   const env = new ServerEnv(repo, {
     redisServer: cli.redisServer,
+    natsServer: cli.natsServer,
     switchboardEnv: cli.sbEnv,
     cpuProfDir: cli.cpuProf ? join(repo, 'bench/results/profiles') : undefined,
   });

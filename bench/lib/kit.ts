@@ -137,28 +137,34 @@ export async function rounds(
   return out;
 }
 
-/** The systems of a scenario that `--systems` keeps. */
+/** The systems of a scenario that `--systems` keeps, and that can run here (Redis, nats-server, RabbitMQ). */
 export function selectSystems(ctx: BenchContext, systems: SystemConfig[]): SystemConfig[] {
   const keep = ctx.opts.systems;
-  let out = keep ? systems.filter((s) => keep.includes(s.id)) : systems;
-  if (!ctx.env.canRunRedis()) out = out.filter((s) => !s.redis);
-  return out;
+  const out = keep ? systems.filter((s) => keep.includes(s.id)) : systems;
+  return out.filter((s) => ctx.env.unavailable(s) === undefined);
 }
 
 /** Why systems were left out (to say so in the report). */
 export function skippedNotes(ctx: BenchContext, systems: SystemConfig[]): string[] {
-  if (ctx.env.canRunRedis()) return [];
-  const skipped = systems.filter((s) => s.redis && (!ctx.opts.systems || ctx.opts.systems.includes(s.id)));
-  return skipped.length
-    ? [`Not run: ${skipped.map((s) => s.label).join(', ')} — redis-server is not installed (apt-get install redis-server).`]
-    : [];
+  const why = new Map<string, string[]>();
+  for (const s of systems) {
+    if (ctx.opts.systems && !ctx.opts.systems.includes(s.id)) continue;
+    const reason = ctx.env.unavailable(s);
+    if (reason) why.set(reason, [...(why.get(reason) ?? []), s.label]);
+  }
+  return [...why].map(([reason, labels]) => `Not run: ${labels.join(', ')} — ${reason}.`);
 }
 
-/** Builds a report table from rounds: medians, ranges and the paired ratio to each row's baseline. */
+/**
+ * Builds a report table from rounds: medians, ranges and the paired ratio to each row's baseline;
+ * with `peerOf`, also the paired ratio to a second row (e.g. Socket.IO + Redis for the clustered
+ * Switchboard rows).
+ */
 export function tabulate(
   base: Omit<ScenarioReport, 'rows' | 'notes'> & { notes?: string[] },
   results: SystemRuns[],
   baselineOf: (config: SystemConfig) => string = () => 'switchboard',
+  peerOf?: (config: SystemConfig) => string | undefined,
 ): ScenarioReport {
   const rows: RowResult[] = results.map((r) => {
     const summary: Record<string, Spread> = {};
@@ -174,20 +180,32 @@ export function tabulate(
       errors: r.errors,
     };
   });
-  for (const row of rows) {
-    const baseRow = rows.find((x) => x.id === row.baseline);
+  /** `row` ÷ `by`, metric by metric, paired run by run (the same round). */
+  const paired = (row: RowResult, by: RowResult | undefined): Record<string, Spread> => {
+    const out: Record<string, Spread> = {};
     for (const m of base.metrics) {
       const ratios: number[] = [];
-      if (baseRow) {
+      if (by) {
         row.runs.forEach((run, i) => {
           const v = run[m.key];
-          const b = baseRow.runs[i]?.[m.key];
+          const b = by.runs[i]?.[m.key];
           if (v !== undefined && b !== undefined && Number.isFinite(v) && Number.isFinite(b) && b !== 0) ratios.push(v / b);
         });
       }
-      row.ratio[m.key] = spread(ratios);
+      out[m.key] = spread(ratios);
     }
-  }
+    return out;
+  };
+  results.forEach((r, i) => {
+    const row = rows[i]!;
+    row.ratio = paired(
+      row,
+      rows.find((x) => x.id === row.baseline),
+    );
+    const peerId = peerOf?.(r.config);
+    const peer = peerId !== undefined && peerId !== row.id ? rows.find((x) => x.id === peerId) : undefined;
+    if (peer) row.peer = { id: peer.id, label: peer.label, ratio: paired(row, peer) };
+  });
   const notes = [...(base.notes ?? [])];
   for (const r of results) for (const n of r.notes) notes.push(`${r.config.label}: ${n}`);
   return { ...base, rows, notes };
@@ -301,10 +319,15 @@ export async function runnerClient(sys: RunningSystem, s: ClientSpec): Promise<B
   return client;
 }
 
-/** CPU used by the servers, the private Redis and the load generator over a stretch of time. */
+/** CPU used by the servers, the private Redis, the broker and the load generator over a stretch of time. */
 export interface CpuWindow {
   server: CpuTime;
   redis: CpuTime;
+  /**
+   * The broker between nodes when it is not the Redis: the private nats-server, or the shared
+   * RabbitMQ server's Erlang VM (all of it). Zero for the other systems.
+   */
+  broker: CpuTime;
   generator: CpuTime;
   seconds: number;
 }
@@ -312,11 +335,13 @@ export interface CpuWindow {
 /** Starts measuring; the returned function ends the window and gives what each part used. */
 export function cpuMeter(ctx: BenchContext, sys: RunningSystem): () => CpuWindow {
   const redis = sys.config.redis && ctx.env.redisPid ? [ctx.env.redisPid] : [];
+  const broker = ctx.env.brokerPids(sys.config);
   const gen = ctx.pool.pids;
-  const before = { server: cpuTimes(sys.pids), redis: cpuTimes(redis), generator: cpuTimes(gen), at: nowUs() };
+  const before = { server: cpuTimes(sys.pids), redis: cpuTimes(redis), broker: cpuTimes(broker), generator: cpuTimes(gen), at: nowUs() };
   return () => ({
     server: cpuDelta(before.server, cpuTimes(sys.pids)),
     redis: cpuDelta(before.redis, cpuTimes(redis)),
+    broker: cpuDelta(before.broker, cpuTimes(broker)),
     generator: cpuDelta(before.generator, cpuTimes(gen)),
     seconds: (nowUs() - before.at) / 1e6,
   });
@@ -325,6 +350,11 @@ export function cpuMeter(ctx: BenchContext, sys: RunningSystem): () => CpuWindow
 /** Total seconds of a CPU time. */
 export function cpuSeconds(c: CpuTime): number {
   return c.user + c.system;
+}
+
+/** Seconds the servers, the Redis and the broker used together: the system's CPU. */
+export function systemCpuSeconds(c: CpuWindow): number {
+  return cpuSeconds(c.server) + cpuSeconds(c.redis) + cpuSeconds(c.broker);
 }
 
 /** Waits until the workers report `n` connected clients in total (bounded). */

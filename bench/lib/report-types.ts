@@ -21,6 +21,11 @@ export interface RowResult {
   summary: Record<string, Spread>;
   /** Per metric: this row ÷ baseline, paired run by run (same round), then median and range. */
   ratio: Record<string, Spread>;
+  /**
+   * A second comparison, where the scenario asks for one (the two-node Switchboard rows against
+   * Socket.IO + Redis ×2): that row's id and label, and this row ÷ it, paired the same way.
+   */
+  peer?: { id: string; label: string; ratio: Record<string, Spread> };
   errors: string[];
 }
 

@@ -158,14 +158,27 @@ function ratioCell(row: RowResult, key: string): string {
   return `${r.median.toFixed(2)}×${spreadText}`;
 }
 
+/** The second comparison's cell (`row.peer`): `—` where the row has none. */
+function peerCell(row: RowResult, key: string): string {
+  const r = row.peer?.ratio[key];
+  if (!r || !Number.isFinite(r.median)) return '—';
+  const spreadText = r.min !== r.max ? ` (${r.min.toFixed(2)}–${r.max.toFixed(2)})` : '';
+  return `${r.median.toFixed(2)}×${spreadText}`;
+}
+
 function scenarioTable(s: ScenarioReport): string {
   const primary = s.metrics.find((m) => m.key === s.primary)!;
-  const header = ['System', ...s.metrics.map((m) => m.label), `${primary.label}: × baseline`];
+  // A column for the second comparison when some rows have one; named after the row compared with.
+  const peers = [...new Set(s.rows.flatMap((r) => (r.peer ? [r.peer.label] : [])))];
+  const peerHeader = peers.length ? [`${primary.label}: × ${peers.length === 1 ? peers[0] : 'peer'}`] : [];
+  const header = ['System', ...s.metrics.map((m) => m.label), `${primary.label}: × baseline`, ...peerHeader];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
   for (const row of s.rows) {
     const runs = row.runs.length;
     const name = row.family === 'switchboard' ? `**${row.label}**` : row.label;
-    lines.push(`| ${[name, ...s.metrics.map((m) => fmt(row.summary[m.key], m, runs)), ratioCell(row, s.primary)].join(' | ')} |`);
+    const cells = [name, ...s.metrics.map((m) => fmt(row.summary[m.key], m, runs)), ratioCell(row, s.primary)];
+    if (peers.length) cells.push(peerCell(row, s.primary));
+    lines.push(`| ${cells.join(' | ')} |`);
   }
   return lines.join('\n');
 }
@@ -350,11 +363,17 @@ export function writeReport(report: Report, base: string): string[] {
   if (headline) write(`${base}-headline.svg`, headline);
 
   const m = report.machine;
+  const ids = new Set(report.scenarios.flatMap((s) => s.rows.map((r) => r.id)));
+  const has = (broker: string) => [...ids].some((id) => id.startsWith(`switchboard-${broker}-`));
+  const brokers = [
+    ...(has('nats') ? ['a private nats-server'] : []),
+    ...(has('rabbitmq') ? ["the shared RabbitMQ server (a vhost of the bench's own)"] : []),
+  ];
   const md: string[] = [];
   md.push(`# Switchboard benchmark — ${report.date}${report.quick ? ' (quick sizes)' : ''}`, '');
   md.push(
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}, Node ${m.node}, ${m.fdLimit} file descriptors per process. ` +
-      `Servers, the private redis-server and the load generator (${report.settings.workers} worker processes) share these cores; all traffic is on loopback. ` +
+      `Servers, the private redis-server${brokers.length ? `, ${brokers.join(' and ')} for the rows with those brokers,` : ''} and the load generator (${report.settings.workers} worker processes) share these cores; all traffic is on loopback. ` +
       `Each figure is the median of ${runs} run${runs > 1 ? 's' : ''} per system (range in parentheses), systems interleaved run by run; ratios are paired within a round, then the median taken. ` +
       `Switchboard clients connect with ${report.settings.batch ? '`?batch=1` (as the SDK does)' : 'no batching'}.` +
       (Object.keys(report.settings.switchboardEnv).length

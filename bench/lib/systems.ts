@@ -1,11 +1,15 @@
 /**
  * The servers under test, each in its own process: Switchboard through its real CLI, the raw ws
  * peer, and Socket.IO (alone, or on the Redis adapter). Also the private redis-server the clustered
- * systems share, so the bench neither disturbs nor is disturbed by anyone else's Redis.
+ * systems share, so the bench neither disturbs nor is disturbed by anyone else's Redis; for the
+ * other brokers between Switchboard nodes, a private nats-server and a vhost of the bench's own on
+ * the shared RabbitMQ server.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { HashRing } from '@switchboard/server';
@@ -22,6 +26,8 @@ export interface SystemConfig {
   nodes: number;
   /** Nodes share a Redis (engine `redis` / the Redis adapter). */
   redis: boolean;
+  /** Switchboard cluster: the broker between nodes (history, presence and registry stay on Redis). */
+  broker?: Broker;
   /** Switchboard cluster routing. */
   routing?: Routing;
   /**
@@ -34,6 +40,11 @@ export interface SystemConfig {
 /** Switchboard's cluster routing strategies. */
 export type Routing = 'interest' | 'broadcast' | 'hash';
 
+/** The brokers between Switchboard nodes the bench can run (`SWITCHBOARD_BROKER`). */
+export type Broker = 'redis' | 'rabbitmq' | 'nats';
+
+const BROKER_LABEL: Record<Broker, string> = { redis: 'Redis', rabbitmq: 'RabbitMQ', nats: 'NATS' };
+
 export const SWITCHBOARD: SystemConfig = {
   id: 'switchboard',
   label: 'Switchboard',
@@ -45,16 +56,26 @@ export const SWITCHBOARD: SystemConfig = {
 export const RAW_WS: SystemConfig = { id: 'raw-ws', label: 'raw ws', family: 'raw', kind: 'raw', nodes: 1, redis: false };
 export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', family: 'socketio', kind: 'socketio', nodes: 1, redis: false };
 
-/** Switchboard on `nodes` nodes sharing a Redis; with `gateway`, every client connects through a gateway. */
-export function switchboardCluster(nodes: number, routing: Routing = 'interest', opts: { gateway?: boolean } = {}): SystemConfig {
+/**
+ * Switchboard on `nodes` nodes sharing a Redis (engine `redis`: history, presence, registry), with
+ * `broker` between them (default Redis pub/sub: `switchboard-redis-2`; `switchboard-nats-2`,
+ * `switchboard-rabbitmq-2`); with `gateway`, every client connects through a gateway.
+ */
+export function switchboardCluster(
+  nodes: number,
+  routing: Routing = 'interest',
+  opts: { gateway?: boolean; broker?: Broker } = {},
+): SystemConfig {
   const suffix = routing === 'interest' ? '' : ` ${routing}`;
+  const broker = opts.broker ?? 'redis';
   return {
-    id: `switchboard-redis-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}`,
-    label: `Switchboard + Redis ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}`,
+    id: `switchboard-${broker}-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}`,
+    label: `Switchboard + ${BROKER_LABEL[broker]} ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}`,
     family: 'switchboard',
     kind: 'switchboard',
     nodes,
     redis: true,
+    broker,
     routing,
     ...(opts.gateway ? { gateway: true } : {}),
   };
@@ -99,11 +120,15 @@ export const BENCH_API_KEY = 'bench-api-key-0123456789';
 export class ServerEnv {
   private readonly children = new Set<ChildProcess>();
   private redis: { url: string; pid: number; child: ChildProcess } | undefined;
+  private nats: { url: string; pid: number; child: ChildProcess } | undefined;
+  /** The bench's vhost on the shared RabbitMQ, and the pid of that server's Erlang VM. */
+  private rabbit: { vhost: string; url: string; pid: number | undefined } | undefined;
+  private rabbitUsable: boolean | undefined;
   private seq = 0;
 
   constructor(
     private readonly repo: string,
-    private readonly opts: { cpuProfDir?: string; redisServer: string; switchboardEnv?: Record<string, string> },
+    private readonly opts: { cpuProfDir?: string; redisServer: string; natsServer?: string; switchboardEnv?: Record<string, string> },
   ) {}
 
   /** The private Redis (started on first use); undefined when redis-server is not installed. */
@@ -118,6 +143,111 @@ export class ServerEnv {
   /** True when a redis-server binary can be run. */
   canRunRedis(): boolean {
     return this.opts.redisServer.includes('/') ? existsSync(this.opts.redisServer) : whichSync(this.opts.redisServer);
+  }
+
+  /** The nats-server binary: `--nats-server`, else the first installed of the usual places. */
+  private natsServerBin(): string | undefined {
+    const bin = this.opts.natsServer;
+    if (bin) return bin.includes('/') ? (existsSync(bin) ? bin : undefined) : whichSync(bin) ? bin : undefined;
+    return NATS_SERVER_CANDIDATES.find((p) => existsSync(p)) ?? (whichSync('nats-server') ? 'nats-server' : undefined);
+  }
+
+  /** True when `rabbitmqctl` answers (the shared RabbitMQ runs and this user may manage it); asked once. */
+  canRunRabbit(): boolean {
+    if (this.rabbitUsable === undefined) {
+      try {
+        execFileSync('rabbitmqctl', ['-q', 'list_vhosts'], { stdio: 'ignore', timeout: 30_000 });
+        this.rabbitUsable = true;
+      } catch {
+        this.rabbitUsable = false;
+      }
+    }
+    return this.rabbitUsable;
+  }
+
+  /** Whether what `config` needs (Redis; nats-server or RabbitMQ for those brokers) is here; else why not. */
+  unavailable(config: SystemConfig): string | undefined {
+    if (config.redis && !this.canRunRedis()) return 'redis-server is not installed (apt-get install redis-server)';
+    if (config.broker === 'nats' && !this.natsServerBin()) return 'nats-server is not installed (apt-get install nats-server)';
+    if (config.broker === 'rabbitmq' && !this.canRunRabbit())
+      return 'RabbitMQ does not answer rabbitmqctl (scripts/ensure-rabbitmq.sh; Debian: apt-get install rabbitmq-server)';
+    return undefined;
+  }
+
+  /**
+   * Processes outside the system's own whose CPU is the broker's: the private nats-server, or the
+   * Erlang VM of the shared RabbitMQ (the whole server). Empty for Redis, counted as Redis.
+   */
+  brokerPids(config: SystemConfig): number[] {
+    if (config.broker === 'nats' && this.nats) return [this.nats.pid];
+    if (config.broker === 'rabbitmq' && this.rabbit?.pid !== undefined) return [this.rabbit.pid];
+    return [];
+  }
+
+  /** Starts the private nats-server (core NATS, no JetStream) on a free loopback port. */
+  async startNats(): Promise<string> {
+    if (this.nats) return this.nats.url;
+    const bin = this.natsServerBin();
+    if (!bin) throw new Error('nats-server is not installed (apt-get install nats-server)');
+    const port = await freePort();
+    const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.track(child);
+    const tail = collectTail(child);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (await natsAnswers(port)) break;
+      if (Date.now() > deadline || child.exitCode !== null) {
+        await this.kill(child);
+        throw new Error(`nats-server did not start on port ${port}\n${tail()}`);
+      }
+      await sleep(100);
+    }
+    this.nats = { url: `nats://127.0.0.1:${port}`, pid: child.pid!, child };
+    return this.nats.url;
+  }
+
+  /**
+   * The bench's own vhost on the shared RabbitMQ (`sbbench-<random>`, guest may use it), created on
+   * first use and deleted when the bench ends; its AMQP URL. Also finds the server's Erlang VM, whose
+   * CPU the RabbitMQ rows count.
+   */
+  async rabbitVhost(): Promise<string> {
+    if (this.rabbit?.pid !== undefined) return this.rabbit.url;
+    await this.deleteRabbitVhost(); // a first attempt that did not find the VM
+    const vhost = `sbbench-${randomBytes(4).toString('hex')}`;
+    await rabbitmqctl('add_vhost', vhost);
+    // Recorded before anything else can fail, so that the vhost is deleted however the bench ends.
+    this.rabbit = { vhost, url: `amqp://guest:guest@127.0.0.1:5672/${vhost}`, pid: undefined };
+    await rabbitmqctl('set_permissions', '-p', vhost, 'guest', '.*', '.*', '.*');
+    this.rabbit.pid = await rabbitPid();
+    // Without it the RabbitMQ rows would leave the broker out of their CPU without saying so.
+    if (this.rabbit.pid === undefined) throw new Error("cannot find the RabbitMQ server's Erlang VM (rabbitmqctl eval 'os:getpid().')");
+    return this.rabbit.url;
+  }
+
+  /**
+   * Deletes the queues left in the bench's vhost by the previous run: each node's durable queue
+   * `sb.node.<id>` outlives it by a minute (`x-expires`), and the next run's nodes have the same ids,
+   * so they would start with the old run's bindings and messages.
+   */
+  private async resetRabbitVhost(): Promise<void> {
+    if (!this.rabbit) return;
+    const out = await rabbitmqctl('list_queues', '-p', this.rabbit.vhost, '--no-table-headers', 'name');
+    for (const name of out
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean))
+      await rabbitmqctl('delete_queue', '-p', this.rabbit.vhost, name);
+  }
+
+  /** Deletes the bench's vhost (and so everything in it). */
+  private async deleteRabbitVhost(): Promise<void> {
+    const rabbit = this.rabbit;
+    if (!rabbit) return;
+    this.rabbit = undefined;
+    await rabbitmqctl('delete_vhost', rabbit.vhost).catch((err: Error) =>
+      process.stderr.write(`bench: could not delete RabbitMQ vhost ${rabbit.vhost}: ${err.message.split('\n')[0]}\n`),
+    );
   }
 
   /** Starts the private redis-server on a free loopback port. */
@@ -176,11 +306,17 @@ export class ServerEnv {
       redisUrl = await this.startRedis();
       await this.flushRedis();
     }
+    const brokerEnv: Record<string, string> = {};
+    if (config.broker === 'nats') brokerEnv.NATS_URL = await this.startNats();
+    if (config.broker === 'rabbitmq') {
+      brokerEnv.AMQP_URL = await this.rabbitVhost();
+      await this.resetRabbitVhost();
+    }
     const run = `${process.pid}-${++this.seq}`;
     const started: { child: ChildProcess; port: number }[] = [];
     try {
       for (let i = 0; i < config.nodes; i++) {
-        started.push(await this.startNode(config, i, run, redisUrl));
+        started.push(await this.startNode(config, i, run, redisUrl, brokerEnv));
       }
     } catch (err) {
       await Promise.all(started.map((s) => this.kill(s.child)));
@@ -267,8 +403,7 @@ export class ServerEnv {
   private switchboardEnv(): NodeJS.ProcessEnv {
     const env: NodeJS.ProcessEnv = {};
     // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
-    for (const [k, v] of Object.entries(process.env))
-      if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+    for (const [k, v] of Object.entries(process.env)) if (!leakyEnv(k)) env[k] = v;
     Object.assign(env, {
       SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
       SWITCHBOARD_API_KEY: BENCH_API_KEY,
@@ -286,12 +421,12 @@ export class ServerEnv {
     index: number,
     run: string,
     redisUrl: string | undefined,
+    brokerEnv: Record<string, string> = {},
   ): Promise<{ child: ChildProcess; port: number }> {
     if (config.family === 'switchboard') {
       const env: NodeJS.ProcessEnv = {};
       // The caller's own SWITCHBOARD_* settings must not leak into the system under test.
-      for (const [k, v] of Object.entries(process.env))
-        if (!k.startsWith('SWITCHBOARD_') && k !== 'REDIS_URL' && k !== 'PORT' && k !== 'HOST') env[k] = v;
+      for (const [k, v] of Object.entries(process.env)) if (!leakyEnv(k)) env[k] = v;
       Object.assign(env, {
         SWITCHBOARD_JWT_SECRET: BENCH_SECRET,
         SWITCHBOARD_API_KEY: BENCH_API_KEY,
@@ -313,6 +448,8 @@ export class ServerEnv {
           REDIS_URL: redisUrl,
           SWITCHBOARD_REDIS_PREFIX: `bench-${run}:`,
           SWITCHBOARD_ROUTING: config.routing ?? 'interest',
+          SWITCHBOARD_BROKER: config.broker ?? 'redis',
+          ...brokerEnv,
         });
       }
       const execArgv: string[] = [];
@@ -389,20 +526,78 @@ export class ServerEnv {
     }
   }
 
-  /** Stops everything this env started, Redis last. */
+  /** Stops everything this env started, the brokers and Redis last, and deletes the RabbitMQ vhost. */
   async stopAll(): Promise<void> {
-    const redis = this.redis?.child;
-    await Promise.all([...this.children].filter((c) => c !== redis).map((c) => this.kill(c)));
-    if (redis) await this.kill(redis);
+    const shared = [this.redis?.child, this.nats?.child];
+    await Promise.all([...this.children].filter((c) => !shared.includes(c)).map((c) => this.kill(c)));
+    for (const c of shared) if (c) await this.kill(c);
     this.redis = undefined;
+    this.nats = undefined;
+    await this.deleteRabbitVhost();
   }
 
-  /** Synchronous last resort (process exit): SIGKILL whatever is still running. */
+  /** Synchronous last resort (process exit): SIGKILL whatever is still running, delete the RabbitMQ vhost. */
   killAllNow(): void {
     for (const c of this.children) {
       if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     }
+    const rabbit = this.rabbit;
+    if (rabbit) {
+      this.rabbit = undefined;
+      try {
+        execFileSync('rabbitmqctl', ['-q', 'delete_vhost', rabbit.vhost], { stdio: 'ignore', timeout: 30_000 });
+      } catch {
+        process.stderr.write(`bench: could not delete RabbitMQ vhost ${rabbit.vhost} (rabbitmqctl delete_vhost ${rabbit.vhost})\n`);
+      }
+    }
   }
+}
+
+/** The caller's settings that must not leak into the system under test. */
+function leakyEnv(key: string): boolean {
+  return key.startsWith('SWITCHBOARD_') || ['REDIS_URL', 'AMQP_URL', 'NATS_URL', 'PORT', 'HOST'].includes(key);
+}
+
+/** Where nats-server may be installed. */
+const NATS_SERVER_CANDIDATES = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'];
+
+const execFileAsync = promisify(execFile);
+
+/** `rabbitmqctl -q <args>`: its output. */
+async function rabbitmqctl(...args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('rabbitmqctl', ['-q', ...args], { timeout: 60_000, encoding: 'utf8' });
+  return stdout;
+}
+
+/** The pid of the RabbitMQ server's Erlang VM (its CPU is the broker's); undefined when not found. */
+async function rabbitPid(): Promise<number | undefined> {
+  try {
+    const m = /(\d+)/.exec(await rabbitmqctl('eval', 'os:getpid().'));
+    if (m) return Number(m[1]);
+  } catch {
+    // try pgrep below
+  }
+  try {
+    const { stdout } = await execFileAsync('pgrep', ['-o', '-f', 'beam.smp.*rabbit'], { encoding: 'utf8' });
+    const pid = Number(stdout.trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a NATS server greets a connection on `port` with its INFO line. */
+function natsAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('data', (chunk: Buffer) => done(chunk.toString('utf8').startsWith('INFO')));
+  });
 }
 
 /** Keeps the last lines a process printed, to explain a failure; drains its pipes meanwhile. */

@@ -15,6 +15,7 @@ import {
   cpuMeter,
   cpuSeconds,
   rounds,
+  systemCpuSeconds,
   runnerClient,
   skippedNotes,
   spec,
@@ -44,7 +45,15 @@ export const fanout: Scenario = {
     const durationMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 2000 : 10_000);
     const window = ctx.opts.window;
     const fixedRate = Math.max(1, FIXED_DELIVERIES_PER_S / n);
-    const systems = [SWITCHBOARD, RAW_WS, SOCKETIO, switchboardCluster(2), socketioCluster(2)];
+    const systems = [
+      SWITCHBOARD,
+      RAW_WS,
+      SOCKETIO,
+      switchboardCluster(2),
+      switchboardCluster(2, 'interest', { broker: 'rabbitmq' }),
+      switchboardCluster(2, 'interest', { broker: 'nats' }),
+      socketioCluster(2),
+    ];
     // Through the gateway only when asked for by name (`--systems`): it is a deployment choice, not a peer.
     const viaGateway = switchboardCluster(2, 'interest', { gateway: true });
     if (ctx.opts.systems?.includes(viaGateway.id)) systems.push(viaGateway);
@@ -55,7 +64,7 @@ export const fanout: Scenario = {
           name: 'fanout',
           scenario: 'fanout',
           title: `3. Fan-out: one channel, ${n.toLocaleString('en')} subscribers`,
-          what: `Saturation: the publisher keeps ${window} publications in flight for ${durationMs / 1000} s; delivered/s = messages received by subscribers ÷ time from the first publication to the last delivery. Latency: ${fixedRate.toFixed(fixedRate < 10 ? 1 : 0)} publications/s (${FIXED_DELIVERIES_PER_S.toLocaleString('en')} deliveries/s) for ${durationMs / 1000} s, measured from each publication's intended send time. Clustered systems: subscribers alternate between the two nodes, the publisher is on the first. Server CPU (nodes, and Redis for the clustered rows) and load-generator CPU are over the saturation phase.`,
+          what: `Saturation: the publisher keeps ${window} publications in flight for ${durationMs / 1000} s; delivered/s = messages received by subscribers ÷ time from the first publication to the last delivery. Latency: ${fixedRate.toFixed(fixedRate < 10 ? 1 : 0)} publications/s (${FIXED_DELIVERIES_PER_S.toLocaleString('en')} deliveries/s) for ${durationMs / 1000} s, measured from each publication's intended send time. Clustered systems: subscribers alternate between the two nodes, the publisher is on the first. Server CPU (nodes, and for the clustered rows Redis, which keeps history, presence and the registry for every Switchboard row, plus the broker's process when it is not Redis: the bench's private nats-server, or the Erlang VM of the whole shared RabbitMQ server, which runs nothing else during the bench) and load-generator CPU are over the saturation phase. Ratios: one-node rows to Switchboard, two-node rows to Switchboard + Redis ×2; the two-node Switchboard rows' throughput also to Socket.IO + Redis ×2, paired run by run.`,
           size: `${n.toLocaleString('en')} subscribers, window ${window}, ${durationMs / 1000} s per phase`,
           metrics: [
             { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' },
@@ -74,6 +83,7 @@ export const fanout: Scenario = {
         },
         results,
         (c) => (c.nodes > 1 ? switchboardCluster(c.nodes).id : 'switchboard'),
+        (c) => (c.nodes > 1 && c.family === 'switchboard' ? socketioCluster(c.nodes).id : undefined),
       ),
     ];
   },
@@ -176,7 +186,7 @@ async function runOnce(
       noteDrops(fixedCollect, note);
       if (inflight.timedOut > 0) note(`${inflight.timedOut} publications not complete within ${PUBLICATION_TIMEOUT_US / 1e6} s`);
 
-      const cpu = cpuSeconds(sat.cpu.server) + cpuSeconds(sat.cpu.redis);
+      const cpu = systemCpuSeconds(sat.cpu);
       return {
         deliveredPerS: delivered / ((lastDelivery - sat.result.startUs) / 1e6),
         p50: lat.p50,
@@ -185,7 +195,7 @@ async function runOnce(
         satP99: satLat.p99,
         lossPct: (100 * (expected + fixedExpected - delivered - fixedDelivered)) / Math.max(1, expected + fixedExpected),
         cpuUsPerMsg: (cpu * 1e6) / Math.max(1, delivered),
-        kernelPct: (100 * (sat.cpu.server.system + sat.cpu.redis.system)) / Math.max(1e-9, cpu),
+        kernelPct: (100 * (sat.cpu.server.system + sat.cpu.redis.system + sat.cpu.broker.system)) / Math.max(1e-9, cpu),
         genCpuPct: (100 * cpuSeconds(sat.cpu.generator)) / sat.cpu.seconds,
       };
     } finally {

@@ -130,6 +130,7 @@ export class PrivateServer {
   /** Starts the process (again) and waits until it accepts connections. */
   async start(): Promise<void> {
     if (this.child) return;
+    running.add(this);
     // A process group of its own, so that stop reaches what the binary starts (RabbitMQ's VM).
     const child = spawn(this.binary, this.args(this.port), { stdio: 'ignore', env: this.env, detached: true });
     this.child = child;
@@ -169,6 +170,32 @@ export class PrivateServer {
   /** Stops the server for good and removes its files. */
   async dispose(): Promise<void> {
     await this.stop();
+    running.delete(this);
+    this.cleanup?.();
+  }
+
+  /** Kills the server at once, without waiting (the test process is exiting). */
+  killNow(): void {
+    const child = this.child;
+    let extra: number | undefined;
+    try {
+      extra = this.extraPid?.();
+    } catch {
+      extra = undefined;
+    }
+    for (const pid of [child ? -child.pid! : undefined, extra]) {
+      try {
+        if (pid !== undefined) process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     this.cleanup?.();
   }
 }
+
+/** Servers started by this test process: none outlives it, even when a test fails or times out. */
+const running = new Set<PrivateServer>();
+process.once('exit', () => {
+  for (const server of running) server.killNow();
+});

@@ -20,14 +20,17 @@ import { RedisFixture, TEST_CLIENT_OPTIONS, connectRedis, redisSkip } from './re
 import { PrivateServer } from './support/servers.js';
 
 describe('memory broker contract', () => {
-  brokerContract(async ({ routing, ring }) => {
-    const bus = new MemoryBus();
-    const make = (node: string) =>
-      new ClusterBroker({ transport: new MemoryTransport(bus), router: new Router(routing, node, ring), ring });
-    const a = make('node-a');
-    const b = make('node-b');
-    return { a, b, cleanup: async () => void (await Promise.all([a.close(), b.close()])) };
-  });
+  brokerContract(
+    async ({ routing, ring }) => {
+      const bus = new MemoryBus();
+      const make = (node: string) =>
+        new ClusterBroker({ transport: new MemoryTransport(bus), router: new Router(routing, node, ring), ring });
+      const a = make('node-a');
+      const b = make('node-b');
+      return { a, b, cleanup: async () => void (await Promise.all([a.close(), b.close()])) };
+    },
+    { noOutage: true },
+  );
 });
 
 let pairs = 0;

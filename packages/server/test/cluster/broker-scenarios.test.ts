@@ -17,6 +17,7 @@ import { rabbitSkip } from '../support/rabbitmq.js';
 import { eventually } from '../support/eventually.js';
 import { PrivateServer } from '../support/servers.js';
 import { Cluster, type NodeProcess } from './harness.js';
+import { OpenClients } from './scenarios.js';
 
 interface BrokerSetup {
   env: Record<string, string>;
@@ -62,19 +63,15 @@ for (const broker of BROKERS) {
     let setup: BrokerSetup;
     let cluster: Cluster;
     let n1: NodeProcess, n2: NodeProcess, n3: NodeProcess;
-    const open: TestClient[] = [];
-    const connect = async (node: NodeProcess, user: string, claims: Record<string, unknown> = {}, query = '') => {
-      const c = await TestClient.connect(node, user, claims, query);
-      open.push(c);
-      return c;
-    };
+    const clients = new OpenClients();
+    const { connect } = clients;
     before(async () => {
       setup = await broker.setup();
       cluster = new Cluster({ ...setup.env, SWITCHBOARD_PRESENCE_TTL_MS: '3000' });
       [n1, n2, n3] = await Promise.all([cluster.start('s1'), cluster.start('s2'), cluster.start('s3')]);
     });
     after(async () => {
-      await Promise.all(open.map((c) => c.close()));
+      await clients.closeAll();
       await cluster?.stop();
       await setup?.cleanup();
     });
@@ -131,7 +128,7 @@ for (const broker of BROKERS) {
     it('kill -9 of a node loses nothing confirmed for the clients that reconnect to another node', async () => {
       const victim = await cluster.start(`victim-${broker.name}`);
       const client = new TestClient(`${victim.wsUrl}?token=${await token('kim', { groups: ['feed'] })}`);
-      open.push(client);
+      clients.keep(client);
       await client.next((f) => f.type === 'welcome');
       const confirmed: number[] = [];
       let stop = false;

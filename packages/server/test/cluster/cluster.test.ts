@@ -9,7 +9,7 @@ import { encodeResume } from '@switchboard/protocol';
 import { TestClient, api, token } from '../helpers.js';
 import { redisSkip } from '../redis-helpers.js';
 import { Cluster, type NodeProcess } from './harness.js';
-import { clusterScenarios } from './scenarios.js';
+import { OpenClients, clusterScenarios } from './scenarios.js';
 
 const skip = redisSkip;
 
@@ -17,17 +17,13 @@ for (const routing of ['interest', 'broadcast', 'hash'] as const) {
   describe(`cluster of three nodes, ${routing} routing`, { skip }, () => {
     const cluster = new Cluster({ SWITCHBOARD_ROUTING: routing, SWITCHBOARD_PRESENCE_TTL_MS: '3000' });
     let n1: NodeProcess, n2: NodeProcess, n3: NodeProcess;
-    const open: TestClient[] = [];
-    const connect = async (node: NodeProcess, user: string, claims: Record<string, unknown> = {}, query = '') => {
-      const c = await TestClient.connect(node, user, claims, query);
-      open.push(c);
-      return c;
-    };
+    const clients = new OpenClients();
+    const { connect } = clients;
     before(async () => {
       [n1, n2, n3] = await Promise.all([cluster.start('n1'), cluster.start('n2'), cluster.start('n3')]);
     });
     after(async () => {
-      await Promise.all(open.map((c) => c.close()));
+      await clients.closeAll();
       await cluster.stop();
     });
 

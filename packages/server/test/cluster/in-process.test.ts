@@ -11,23 +11,19 @@ import { encodeResume } from '@switchboard/protocol';
 import { HashRing } from '../../src/registry/hash-ring.js';
 import { TestClient, api, type TestNode } from '../helpers.js';
 import { InProcessCluster } from './in-process.js';
-import { clusterScenarios, settled } from './scenarios.js';
+import { OpenClients, clusterScenarios, settled } from './scenarios.js';
 
 for (const routing of ['interest', 'broadcast', 'hash'] as const) {
   describe(`in-process cluster of three nodes, ${routing} routing`, () => {
     const cluster = new InProcessCluster({ routing, presenceTtlMs: 3000 });
     let n1: TestNode, n2: TestNode, n3: TestNode;
-    const open: TestClient[] = [];
-    const connect = async (node: TestNode, user: string, claims: Record<string, unknown> = {}, query = '') => {
-      const c = await TestClient.connect(node, user, claims, query);
-      open.push(c);
-      return c;
-    };
+    const clients = new OpenClients();
+    const { connect } = clients;
     before(async () => {
       [n1, n2, n3] = await Promise.all([cluster.start('n1'), cluster.start('n2'), cluster.start('n3')]);
     });
     after(async () => {
-      await Promise.all(open.map((c) => c.close()));
+      await clients.closeAll();
       await cluster.stop();
     });
 

@@ -23,6 +23,26 @@ export async function settled(node: TestNode, client: TestClient, user: string):
   await client.next((f) => f.type === 'message' && f.data === marker);
 }
 
+/** Clients connected by a test, closed together at the end of its suite. */
+export class OpenClients {
+  private readonly open: TestClient[] = [];
+
+  /** Connects as `user` (waits for `welcome`) and keeps the client to close later. */
+  readonly connect = async (node: TestNode, user: string, claims: Record<string, unknown> = {}, query = ''): Promise<TestClient> => {
+    return this.keep(await TestClient.connect(node, user, claims, query));
+  };
+
+  /** Keeps a client made otherwise. */
+  keep(client: TestClient): TestClient {
+    this.open.push(client);
+    return client;
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.open.splice(0).map((c) => c.close()));
+  }
+}
+
 /** Registers the shared scenarios (call inside a `describe` whose hooks start the nodes). */
 export function clusterScenarios(cluster: ClusterUnderTest): void {
   const connect = (...args: Parameters<ClusterUnderTest['connect']>) => cluster.connect(...args);

@@ -118,6 +118,39 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     assert.equal(pub.offset, 1);
   });
 
+  it('appends every publication of one event-loop turn in one script call, offsets dense per channel, in call order', async () => {
+    const { h, r } = await open();
+    const sent: string[] = [];
+    const original = r.sendCommand.bind(r);
+    r.sendCommand = ((command: { name: string }) => {
+      sent.push(command.name);
+      return original(command as never);
+    }) as typeof r.sendCommand;
+    try {
+      const appends = Array.from({ length: 120 }, (_, i) => h.append(`group:c${i % 3}`, input(i)));
+      const pubs = await Promise.all(appends);
+      assert.equal(sent.filter((c) => c === 'evalsha' || c === 'eval').length, 1, `one script call, got ${sent.join(' ')}`);
+      for (let c = 0; c < 3; c++) {
+        const mine = pubs.filter((p) => p.channel === `group:c${c}`);
+        assert.deepEqual(
+          mine.map((p) => p.offset),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        assert.deepEqual(
+          mine.map((p) => p.data),
+          Array.from({ length: 40 }, (_, i) => 3 * i + c),
+        );
+      }
+      // A publication alone in a later turn goes in a call of its own.
+      sent.length = 0;
+      const alone = await h.append('group:c0', input('alone'));
+      assert.equal(alone.offset, 41);
+      assert.deepEqual(sent.filter((c) => c === 'evalsha' || c === 'eval').length, 1);
+    } finally {
+      r.sendCommand = original;
+    }
+  });
+
   it('publishes nothing on a plain append', async () => {
     const { h, prefix } = await open();
     const got = await listen(channelTag(prefix, 'group:a'));

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '@switchboard/protocol';
 import { messageHead } from '../broker/codec.js';
-import { messageFrame, type Publication, type PublicationInput } from '../publication.js';
+import type { Publication, PublicationInput } from '../publication.js';
 import type { AppendPublishStore } from '../publish/publication-path.js';
 import { channelTag } from '../redis/keys.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
@@ -30,52 +30,65 @@ export interface RedisHistoryOptions {
  * Makes sure the channel has an epoch: when the meta hash is missing (first use, expired, or Redis
  * lost data) it starts a fresh epoch at offset 0 and drops any stream left from the old epoch, so
  * a resuming client is told `recovered:false` instead of being handed a gap.
- * Expects KEYS[1] = meta, KEYS[2] = stream, `fresh` = new epoch, `metaTtl` = ms.
+ * `meta`, `stream`: the channel's keys; `fresh` = new epoch, `metaTtl` = ms.
  */
 const ENSURE_META = `
-local function ensure_meta(fresh, metaTtl)
-  local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+local function ensure_meta(meta, stream, fresh, metaTtl)
+  local m = redis.call('HMGET', meta, 'epoch', 'offset')
   if m[1] and m[2] then return m[1], tonumber(m[2]) end
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', fresh, 'offset', 0)
-  redis.call('PEXPIRE', KEYS[1], metaTtl)
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'epoch', fresh, 'offset', 0)
+  redis.call('PEXPIRE', meta, metaTtl)
   return fresh, 0
 end
 `;
 
 /**
- * KEYS: meta, stream, idempotency key. ARGV: fresh epoch, historySize, stream TTL ms, meta TTL ms,
- * idempotency window ms (0: no key), ts, frame tail, then, to publish as well: the cluster
- * payload's head (`messageHead(channel)`, see broker/codec.ts), the frame's head and mid, and the
- * pub/sub names to PUBLISH to (ARGV[11] on). Returns {0, epoch, offset} or, for a repeated key,
- * {1, 'epoch|offset'}.
+ * Appends a batch — every publication of one event-loop turn, in call order — in one script call.
+ * KEYS: per publication its channel's meta, stream and idempotency key. ARGV: fresh epoch,
+ * historySize, stream TTL ms, meta TTL ms, then per publication: idempotency window ms (0: no
+ * key), ts, frame tail, the number of pub/sub names to PUBLISH to and, when there are any, the
+ * cluster payload's head (`messageHead(channel)`, broker/codec.ts), the frame's head, the names.
+ * Per publication: check the key, assign the offset, XADD (trimmed to historySize), keep the key,
+ * PUBLISH the payload; TTLs are refreshed once per channel per batch. Returns per publication
+ * {0, epoch, offset} or, for a repeated key, {1, 'epoch|offset'}.
  */
-const APPEND = `${ENSURE_META}
-local window = tonumber(ARGV[5])
-if window > 0 then
-  local seen = redis.call('GET', KEYS[3])
-  if seen then return {1, seen} end
+const APPEND_BATCH = `${ENSURE_META}
+local fresh, size, streamTtl, metaTtl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local out, touched, a = {}, {}, 5
+for i = 1, #KEYS, 3 do
+  local meta, stream, idem = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+  local window, ts, tail, names = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+  a = a + 4
+  local seen = false
+  if window > 0 then seen = redis.call('GET', idem) end
+  if seen then
+    out[#out + 1] = {1, seen}
+  else
+    local epoch = ensure_meta(meta, stream, fresh, metaTtl)
+    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    local off = string.format('%d', offset)
+    if size > 0 then redis.call('XADD', stream, 'MAXLEN', size, off .. '-0', 't', ts, 'f', tail) end
+    if not touched[meta] then
+      touched[meta] = true
+      if size > 0 then redis.call('PEXPIRE', stream, streamTtl) end
+      redis.call('PEXPIRE', meta, metaTtl)
+    end
+    if window > 0 then redis.call('SET', idem, epoch .. '|' .. off, 'PX', window) end
+    if names > 0 then
+      local payload = ARGV[a] .. off .. '|' .. epoch .. '|' .. ARGV[a + 1] .. epoch .. '","offset":' .. off .. tail
+      for j = a + 2, a + 1 + names do redis.call('PUBLISH', ARGV[j], payload) end
+    end
+    out[#out + 1] = {0, epoch, offset}
+  end
+  if names > 0 then a = a + 2 + names end
 end
-local epoch = ensure_meta(ARGV[1], ARGV[4])
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-local off = string.format('%d', offset)
-local size = tonumber(ARGV[2])
-if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-0', 't', ARGV[6], 'f', ARGV[7])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if window > 0 then redis.call('SET', KEYS[3], epoch .. '|' .. off, 'PX', window) end
-if #ARGV > 10 then
-  local payload = ARGV[8] .. off .. '|' .. epoch .. '|' .. ARGV[9] .. epoch .. ARGV[10] .. off .. ARGV[7]
-  for i = 11, #ARGV do redis.call('PUBLISH', ARGV[i], payload) end
-end
-return {0, epoch, offset}
+return out
 `;
 
 /** KEYS: meta, stream. ARGV: fresh epoch, meta TTL ms. Returns {epoch, offset}. */
 const POSITION = `${ENSURE_META}
-local epoch, offset = ensure_meta(ARGV[1], ARGV[2])
+local epoch, offset = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return {epoch, offset}
 `;
 
@@ -86,7 +99,7 @@ return {epoch, offset}
  * Returns {epoch, offset, firstOffset, entries}.
  */
 const READ = `${ENSURE_META}
-local epoch, offset = ensure_meta(ARGV[1], ARGV[2])
+local epoch, offset = ensure_meta(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 local since, limit, cutoff = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local first = offset + 1
 local start, count = '-', 1
@@ -117,22 +130,40 @@ end
 return {epoch, offset, first, entries}
 `;
 
-/** The `message` frame of `pub` split around its epoch and offset, for the script to join. */
-function frameParts(channel: string, input: PublicationInput): { head: string; mid: string; tail: string } {
-  // Built by messageFrame itself, so the script's frame is the node's byte for byte. `"epoch":""`
-  // cannot occur earlier: a `"` inside the JSON string of the channel is always escaped.
-  const skeleton = messageFrame({ channel, epoch: '', offset: 0, ...input });
-  const marker = '"epoch":"","offset":0';
-  const at = skeleton.indexOf(marker);
-  if (at < 0) throw new Error('message frame has no "epoch","offset" pair');
-  return { head: skeleton.slice(0, at) + '"epoch":"', mid: '","offset":', tail: skeleton.slice(at + marker.length) };
+/**
+ * The `message` frame of a publication around its epoch and offset, for the script to join:
+ * `head` ends with `"epoch":"`, `tail` starts after the offset. Byte for byte `messageFrame`'s
+ * (same keys, same order, same escaping; a test compares them), without serialising it whole.
+ */
+function frameHead(channel: string): string {
+  return `{"type":"message","channel":${JSON.stringify(channel)},"epoch":"`;
+}
+
+function frameTail(input: PublicationInput): string {
+  const rest = JSON.stringify({ from: input.from, topic: input.topic, data: input.data, ts: input.ts });
+  return `,${rest.slice(1)}`;
+}
+
+/** Publications appended per script call at most (a turn with more takes several calls). */
+const MAX_BATCH = 500;
+
+/** One append waiting for its turn's script call. */
+interface Pending {
+  channel: string;
+  input: PublicationInput;
+  key: string | undefined;
+  to: readonly string[];
+  resolve: (result: AppendOnceResult) => void;
+  reject: (err: unknown) => void;
 }
 
 /**
  * History in Redis: one stream per channel (entry id `<offset>-0`), a meta hash {epoch, offset},
- * and one Lua script per append that checks the idempotency key, assigns the offset, stores, trims
- * to `historySize` and refreshes TTLs, in one round trip. As an {@link AppendPublishStore} the same
- * script also publishes the cluster payload (`AtomicAppendPublish`, with the Redis broker).
+ * and one Lua script call per event-loop turn for every append of the turn: it checks each
+ * idempotency key, assigns the offsets, stores, trims to `historySize` and refreshes TTLs. A
+ * publication alone in its turn goes out at once (the batch is sent in the same turn, after I/O).
+ * As an {@link AppendPublishStore} the same script also publishes the cluster payload
+ * (`AtomicAppendPublish`, with the Redis broker).
  * Keys: `${prefix}{ch:<channel>}:meta|stream|idem:<key>` (one hash slot per channel).
  * When Redis loses a channel's keys its epoch changes, so resuming clients get `recovered:false`.
  */
@@ -144,7 +175,9 @@ export class RedisHistory implements History, AppendPublishStore {
   private readonly metaTtlMs: number;
   private readonly windowMs: number;
   private readonly now: () => number;
-  private readonly scripts: Record<'historyAppend' | 'historyPosition' | 'historyRead', ScriptCaller>;
+  private readonly scripts: Record<'historyAppendBatch' | 'historyPosition' | 'historyRead', ScriptCaller>;
+  /** Appends of this turn, sent together once the turn's I/O is done. */
+  private pending: Pending[] = [];
   private closed = false;
 
   constructor(options: RedisHistoryOptions) {
@@ -157,7 +190,7 @@ export class RedisHistory implements History, AppendPublishStore {
     this.windowMs = options.idempotencyWindowMs ?? 300_000;
     this.now = options.now ?? Date.now;
     this.scripts = defineScripts(this.redis, {
-      historyAppend: { keys: 3, lua: APPEND },
+      historyAppendBatch: { keys: 0, lua: APPEND_BATCH },
       historyPosition: { keys: 2, lua: POSITION },
       historyRead: { keys: 2, lua: READ },
     });
@@ -213,30 +246,46 @@ export class RedisHistory implements History, AppendPublishStore {
     this.closed = true;
   }
 
-  private async run(channel: string, input: PublicationInput, key: string | undefined, to: readonly string[]): Promise<AppendOnceResult> {
-    const tag = channelTag(this.prefix, channel);
-    const { head, mid, tail } = frameParts(channel, input);
-    const publish = to.length > 0 ? [messageHead(channel), head, mid, ...to] : [];
-    const reply = (await this.scripts.historyAppend(
-      `${tag}:meta`,
-      `${tag}:stream`,
-      `${tag}:idem:${key ?? ''}`,
-      freshEpoch(),
-      this.historySize,
-      this.historyTtlMs,
-      this.metaTtlMs,
-      key === undefined ? 0 : this.windowMs,
-      input.ts,
-      tail,
-      ...publish,
-    )) as [0, string, number] | [1, string];
-    if (reply[0] === 1) {
-      const seen = reply[1];
-      const bar = seen.lastIndexOf('|');
-      return { duplicate: true, position: { epoch: seen.slice(0, bar), offset: Number(seen.slice(bar + 1)) } };
+  private run(channel: string, input: PublicationInput, key: string | undefined, to: readonly string[]): Promise<AppendOnceResult> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(this.flush);
+      this.pending.push({ channel, input, key, to, resolve, reject });
+    });
+  }
+
+  /** Sends the turn's appends: one script call per {@link MAX_BATCH}. */
+  private readonly flush = (): void => {
+    const all = this.pending;
+    this.pending = [];
+    for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(all.slice(i, i + MAX_BATCH));
+  };
+
+  private async send(batch: Pending[]): Promise<void> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [freshEpoch(), this.historySize, this.historyTtlMs, this.metaTtlMs];
+    for (const { channel, input, key, to } of batch) {
+      const tag = channelTag(this.prefix, channel);
+      keys.push(`${tag}:meta`, `${tag}:stream`, `${tag}:idem:${key ?? ''}`);
+      args.push(key === undefined ? 0 : this.windowMs, input.ts, frameTail(input), to.length);
+      if (to.length > 0) args.push(messageHead(channel), frameHead(channel), ...to);
     }
-    const [, epoch, offset] = reply;
-    return { duplicate: false, pub: { channel, epoch, offset, ...input } };
+    let replies: ([0, string, number] | [1, string])[];
+    try {
+      replies = (await this.scripts.historyAppendBatch.withKeys(keys, args)) as typeof replies;
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const reply = replies[i]!;
+      if (reply[0] === 1) {
+        const seen = reply[1];
+        const bar = seen.lastIndexOf('|');
+        p.resolve({ duplicate: true, position: { epoch: seen.slice(0, bar), offset: Number(seen.slice(bar + 1)) } });
+      } else {
+        p.resolve({ duplicate: false, pub: { channel: p.channel, epoch: reply[1], offset: reply[2], ...p.input } });
+      }
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-/** A Lua script's source and how many of its arguments are keys. */
+/** A Lua script's source and how many of its arguments are keys (0: given per call, see `withKeys`). */
 export interface ScriptSpec {
   keys: number;
   lua: string;
@@ -13,6 +13,8 @@ type Arg = string | number | Buffer;
 export interface ScriptCaller {
   (...args: Arg[]): Promise<unknown>;
   queue(pipeline: ChainableCommander, ...args: Arg[]): ChainableCommander;
+  /** Runs a script defined with `keys: 0` on a number of keys known only now. */
+  withKeys(keys: readonly string[], args: readonly Arg[]): Promise<unknown>;
 }
 
 /**
@@ -25,8 +27,10 @@ export function defineScripts<N extends string>(redis: Redis, specs: Record<N, S
   const commands = redis as unknown as Record<string, (...args: Arg[]) => Promise<unknown>>;
   for (const [key, spec] of Object.entries(specs) as [N, ScriptSpec][]) {
     const name = `sb_${key}_${createHash('sha1').update(spec.lua).digest('hex').slice(0, 10)}`;
-    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys: spec.keys, lua: spec.lua });
+    // Without numberOfKeys, ioredis takes the key count from the first argument of each call.
+    if (!(name in redis)) redis.defineCommand(name, spec.keys > 0 ? { numberOfKeys: spec.keys, lua: spec.lua } : { lua: spec.lua });
     const call = ((...args: Arg[]) => commands[name]!.apply(redis, args)) as ScriptCaller;
+    call.withKeys = (keys, args) => commands[name]!.apply(redis, [keys.length, ...keys, ...args]);
     call.queue = (pipeline, ...args) => (pipeline as unknown as Record<string, (...a: Arg[]) => ChainableCommander>)[name]!(...args);
     out[key] = call;
   }

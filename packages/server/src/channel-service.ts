@@ -53,7 +53,7 @@ export class ChannelService implements Channels {
     }
     if (result.duplicate) return { ...result.position, duplicate: true };
     end();
-    metrics.publications.inc({ source });
+    metrics.countPublication(source);
     return { epoch: result.pub.epoch, offset: result.pub.offset, duplicate: false };
   }
 

@@ -18,6 +18,9 @@ export class NodeMetrics {
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
   readonly gaps: Counter;
+  /** Label children looked up once, not per frame or publication (prom-client hashes the labels on every `inc`). */
+  private readonly frameCounters = new Map<string, { inc(): void }>();
+  private readonly publicationCounters = new Map<string, { inc(): void }>();
 
   constructor(nodeId: string, collectDefaults = true) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -97,5 +100,19 @@ export class NodeMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
       registers,
     });
+  }
+
+  /** Counts one client frame of `type` (the frame type, or `ping`, `binary`, `invalid`). */
+  countFrame(type: string): void {
+    let counter = this.frameCounters.get(type);
+    if (!counter) this.frameCounters.set(type, (counter = this.framesIn.labels(type)));
+    counter.inc();
+  }
+
+  /** Counts one accepted publication from `source`. */
+  countPublication(source: string): void {
+    let counter = this.publicationCounters.get(source);
+    if (!counter) this.publicationCounters.set(source, (counter = this.publications.labels(source)));
+    counter.inc();
   }
 }

@@ -12,7 +12,6 @@ import { createServer, type Server } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Gateway, HashRing, resolveOptions, gatewayOptions, type PolicyName } from '../src/index.js';
 import { RedisRegistry } from '../src/registry/redis-registry.js';
@@ -21,6 +20,7 @@ import { Cluster, REDIS_URL, type NodeProcess } from './cluster/harness.js';
 import { eventually } from './support/eventually.js';
 import { freePort } from './support/ports.js';
 import { connectRedis, redisSkip } from './redis-helpers.js';
+import { logSink } from './support/log-sink.js';
 
 const BIN = fileURLToPath(new URL('../bin/switchboard.js', import.meta.url));
 const LEASE_MS = 3000;
@@ -35,13 +35,7 @@ interface TestGateway extends TestNode {
 }
 
 async function startGateway(prefix: string, policy: PolicyName, extra: Record<string, unknown> = {}): Promise<TestGateway> {
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
+  const { lines: logs, stream: sink } = logSink();
   const options = resolveOptions({
     port: 0,
     jwtSecret: SECRET,

@@ -4,11 +4,11 @@
  */
 import { once } from 'node:events';
 import { after, before } from 'node:test';
-import { Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { SignJWT } from 'jose';
 import { SwitchboardNode, resolveOptions, type NodeOptionsInput } from '../src/index.js';
 import { eventually } from './support/eventually.js';
+import { logSink } from './support/log-sink.js';
 
 export const SECRET = 'test-secret-0123456789-abcdefghijklmnop';
 export const API_KEY = 'test-api-key-0123456789';
@@ -24,13 +24,7 @@ export interface TestNode {
 
 /** Starts a node on an ephemeral port with test secrets; `options` override the defaults. */
 export async function startNode(options: NodeOptionsInput = {}, mode: 'dev' | 'start' | 'node' = 'node'): Promise<TestNode> {
-  const logs: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-      done();
-    },
-  });
+  const { lines: logs, stream: sink } = logSink();
   const node = new SwitchboardNode(
     resolveOptions({ port: 0, jwtSecret: SECRET, apiKey: API_KEY, logLevel: 'info', nodeId: 'n-test', ...options }),
     { mode, logDestination: sink },

@@ -249,15 +249,15 @@ export class Session implements HubMember, FrameTarget, StreamSink {
       this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded');
       return;
     }
-    const framesIn = this.ctx.metrics.framesIn;
+    const metrics = this.ctx.metrics;
     const text = isBinary ? undefined : data.toString('utf8');
     if (text === 'ping') {
-      framesIn.inc({ type: 'ping' });
+      metrics.countFrame('ping');
       if (verdict === 'ok') this.sendRaw('pong');
       return;
     }
     if (text === undefined) {
-      framesIn.inc({ type: 'binary' });
+      metrics.countFrame('binary');
       const limited = verdict === 'rejected';
       this.reply(
         undefined,
@@ -268,7 +268,7 @@ export class Session implements HubMember, FrameTarget, StreamSink {
       return;
     }
     const parsed = parseClientFrame(text);
-    framesIn.inc({ type: parsed.ok ? parsed.frame.type : 'invalid' });
+    metrics.countFrame(parsed.ok ? parsed.frame.type : 'invalid');
     if (verdict === 'rejected') {
       this.reply(parsed.ok ? parsed.frame.id : parsed.id, this.rateLimited());
       return;

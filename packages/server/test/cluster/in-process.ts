@@ -4,7 +4,6 @@
  * one presence store — socket.io-adapter's EventEmitter cluster, here. Cluster semantics in every
  * test run, in well under a second, with no service to start.
  */
-import { Writable } from 'node:stream';
 import { MemoryBus } from '../../src/broker/memory-transport.js';
 import { createEngine } from '../../src/engine.js';
 import { MemoryHistory } from '../../src/history/memory-history.js';
@@ -12,6 +11,7 @@ import { SwitchboardNode, resolveOptions, type NodeOptionsInput } from '../../sr
 import { MemoryPresenceStore } from '../../src/presence/memory-presence-store.js';
 import { MemoryRoster } from '../../src/registry/memory-registry.js';
 import { API_KEY, SECRET, type TestNode } from '../helpers.js';
+import { logSink } from '../support/log-sink.js';
 
 /** Nodes in one process that behave as a cluster. */
 export class InProcessCluster {
@@ -28,13 +28,7 @@ export class InProcessCluster {
 
   /** Starts node `id` on an ephemeral port. */
   async start(id: string, options: NodeOptionsInput = {}): Promise<TestNode> {
-    const logs: string[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        logs.push(...chunk.toString('utf8').split('\n').filter(Boolean));
-        done();
-      },
-    });
+    const { lines: logs, stream: sink } = logSink();
     const resolved = resolveOptions({
       port: 0,
       jwtSecret: SECRET,

@@ -1,6 +1,6 @@
 /**
  * Writes a report: `<base>.json` (every run's figures), `<base>.md` (a table per scenario, the
- * targets of issue 6 with met / missed, the machine) and `<base>-*.svg` charts.
+ * targets of issue 10 with met / missed, the machine) and `<base>-*.svg` charts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
@@ -52,65 +52,92 @@ function verdict(value: number, ok: (v: number) => boolean): boolean | null {
   return Number.isFinite(value) ? ok(value) : null;
 }
 
-/** The targets of issue 6, checked against the medians of this run. */
+/** The targets of issue 10 (cost per message and per connection), checked against the medians of this run. */
 export function checkTargets(reports: ScenarioReport[]): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const fan = (id: string) => find(reports, 'fanout', id);
   const x = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : 'not measured');
-  const ratioTarget = (target: string, sb: RowResult | undefined, peer: RowResult | undefined, key: string, unit: string, need: number) => {
+  /** Switchboard's value ÷ the peer's, paired run by run, against `need` (`atLeast`: ≥ need, else ≤ need). */
+  const ratioTarget = (
+    target: string,
+    sb: RowResult | undefined,
+    peer: RowResult | undefined,
+    key: string,
+    unit: string,
+    need: number,
+    atLeast = true,
+  ) => {
     const r = times(peer, key);
     out.push({
       target,
       measured: Number.isFinite(r) ? `${human(med(sb, key))} vs ${human(med(peer, key))} ${unit}: ${x(r)}` : 'not measured',
-      met: verdict(r, (v) => v >= need),
+      met: verdict(r, (v) => (atLeast ? v >= need : v <= need)),
     });
   };
-  ratioTarget('Fan-out delivered/s ≥ 2× Socket.IO (one node)', fan('switchboard'), fan('socketio'), 'deliveredPerS', 'msg/s', 2);
-  ratioTarget('Fan-out delivered/s ≥ 1.5× raw ws (one node)', fan('switchboard'), fan('raw-ws'), 'deliveredPerS', 'msg/s', 1.5);
+  const one = (id: string) => find(reports, 'p2p-1', id);
+  const two = (id: string) => find(reports, 'p2p', id);
+  ratioTarget('Point-to-point, one node: saturation ≥ 1.5× Socket.IO', one('switchboard'), one('socketio'), 'deliveredPerS', 'msg/s', 1.5);
   ratioTarget(
-    'Fan-out delivered/s ≥ 2× Socket.IO + Redis (two nodes)',
-    fan('switchboard-redis-2'),
-    fan('socketio-redis-2'),
+    'Point-to-point, two nodes on Redis: saturation ≥ 2× Socket.IO + Redis',
+    two('switchboard-redis-2'),
+    two('socketio-redis-2'),
     'deliveredPerS',
     'msg/s',
     2,
   );
-  {
-    const sb = med(fan('switchboard'), 'p99');
-    const raw = med(fan('raw-ws'), 'p99');
-    out.push({
-      target: 'Fan-out latency p99 no worse than raw ws',
-      measured: Number.isFinite(sb) && Number.isFinite(raw) ? `${human(sb)} ms vs ${human(raw)} ms` : 'not measured',
-      met: Number.isFinite(sb) && Number.isFinite(raw) ? sb <= raw : null,
-    });
+  for (const broker of ['nats', 'rabbitmq']) {
+    ratioTarget(
+      `Point-to-point, two nodes on ${broker === 'nats' ? 'NATS' : 'RabbitMQ'}: saturation ≥ 1× Socket.IO + Redis`,
+      two(`switchboard-${broker}-2`),
+      two('socketio-redis-2'),
+      'deliveredPerS',
+      'msg/s',
+      1,
+    );
   }
-  const p2p = (id: string) => find(reports, 'p2p', id);
+  ratioTarget('Point-to-point, one node: p99 at 5k msg/s ≤ 0.5× Socket.IO', one('switchboard'), one('socketio'), 'p99', 'ms', 0.5, false);
   ratioTarget(
-    'Cross-node point-to-point at saturation ≥ 3× Socket.IO + Redis adapter',
-    p2p('switchboard-redis-2'),
-    p2p('socketio-redis-2'),
-    'deliveredPerS',
-    'msg/s',
-    3,
+    'Point-to-point, two nodes: p99 at 5k msg/s ≤ 0.5× Socket.IO + Redis',
+    two('switchboard-redis-2'),
+    two('socketio-redis-2'),
+    'p99',
+    'ms',
+    0.5,
+    false,
   );
-  {
-    const v = med(p2p('switchboard-redis-2'), 'p99');
+  ratioTarget(
+    'Point-to-point, one node: CPU per message at 5k msg/s ≤ 0.67× Socket.IO',
+    one('switchboard'),
+    one('socketio'),
+    'fixedCpuUsPerMsg',
+    'µs',
+    0.67,
+    false,
+  );
+  ratioTarget(
+    'Point-to-point, two nodes: nodes + Redis CPU per message at 5k msg/s ≤ 0.5× Socket.IO + Redis',
+    two('switchboard-redis-2'),
+    two('socketio-redis-2'),
+    'fixedCpuUsPerMsg',
+    'µs',
+    0.5,
+    false,
+  );
+  const routing = reports.find((r) => r.name === 'routing');
+  for (const nodes of [1, 2, 3]) {
+    const sb = routing?.rows.find((r) => r.id === `switchboard-redis-${nodes}`);
+    const sio = routing?.rows.find((r) => r.id === `socketio-redis-${nodes}`);
+    const a = med(sb, 'p99');
+    const b = med(sio, 'p99');
     out.push({
-      target: 'Cross-node point-to-point p99 ≤ 2 ms at 5k msg/s',
-      measured: Number.isFinite(v) ? `${human(v)} ms` : 'not measured',
-      met: verdict(v, (p) => p <= 2),
+      target: `Routing scenario, ${nodes} node${nodes > 1 ? 's' : ''}: p99 no worse than Socket.IO + Redis`,
+      measured: Number.isFinite(a) && Number.isFinite(b) ? `${human(a)} ms vs ${human(b)} ms` : 'not measured',
+      met: Number.isFinite(a) && Number.isFinite(b) ? a <= b : null,
     });
   }
-  {
-    const v = med(find(reports, 'memory', 'switchboard'), 'perConnKiB');
-    out.push({
-      target: 'Memory per idle connection ≤ 8 KiB',
-      measured: Number.isFinite(v) ? `${human(v)} KiB` : 'not measured',
-      met: verdict(v, (m) => m <= 8),
-    });
-  }
+  const fan = (id: string) => find(reports, 'fanout', id);
+  ratioTarget('Fan-out: server CPU per delivery ≤ 0.5× Socket.IO', fan('switchboard'), fan('socketio'), 'cpuUsPerMsg', 'µs', 0.5, false);
   for (const r of reports.filter((s) => s.scenario === 'storm')) {
-    const sb = r.rows.find((x) => x.id === 'switchboard');
+    const sb = r.rows.find((row) => row.id === 'switchboard');
     const worst = sb ? Math.max(...sb.runs.map((run) => run.errors ?? NaN)) : NaN;
     out.push({
       target: `Connection storm (${r.size}): 0 errors`,
@@ -120,12 +147,21 @@ export function checkTargets(reports: ScenarioReport[]): TargetCheck[] {
     ratioTarget(
       `Connection storm (${r.size}): ≥ 1.5× Socket.IO's rate`,
       sb,
-      r.rows.find((x) => x.id === 'socketio'),
+      r.rows.find((row) => row.id === 'socketio'),
       'rate',
       'conn/s',
       1.5,
     );
   }
+  ratioTarget(
+    'Memory per idle connection ≤ 1.15× raw ws',
+    find(reports, 'memory', 'switchboard'),
+    find(reports, 'memory', 'raw-ws'),
+    'perConnKiB',
+    'KiB',
+    1.15,
+    false,
+  );
   {
     const sb = find(reports, 'seeds', 'switchboard');
     const worst = sb ? Math.max(...sb.runs.map((run) => run.errors ?? NaN)) : NaN;
@@ -278,8 +314,10 @@ function seriesChart(s: ScenarioReport, chart: { title: string; metrics: string[
 const HEADLINE: { name: string; key: string; label: string; unit: string }[] = [
   { name: 'fanout', key: 'deliveredPerS', label: 'Fan-out: delivered msg/s', unit: '/s' },
   { name: 'fanout', key: 'p99', label: 'Fan-out: latency p99', unit: 'ms' },
+  { name: 'p2p-1', key: 'deliveredPerS', label: 'Point-to-point, one node: msg/s', unit: '/s' },
+  { name: 'p2p-1', key: 'p99', label: 'Point-to-point, one node: p99 at 5k msg/s', unit: 'ms' },
   { name: 'p2p', key: 'deliveredPerS', label: 'Point-to-point across 2 nodes: msg/s', unit: '/s' },
-  { name: 'p2p', key: 'p99', label: 'Point-to-point: p99 at 5k msg/s', unit: 'ms' },
+  { name: 'p2p', key: 'p99', label: 'Point-to-point across 2 nodes: p99 at 5k msg/s', unit: 'ms' },
   { name: 'memory', key: 'perConnKiB', label: 'Memory per idle connection', unit: 'KiB' },
   { name: 'storm-5000', key: 'rate', label: 'Connection storm (5k): connections/s', unit: '/s' },
   { name: 'seeds', key: 'errors', label: "Seeds' test (5k in 1 s): errors", unit: '' },
@@ -395,7 +433,7 @@ export function writeReport(report: Report, base: string): string[] {
     "(×) = the system's figure ÷ Switchboard's (the two-node rows ÷ Switchboard + Redis ×2), paired run by run.",
     '',
   );
-  md.push('## Targets (issue 6)', '', '| Target | Measured | Met |', '| --- | --- | --- |');
+  md.push('## Targets (issue 10)', '', '| Target | Measured | Met |', '| --- | --- | --- |');
   for (const t of report.targets)
     md.push(`| ${t.target} | ${t.measured} | ${t.met === null ? 'not measured' : t.met ? 'yes' : '**no**'} |`);
   md.push('');

@@ -1,12 +1,13 @@
 /**
- * Scenario 4, point-to-point across nodes: P pairs; each sender is on node 1 and sends to its
- * receiver, which is on node 2, so every message crosses the broker between the nodes (Redis
- * pub/sub, RabbitMQ or NATS; Socket.IO's Redis adapter). Two phases:
+ * Scenario 4, point-to-point: P pairs, each sender sending to its receiver. On one node (Switchboard,
+ * raw ws, Socket.IO) and across two nodes, where each sender is on node 1 and its receiver on
+ * node 2, so every message crosses the broker between the nodes (Redis pub/sub, RabbitMQ or NATS;
+ * Socket.IO's Redis adapter). Two phases:
  *  - fixed rate (5,000 msg/s in total): latency from each message's intended send time;
  *  - saturation: every pair keeps `window` messages in flight (the receiver's arrival lets its
  *    sender send the next): delivered messages per second.
- * The raw ws peer has no second node, so it is not in this table. Ratios are to Switchboard + Redis
- * ×2, and the Switchboard rows' throughput also to Socket.IO + Redis ×2, paired run by run.
+ * Two tables: one node (ratios to Switchboard, and Switchboard's to Socket.IO) and two nodes (ratios
+ * to Switchboard + Redis ×2, and the Switchboard rows' also to Socket.IO + Redis ×2), paired run by run.
  */
 import { merge, summarise } from '../lib/hist.js';
 import {
@@ -24,10 +25,13 @@ import {
   type Scenario,
 } from '../lib/kit.js';
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
-import { socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
+import { RAW_WS, SOCKETIO, SWITCHBOARD, socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
 import { nowUs, sleep } from '../lib/util.js';
 
 const FIXED_RATE = 5000;
+/** The quiet phase: few enough that each message is alone in its event-loop turn. */
+const LOW_RATE = 100;
+const LOW_MS = 3000;
 const WINDOW = 2;
 /** After a phase, deliveries are awaited until every message sent has arrived, or none came for this long… */
 const QUIET_MS = 5000;
@@ -41,55 +45,96 @@ const GATEWAY_WHAT =
 export const p2p: Scenario = {
   name: 'p2p',
   number: 4,
-  title: 'Point-to-point across nodes',
+  title: 'Point-to-point',
   async run(ctx) {
     const pairs = ctx.opts.clients ?? (ctx.opts.quick ? 200 : 1000);
     const durationMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 2000 : 10_000);
+    const single = [SWITCHBOARD, RAW_WS, SOCKETIO];
     // The same cluster with every client connecting through a gateway: what the gateway adds.
-    const systems = [
+    const clustered = [
       switchboardCluster(2),
       switchboardCluster(2, 'interest', { broker: 'rabbitmq' }),
       switchboardCluster(2, 'interest', { broker: 'nats' }),
       socketioCluster(2),
       switchboardCluster(2, 'interest', { gateway: true }),
     ];
-    const results = await rounds(ctx, `p2p ${pairs} pairs`, systems, (sys, note) => runOnce(ctx, sys, pairs, durationMs, note));
+    const results = await rounds(ctx, `p2p ${pairs} pairs`, [...single, ...clustered], (sys, note) =>
+      runOnce(ctx, sys, pairs, durationMs, note),
+    );
+    const phases = `Quiet: ${LOW_RATE} messages/s for ${LOW_MS / 1000} s (latency of a message alone in its turn). Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery. After each phase the bench waits for what is still in flight (until no message arrived for ${QUIET_MS / 1000} s, ${DRAIN_MS / 1000} s at most), so a system that falls behind the fixed rate shows it as latency, not as loss, and its backlog does not spill into the saturation phase.`;
+    const base = {
+      scenario: 'p2p',
+      size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
+      primary: 'deliveredPerS',
+    };
+    const oneNode = results.filter((r) => r.config.nodes === 1);
+    const twoNodes = results.filter((r) => r.config.nodes > 1);
     return [
-      tabulate(
-        {
-          name: 'p2p',
-          scenario: 'p2p',
-          title: `4. Point-to-point across two nodes, ${pairs.toLocaleString('en')} pairs`,
-          what: `Each pair's sender is on node 1 and its receiver on node 2. Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery. After each phase the bench waits for what is still in flight (until no message arrived for ${QUIET_MS / 1000} s, ${DRAIN_MS / 1000} s at most), so a system that falls behind the fixed rate shows it as latency, not as loss, and its backlog does not spill into the saturation phase.${results.some((r) => r.config.broker === 'rabbitmq' || r.config.broker === 'nats') ? BROKERS_WHAT : ''}${results.some((r) => r.config.gateway) ? GATEWAY_WHAT : ''}`,
-          size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
-          metrics: [
-            { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' },
-            { key: 'p50', label: `p50 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
-            { key: 'p99', label: `p99 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
-            { key: 'max', label: `max at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' },
-            { key: 'satP99', label: 'p99 at saturation', unit: 'ms', better: 'lower' },
-            { key: 'lossPct', label: 'lost', unit: '%', better: 'lower' },
-            { key: 'cpuUsPerMsg', label: 'CPU per message at saturation (nodes + Redis + broker)', unit: 'µs', better: 'lower' },
-            { key: 'fixedCpuUsPerMsg', label: `CPU per message at ${FIXED_RATE / 1000}k msg/s`, unit: 'µs', better: 'lower' },
-            {
-              key: 'fixedCpuPct',
-              label: `nodes + Redis + broker CPU at ${FIXED_RATE / 1000}k msg/s`,
-              unit: '% of a core',
-              better: 'lower',
-            },
-            { ...METRIC.generator, label: `load generator CPU at ${FIXED_RATE / 1000}k msg/s` },
-          ],
-          primary: 'deliveredPerS',
-          charts: [{ title: `Point-to-point latency at ${FIXED_RATE.toLocaleString('en')} msg/s`, metrics: ['p50', 'p99'], unit: 'ms' }],
-          notes: skippedNotes(ctx, systems),
-        },
-        results,
-        () => switchboardCluster(2).id,
-        (c) => (c.family === 'switchboard' ? socketioCluster(2).id : undefined),
-      ),
+      ...(oneNode.length === 0
+        ? []
+        : [
+            tabulate(
+              {
+                ...base,
+                name: 'p2p-1',
+                title: `4. Point-to-point on one node, ${pairs.toLocaleString('en')} pairs`,
+                what: `Each pair's sender and receiver are on the same server. ${phases}`,
+                metrics: metrics('server'),
+                charts: [
+                  {
+                    title: `Point-to-point latency on one node at ${FIXED_RATE.toLocaleString('en')} msg/s`,
+                    metrics: ['p50', 'p99'],
+                    unit: 'ms',
+                  },
+                ],
+                notes: skippedNotes(ctx, single),
+              },
+              oneNode,
+              () => SWITCHBOARD.id,
+              (c) => (c.family === 'switchboard' ? SOCKETIO.id : undefined),
+            ),
+          ]),
+      ...(twoNodes.length === 0
+        ? []
+        : [
+            tabulate(
+              {
+                ...base,
+                name: 'p2p',
+                title: `4. Point-to-point across two nodes, ${pairs.toLocaleString('en')} pairs`,
+                what: `Each pair's sender is on node 1 and its receiver on node 2. ${phases}${twoNodes.some((r) => r.config.broker === 'rabbitmq' || r.config.broker === 'nats') ? BROKERS_WHAT : ''}${twoNodes.some((r) => r.config.gateway) ? GATEWAY_WHAT : ''}`,
+                metrics: metrics('nodes + Redis + broker'),
+                charts: [
+                  { title: `Point-to-point latency at ${FIXED_RATE.toLocaleString('en')} msg/s`, metrics: ['p50', 'p99'], unit: 'ms' },
+                ],
+                notes: skippedNotes(ctx, clustered),
+              },
+              twoNodes,
+              () => switchboardCluster(2).id,
+              (c) => (c.family === 'switchboard' ? socketioCluster(2).id : undefined),
+            ),
+          ]),
     ];
   },
 };
+
+/** The table's columns; `whose` is whose CPU counts (the server, or the nodes with Redis and the broker). */
+function metrics(whose: string) {
+  return [
+    { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' as const },
+    { key: 'lowP50', label: `p50 at ${LOW_RATE} msg/s`, unit: 'ms', better: 'lower' as const },
+    { key: 'lowP99', label: `p99 at ${LOW_RATE} msg/s`, unit: 'ms', better: 'lower' as const },
+    { key: 'p50', label: `p50 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' as const },
+    { key: 'p99', label: `p99 at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' as const },
+    { key: 'max', label: `max at ${FIXED_RATE / 1000}k msg/s`, unit: 'ms', better: 'lower' as const },
+    { key: 'satP99', label: 'p99 at saturation', unit: 'ms', better: 'lower' as const },
+    { key: 'lossPct', label: 'lost', unit: '%', better: 'lower' as const },
+    { key: 'cpuUsPerMsg', label: `CPU per message at saturation (${whose})`, unit: 'µs', better: 'lower' as const },
+    { key: 'fixedCpuUsPerMsg', label: `CPU per message at ${FIXED_RATE / 1000}k msg/s`, unit: 'µs', better: 'lower' as const },
+    { key: 'fixedCpuPct', label: `${whose} CPU at ${FIXED_RATE / 1000}k msg/s`, unit: '% of a core', better: 'lower' as const },
+    { ...METRIC.generator, label: `load generator CPU at ${FIXED_RATE / 1000}k msg/s` },
+  ];
+}
 
 async function runOnce(
   ctx: BenchContext,
@@ -98,7 +143,8 @@ async function runOnce(
   durationMs: number,
   note: (s: string) => void,
 ): Promise<Record<string, number>> {
-  const [a, b] = sys.urls as [string, string];
+  // One node: sender and receiver on the same server.
+  const [a, b = a] = sys.urls as [string, ...string[]];
   const receivers: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
   const senders: ClientSpec[][] = Array.from({ length: ctx.pool.size }, () => []);
   // A pair lives in one worker: the receiver's arrival is what lets its sender go on at saturation.
@@ -119,6 +165,11 @@ async function runOnce(
   await sendRate(ctx, workers, FIXED_RATE / 10, 1000);
   await sleep(500);
   await ctx.pool.all(() => ({ op: 'listen', fanout: false }), 10_000);
+
+  // A publication alone in its event-loop turn: what a quiet system's latency is.
+  const low = await sendRate(ctx, workers, LOW_RATE, LOW_MS);
+  await sleep(300);
+  const lowLat = summarise(merge((await collectUntil(ctx, low.sent)).map((r) => r.hist)));
 
   const fixedMeter = cpuMeter(ctx, sys);
   const fixed = await sendRate(ctx, workers, FIXED_RATE, durationMs);
@@ -148,6 +199,8 @@ async function runOnce(
   if (drops > 0) note(`${drops} clients were disconnected`);
   return {
     deliveredPerS: delivered / ((end - start) / 1e6),
+    lowP50: lowLat.p50,
+    lowP99: lowLat.p99,
     p50: lat.p50,
     p99: lat.p99,
     max: lat.max,

@@ -40,14 +40,17 @@ export function messageFrame(pub: Publication): string {
  */
 export const MAX_DATA_DEPTH = 128;
 
-/** True when `value` nests arrays/objects deeper than `max` levels; iterative, so it cannot overflow. */
+/**
+ * True when `value` nests arrays/objects deeper than `max` levels. Recursive, but never more than
+ * `max` calls deep (it answers as soon as it gets there), so it cannot overflow the stack.
+ */
 export function nestedDeeperThan(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth >= max) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  if (typeof value !== 'object' || value === null) return false;
+  if (max <= 0) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (nestedDeeperThan(child, max - 1)) return true;
+    return false;
   }
+  for (const key of Object.keys(value)) if (nestedDeeperThan((value as Record<string, unknown>)[key], max - 1)) return true;
   return false;
 }

@@ -1,10 +1,12 @@
 /**
  * Unit tests of parseClientFrame: what each frame type parses to, which ids are echoed for the
- * reply, that `__proto__`-style keys stay plain data, and that failure messages name the field.
+ * reply, that `__proto__`-style keys stay plain data, and that failure messages name the field;
+ * and that the hand-written path for send and publish decides every frame as the schemas do.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseClientFrame, type ParseResult } from '../src/session/frame-parser.js';
+import fc from 'fast-check';
+import { parseClientFrame, validateFrame, type ParseResult } from '../src/session/frame-parser.js';
 
 const ID_MESSAGE = 'id must be a string of 1-64 characters or a safe integer';
 
@@ -273,6 +275,46 @@ describe('parseClientFrame', () => {
       assert.equal(Object.hasOwn(data, '__proto__'), true);
       assert.equal((data as { admin?: unknown }).admin, undefined);
       assert.equal(JSON.stringify(data), '{"__proto__":{"admin":true}}');
+    });
+  });
+
+  describe('the hot path for send and publish', () => {
+    /** Values near every limit the schemas check, and of the wrong types. */
+    const text = (max: number) =>
+      fc.oneof(
+        { arbitrary: fc.string({ minLength: 1, maxLength: 12 }), weight: 6 },
+        fc.string({ minLength: 0, maxLength: max + 2 }),
+        fc.constantFrom('x'.repeat(max), 'x'.repeat(max + 1), ''),
+      );
+    const wrong = fc.oneof(fc.integer(), fc.boolean(), fc.constant(null), fc.constant([]), fc.constant({}));
+    const field = <T>(arb: fc.Arbitrary<T>) =>
+      fc.oneof({ arbitrary: arb, weight: 12 }, { arbitrary: wrong, weight: 1 }, { arbitrary: fc.constant(undefined), weight: 1 });
+    const frame = fc.record(
+      {
+        type: fc.constantFrom('send', 'publish'),
+        to: field(fc.oneof({ arbitrary: fc.constantFrom('bob', 'a:b', 'x y', 'é'), weight: 3 }, text(128))),
+        channel: field(fc.oneof(fc.constantFrom('group:ops', 'user:bob', 'broadcast'), text(140))),
+        topic: field(text(128)),
+        key: fc.option(field(text(128)), { nil: undefined, freq: 2 }),
+        id: fc.option(fc.oneof(fc.integer(), fc.double(), fc.constant(2 ** 53), text(64)), { nil: undefined }),
+        data: fc.option(fc.jsonValue(), { nil: undefined }),
+      },
+      { requiredKeys: ['type'] },
+    );
+
+    it('accepts and refuses exactly what the schemas do, with the same frame or the same error', () => {
+      let accepted = 0;
+      fc.assert(
+        fc.property(frame, (f) => {
+          const json = JSON.stringify(f);
+          const result = parseClientFrame(json);
+          assert.deepEqual(result, validateFrame(JSON.parse(json) as Record<string, unknown>));
+          if (result.ok) accepted++;
+        }),
+        { numRuns: 2000 },
+      );
+      // Both sides of the decision were exercised.
+      assert.ok(accepted > 100 && accepted < 1900, `${accepted} of 2000 accepted`);
     });
   });
 });

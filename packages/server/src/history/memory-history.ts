@@ -60,7 +60,16 @@ export class MemoryHistory implements History {
     const stream = this.stream(channel);
     stream.offset += 1;
     stream.touchedAt = this.now();
-    const pub: Publication = { channel, epoch: stream.epoch, offset: stream.offset, ...input };
+    // Written out, not spread: every publication then has one shape (one hidden class) whatever its input's.
+    const pub: Publication = {
+      channel,
+      epoch: stream.epoch,
+      offset: stream.offset,
+      from: input.from,
+      topic: input.topic,
+      data: input.data,
+      ts: input.ts,
+    };
     if (this.options.historySize > 0) {
       stream.entries.push(pub);
       if (stream.entries.length > this.options.historySize) stream.entries.shift();

@@ -42,8 +42,10 @@ export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx:
   try {
     switch (frame.type) {
       case 'send':
+        // The parser checked `to` (a user id), and anyone may write to a user's channel.
         return await publish(session, userChannel(frame.to), frame, ctx);
       case 'publish':
+        if (!resolveChannel(session, frame.channel, frame.id, publishDenial)) return;
         return await publish(session, frame.channel, frame, ctx);
       case 'subscribe':
         return await subscribe(session, frame, ctx);
@@ -103,13 +105,13 @@ function resolveChannel(
   return ref;
 }
 
+/** Publishes into `channel`, which the caller has checked (its name, and that this session may write to it). */
 async function publish(
   session: FrameTarget,
   channel: string,
   frame: Extract<ClientFrame, { type: 'send' | 'publish' }>,
   ctx: NodeContext,
 ): Promise<void> {
-  if (!resolveChannel(session, channel, frame.id, publishDenial)) return;
   // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
   const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
   const outcome = await ctx.channels.publish(
@@ -118,8 +120,9 @@ async function publish(
     'ws',
     key,
   );
-  const position = { epoch: outcome.epoch, offset: outcome.offset };
-  session.reply(frame.id, outcome.duplicate ? { ok: true, ...position, duplicate: true } : { ok: true, ...position });
+  if (frame.id === undefined) return; // nothing to answer: the reply objects are not even built
+  const { epoch, offset } = outcome;
+  session.reply(frame.id, outcome.duplicate ? { ok: true, epoch, offset, duplicate: true } : { ok: true, epoch, offset });
 }
 
 async function subscribe(session: FrameTarget, frame: Extract<ClientFrame, { type: 'subscribe' }>, ctx: NodeContext): Promise<void> {

@@ -7,7 +7,7 @@ import { basename, dirname } from 'node:path';
 import type { Machine } from './proc.js';
 import type { MetricDef, RowResult, ScenarioReport } from './report-types.js';
 import { COLORS, chartSvg, panelsSvg, type BarChart } from './svg.js';
-import { human, type Spread } from './util.js';
+import { human, spread, type Spread } from './util.js';
 
 /** Everything one invocation measured. */
 export interface Report {
@@ -42,10 +42,16 @@ function med(row: RowResult | undefined, key: string): number {
   return row?.summary[key]?.median ?? NaN;
 }
 
-/** Switchboard ÷ peer, from the per-round ratios (peer ÷ Switchboard) of the peer's row. */
-function times(peer: RowResult | undefined, key: string): number {
-  const r = peer?.ratio[key]?.median;
-  return r === undefined || !Number.isFinite(r) || r === 0 ? NaN : 1 / r;
+/** Median of `row` ÷ `peer`, paired run by run (the same round); NaN when either did not run. */
+function pairedRatio(row: RowResult | undefined, peer: RowResult | undefined, key: string): number {
+  if (!row || !peer) return NaN;
+  const ratios: number[] = [];
+  row.runs.forEach((run, i) => {
+    const a = run[key];
+    const b = peer.runs[i]?.[key];
+    if (a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b !== 0) ratios.push(a / b);
+  });
+  return spread(ratios).median;
 }
 
 function verdict(value: number, ok: (v: number) => boolean): boolean | null {
@@ -66,7 +72,7 @@ export function checkTargets(reports: ScenarioReport[]): TargetCheck[] {
     need: number,
     atLeast = true,
   ) => {
-    const r = times(peer, key);
+    const r = pairedRatio(sb, peer, key);
     out.push({
       target,
       measured: Number.isFinite(r) ? `${human(med(sb, key))} vs ${human(med(peer, key))} ${unit}: ${x(r)}` : 'not measured',

@@ -168,6 +168,26 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
     assert.equal(await a!.add(lost.channel, lost.member), true, 'bob is back: a join after the leave');
   });
 
+  it('refreshes hundreds of entries in slices and answers exactly the ones that were reaped, in order', async () => {
+    const { store, clock } = await cluster();
+    const entries = Array.from({ length: 250 }, (_, i) => ({
+      channel: i % 2 ? 'group:big' : `user:u${i}`,
+      member: member(`u${i}`, `s${i}`, 'n1'),
+    }));
+    for (const e of entries) await store.add(e.channel, e.member);
+    const kept = entries.filter((_, i) => i % 7 !== 0);
+    clock.advance(TTL / 2);
+    await store.refresh(kept); // every seventh lease is not renewed…
+    clock.advance(TTL * 0.6);
+    await store.reap(); // …so it lapses and is reaped
+    const lost = await store.refresh(entries);
+    assert.deepEqual(
+      lost.map((e) => e.member.session),
+      entries.filter((_, i) => i % 7 === 0).map((e) => e.member.session),
+    );
+    assert.equal((await store.list('group:big')).length, kept.filter((e) => e.channel === 'group:big').length);
+  });
+
   it('leaves no keys behind once everyone left and the channel was reaped', async () => {
     const { store, clock, prefix } = await cluster();
     const admin = await redis.client();

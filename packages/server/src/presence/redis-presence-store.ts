@@ -147,6 +147,8 @@ const SCRIPTS = {
 
 /** Channels looked at per reap round trip. */
 const REAP_BATCH = 200;
+/** Presence entries renewed per Redis round trip. */
+const REFRESH_SLICE = 100;
 
 /**
  * Presence in Redis with leases. Every session entry expires `presenceTtlMs` after it was added or
@@ -216,16 +218,27 @@ export class RedisPresenceStore implements PresenceStore {
     return left === 1;
   }
 
+  /**
+   * Renews `entries` in slices of {@link REFRESH_SLICE}, one after the other: Redis runs each
+   * slice as one burst, so a node with tens of thousands of sessions never holds it (and the
+   * publications queued behind on the same connection) for more than a slice's worth.
+   */
   async refresh(entries: PresenceEntry[]): Promise<PresenceEntry[]> {
-    if (entries.length === 0) return [];
+    const lost: PresenceEntry[] = [];
     const expiry = this.now() + this.ttlMs;
-    const p = this.redis.pipeline();
-    for (const { channel, member } of entries) {
-      this.scripts.presenceRefresh.queue(p, ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
+    for (let from = 0; from < entries.length; from += REFRESH_SLICE) {
+      const slice = entries.slice(from, from + REFRESH_SLICE);
+      const p = this.redis.pipeline();
+      for (const { channel, member } of slice) {
+        this.scripts.presenceRefresh.queue(p, ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
+      }
+      for (const channel of new Set(slice.map((e) => e.channel))) p.zadd(this.channelsKey, 'LT', expiry, channel);
+      const results = await exec(p);
+      slice.forEach((entry, i) => {
+        if (results[i] === 0) lost.push(entry);
+      });
     }
-    for (const channel of new Set(entries.map((e) => e.channel))) p.zadd(this.channelsKey, 'LT', expiry, channel);
-    const results = await exec(p);
-    return entries.filter((_, i) => results[i] === 0);
+    return lost;
   }
 
   async reap(now: number = this.now()): Promise<PresenceLeave[]> {

@@ -5,6 +5,7 @@
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { decode, encode } from '../src/broker/codec.js';
 import { channelTag, clusterAllName } from '../src/redis/keys.js';
@@ -188,8 +189,29 @@ describe('RedisHistory', { skip: redisSkip }, () => {
     assert.deepEqual(ids, ['21-0', '22-0', '23-0', '24-0', '25-0'], 'entry id = offset');
     const streamTtl = await r.pttl(`${tag}:stream`);
     const metaTtl = await r.pttl(`${tag}:meta`);
-    assert.ok(streamTtl > 25_000 && streamTtl <= 30_000, `stream TTL ${streamTtl}`);
-    assert.ok(metaTtl > 3_500_000 && metaTtl <= 3_600_000, `meta TTL ${metaTtl}`);
+    // Each TTL is a refresh period (a tenth of the history TTL, 10 s at most) longer than configured.
+    assert.ok(streamTtl > 25_000 && streamTtl <= 33_000, `stream TTL ${streamTtl}`);
+    assert.ok(metaTtl > 3_500_000 && metaTtl <= 3_603_000, `meta TTL ${metaTtl}`);
+  });
+
+  it('refreshes the TTLs once per channel per period, not on every append, and at once for a fresh epoch', async () => {
+    // historyTtlMs 2 s: the period is 200 ms.
+    const { h, r, prefix } = await open({ historyTtlMs: 2000 });
+    const tag = channelTag(prefix, 'group:a');
+    await h.append('group:a', input(1));
+    assert.ok((await r.pttl(`${tag}:stream`)) > 2000, 'set by the first append');
+    await r.pexpire(`${tag}:stream`, 60_000);
+    await h.append('group:a', input(2));
+    assert.ok((await r.pttl(`${tag}:stream`)) > 50_000, 'not set again within the period');
+    await sleep(250);
+    await h.append('group:a', input(3));
+    const ttl = await r.pttl(`${tag}:stream`);
+    assert.ok(ttl > 1500 && ttl <= 2200, `refreshed in the next period: ${ttl}`);
+    // Redis lost the channel (a flush): the next append starts a fresh epoch and sets its TTLs even within the period.
+    await r.del(`${tag}:stream`, `${tag}:meta`);
+    await h.append('group:a', input(4));
+    assert.ok((await r.pttl(`${tag}:stream`)) > 1500, 'a fresh stream has its TTL');
+    assert.ok((await r.pttl(`${tag}:meta`)) > 1500, 'a fresh meta has its TTL');
   });
 
   it('keeps the meta hash at least as long as the stream when historyMetaTtlMs is shorter', async () => {

@@ -35,11 +35,11 @@ export interface RedisHistoryOptions {
 const ENSURE_META = `
 local function ensure_meta(meta, stream, fresh, metaTtl)
   local m = redis.call('HMGET', meta, 'epoch', 'offset')
-  if m[1] and m[2] then return m[1], tonumber(m[2]) end
+  if m[1] and m[2] then return m[1], tonumber(m[2]), false end
   redis.call('DEL', stream)
   redis.call('HSET', meta, 'epoch', fresh, 'offset', 0)
   redis.call('PEXPIRE', meta, metaTtl)
-  return fresh, 0
+  return fresh, 0, true
 end
 `;
 
@@ -47,29 +47,31 @@ end
  * Appends a batch — every publication of one event-loop turn, in call order — in one script call.
  * KEYS: per publication its channel's meta, stream and idempotency key. ARGV: fresh epoch,
  * historySize, stream TTL ms, meta TTL ms, then per publication: idempotency window ms (0: no
- * key), ts, frame tail, the number of pub/sub names to PUBLISH to and, when there are any, the
- * cluster payload's head (`messageHead(channel)`, broker/codec.ts), the frame's head, the names.
+ * key), whether to refresh the channel's TTLs (`1`/`0`), ts, frame tail, the number of pub/sub
+ * names to PUBLISH to and, when there are any, the cluster payload's head (`messageHead(channel)`,
+ * broker/codec.ts), the frame's head, the names.
  * Per publication: check the key, assign the offset, XADD (trimmed to historySize), keep the key,
- * PUBLISH the payload; TTLs are refreshed once per channel per batch. Returns per publication
- * {0, epoch, offset} or, for a repeated key, {1, 'epoch|offset'}.
+ * PUBLISH the payload; TTLs are refreshed when asked (or when the channel starts a fresh epoch),
+ * once per channel per batch. Returns per publication {0, epoch, offset} or, for a repeated key,
+ * {1, 'epoch|offset'}.
  */
 const APPEND_BATCH = `${ENSURE_META}
 local fresh, size, streamTtl, metaTtl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local out, touched, a = {}, {}, 5
 for i = 1, #KEYS, 3 do
   local meta, stream, idem = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  local window, ts, tail, names = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-  a = a + 4
+  local window, refresh, ts, tail, names = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  a = a + 5
   local seen = false
   if window > 0 then seen = redis.call('GET', idem) end
   if seen then
     out[#out + 1] = {1, seen}
   else
-    local epoch = ensure_meta(meta, stream, fresh, metaTtl)
+    local epoch, _, created = ensure_meta(meta, stream, fresh, metaTtl)
     local offset = redis.call('HINCRBY', meta, 'offset', 1)
     local off = string.format('%d', offset)
     if size > 0 then redis.call('XADD', stream, 'MAXLEN', size, off .. '-0', 't', ts, 'f', tail) end
-    if not touched[meta] then
+    if (refresh == '1' or created) and not touched[meta] then
       touched[meta] = true
       if size > 0 then redis.call('PEXPIRE', stream, streamTtl) end
       redis.call('PEXPIRE', meta, metaTtl)
@@ -147,6 +149,9 @@ function frameTail(input: PublicationInput): string {
 /** Publications appended per script call at most (a turn with more takes several calls). */
 const MAX_BATCH = 500;
 
+/** Longest time between two TTL refreshes of a channel this node publishes into. */
+const MAX_REFRESH_EVERY_MS = 10_000;
+
 /** One append waiting for its turn's script call. */
 interface Pending {
   channel: string;
@@ -160,7 +165,8 @@ interface Pending {
 /**
  * History in Redis: one stream per channel (entry id `<offset>-0`), a meta hash {epoch, offset},
  * and one Lua script call per event-loop turn for every append of the turn: it checks each
- * idempotency key, assigns the offsets, stores, trims to `historySize` and refreshes TTLs. A
+ * idempotency key, assigns the offsets, stores, trims to `historySize` and refreshes TTLs (once per
+ * channel per period of at most 10 s, not per append). A
  * publication alone in its turn goes out at once (the batch is sent in the same turn, after I/O).
  * As an {@link AppendPublishStore} the same script also publishes the cluster payload
  * (`AtomicAppendPublish`, with the Redis broker).
@@ -178,6 +184,14 @@ export class RedisHistory implements History, AppendPublishStore {
   private readonly scripts: Record<'historyAppendBatch' | 'historyPosition' | 'historyRead', ScriptCaller>;
   /** Appends of this turn, sent together once the turn's I/O is done. */
   private pending: Pending[] = [];
+  /**
+   * How often a channel's TTLs are refreshed while this node publishes into it; each TTL is set
+   * that much longer than configured, so no entry goes before its time between two refreshes.
+   */
+  private readonly refreshEveryMs: number;
+  /** Channels whose TTLs were refreshed in the current period (cleared each period: bounded). */
+  private refreshed = new Set<string>();
+  private periodStart = Date.now();
   private closed = false;
 
   constructor(options: RedisHistoryOptions) {
@@ -188,6 +202,7 @@ export class RedisHistory implements History, AppendPublishStore {
     // The meta hash must outlive the stream, or kept entries would be dropped with a new epoch.
     this.metaTtlMs = Math.max(options.historyMetaTtlMs ?? 86_400_000, this.historyTtlMs);
     this.windowMs = options.idempotencyWindowMs ?? 300_000;
+    this.refreshEveryMs = Math.max(1, Math.min(MAX_REFRESH_EVERY_MS, Math.floor(this.historyTtlMs / 10)));
     this.now = options.now ?? Date.now;
     this.scripts = defineScripts(this.redis, {
       historyAppendBatch: { keys: 0, lua: APPEND_BATCH },
@@ -262,11 +277,19 @@ export class RedisHistory implements History, AppendPublishStore {
 
   private async send(batch: Pending[]): Promise<void> {
     const keys: string[] = [];
-    const args: (string | number)[] = [freshEpoch(), this.historySize, this.historyTtlMs, this.metaTtlMs];
+    const margin = this.refreshEveryMs;
+    const args: (string | number)[] = [freshEpoch(), this.historySize, this.historyTtlMs + margin, this.metaTtlMs + margin];
+    const now = Date.now();
+    if (now - this.periodStart >= this.refreshEveryMs) {
+      this.refreshed = new Set();
+      this.periodStart = now;
+    }
     for (const { channel, input, key, to } of batch) {
       const tag = channelTag(this.prefix, channel);
       keys.push(`${tag}:meta`, `${tag}:stream`, `${tag}:idem:${key ?? ''}`);
-      args.push(key === undefined ? 0 : this.windowMs, input.ts, frameTail(input), to.length);
+      const refresh = this.refreshed.has(channel) ? 0 : 1;
+      if (refresh) this.refreshed.add(channel);
+      args.push(key === undefined ? 0 : this.windowMs, refresh, input.ts, frameTail(input), to.length);
       if (to.length > 0) args.push(messageHead(channel), frameHead(channel), ...to);
     }
     let replies: ([0, string, number] | [1, string])[];
@@ -283,7 +306,8 @@ export class RedisHistory implements History, AppendPublishStore {
         const bar = seen.lastIndexOf('|');
         p.resolve({ duplicate: true, position: { epoch: seen.slice(0, bar), offset: Number(seen.slice(bar + 1)) } });
       } else {
-        p.resolve({ duplicate: false, pub: { channel: p.channel, epoch: reply[1], offset: reply[2], ...p.input } });
+        const { from, topic, data, ts } = p.input;
+        p.resolve({ duplicate: false, pub: { channel: p.channel, epoch: reply[1], offset: reply[2], from, topic, data, ts } });
       }
     });
   }

@@ -205,7 +205,7 @@ export class RedisHistory implements History, AppendPublishStore {
     this.refreshEveryMs = Math.max(1, Math.min(MAX_REFRESH_EVERY_MS, Math.floor(this.historyTtlMs / 10)));
     this.now = options.now ?? Date.now;
     this.scripts = defineScripts(this.redis, {
-      historyAppendBatch: { keys: 0, lua: APPEND_BATCH },
+      historyAppendBatch: { keys: 0, lua: APPEND_BATCH, direct: true },
       historyPosition: { keys: 2, lua: POSITION },
       historyRead: { keys: 2, lua: READ },
     });

@@ -5,6 +5,12 @@ import type { ChainableCommander, Redis } from 'ioredis';
 export interface ScriptSpec {
   keys: number;
   lua: string;
+  /**
+   * Sent as soon as called, outside ioredis's auto-pipelining: for a script its caller already
+   * calls once per event-loop turn for everything of the turn, where a pipeline per call would only
+   * add its objects and a tick.
+   */
+  direct?: boolean;
 }
 
 type Arg = string | number | Buffer;
@@ -29,6 +35,9 @@ export function defineScripts<N extends string>(redis: Redis, specs: Record<N, S
     const name = `sb_${key}_${createHash('sha1').update(spec.lua).digest('hex').slice(0, 10)}`;
     // Without numberOfKeys, ioredis takes the key count from the first argument of each call.
     if (!(name in redis)) redis.defineCommand(name, spec.keys > 0 ? { numberOfKeys: spec.keys, lua: spec.lua } : { lua: spec.lua });
+    // A new array: ioredis gives every client the same default one.
+    const ignored = redis.options.autoPipeliningIgnoredCommands ?? [];
+    if (spec.direct && !ignored.includes(name)) redis.options.autoPipeliningIgnoredCommands = [...ignored, name];
     const call = ((...args: Arg[]) => commands[name]!.apply(redis, args)) as ScriptCaller;
     call.withKeys = (keys, args) => commands[name]!.apply(redis, [keys.length, ...keys, ...args]);
     call.queue = (pipeline, ...args) => (pipeline as unknown as Record<string, (...a: Arg[]) => ChainableCommander>)[name]!(...args);

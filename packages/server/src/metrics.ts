@@ -18,9 +18,12 @@ export class NodeMetrics {
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
   readonly gaps: Counter;
-  /** Label children looked up once, not per frame or publication (prom-client hashes the labels on every `inc`). */
-  private readonly frameCounters = new Map<string, { inc(): void }>();
-  private readonly publicationCounters = new Map<string, { inc(): void }>();
+  /**
+   * Frames and publications are counted in plain numbers per label on the hot path (prom-client
+   * hashes the labels on every `inc`) and handed to their counters when scraped.
+   */
+  private readonly frameCounts = new Map<string, { n: number }>();
+  private readonly publicationCounts = new Map<string, { n: number }>();
 
   constructor(nodeId: string, collectDefaults = true) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -33,11 +36,15 @@ export class NodeMetrics {
       labelNames: ['result'],
       registers,
     });
+    const frameCounts = this.frameCounts;
     this.framesIn = new Counter({
       name: 'switchboard_frames_in_total',
       help: 'Client frames received, once each, by frame type (`ping` for the bare text ping, `invalid`, `binary`)',
       labelNames: ['type'],
       registers,
+      collect() {
+        handOver(this, frameCounts);
+      },
     });
     // Counted in a plain field on the hot path (once per message per session) and handed to
     // prom-client when scraped.
@@ -53,11 +60,15 @@ export class NodeMetrics {
         reported = now;
       },
     });
+    const publicationCounts = this.publicationCounts;
     this.publications = new Counter({
       name: 'switchboard_publications_total',
       help: 'Publications accepted by source (ws or http)',
       labelNames: ['source'],
       registers,
+      collect() {
+        handOver(this, publicationCounts);
+      },
     });
     this.errors = new Counter({
       name: 'switchboard_errors_total',
@@ -104,15 +115,23 @@ export class NodeMetrics {
 
   /** Counts one client frame of `type` (the frame type, or `ping`, `binary`, `invalid`). */
   countFrame(type: string): void {
-    let counter = this.frameCounters.get(type);
-    if (!counter) this.frameCounters.set(type, (counter = this.framesIn.labels(type)));
-    counter.inc();
+    const count = this.frameCounts.get(type);
+    if (count) count.n++;
+    else this.frameCounts.set(type, { n: 1 });
   }
 
   /** Counts one accepted publication from `source`. */
   countPublication(source: string): void {
-    let counter = this.publicationCounters.get(source);
-    if (!counter) this.publicationCounters.set(source, (counter = this.publications.labels(source)));
-    counter.inc();
+    const count = this.publicationCounts.get(source);
+    if (count) count.n++;
+    else this.publicationCounts.set(source, { n: 1 });
+  }
+}
+
+/** Adds what was counted per label since the last scrape to `counter`. */
+function handOver(counter: Counter<string>, counts: Map<string, { n: number }>): void {
+  for (const [label, count] of counts) {
+    if (count.n > 0) counter.labels(label).inc(count.n);
+    count.n = 0;
   }
 }

@@ -1,7 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import type { StreamPosition } from '@switchboard/protocol';
 import type { Publication, PublicationInput } from '../publication.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
+import { uniqueIds } from '../ids.js';
+
+/** Epochs: a new one whenever a channel's stream starts (again), never the same twice. */
+const nextEpoch = uniqueIds();
 
 /** Most idempotency keys remembered at once; the oldest are forgotten first. */
 const MAX_IDEMPOTENCY_KEYS = 100_000;
@@ -119,7 +122,7 @@ export class MemoryHistory implements History {
   private stream(channel: string): Stream {
     let stream = this.streams.get(channel);
     if (!stream) {
-      stream = { epoch: randomBytes(6).toString('base64url'), offset: 0, entries: [], touchedAt: this.now() };
+      stream = { epoch: nextEpoch(), offset: 0, entries: [], touchedAt: this.now() };
       this.streams.set(channel, stream);
     }
     return stream;

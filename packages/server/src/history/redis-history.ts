@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '@switchboard/protocol';
 import { messageHead } from '../broker/codec.js';
@@ -7,6 +6,7 @@ import type { AppendPublishStore } from '../publish/publication-path.js';
 import { channelTag } from '../redis/keys.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
+import { uniqueIds } from '../ids.js';
 
 /** Options of {@link RedisHistory}. */
 export interface RedisHistoryOptions {
@@ -313,15 +313,11 @@ export class RedisHistory implements History, AppendPublishStore {
   }
 }
 
-/** A new epoch: random, base64url (so it never contains the wire format's `|`). */
-function freshEpoch(): string {
-  // Only used when a channel has no meta yet, but passed on every call: a random per-process base
-  // and a counter keep it unique without drawing random bytes per publication.
-  return EPOCH_BASE + (epochCounter++).toString(36);
-}
-
-const EPOCH_BASE = randomBytes(6).toString('base64url');
-let epochCounter = 0;
+/**
+ * A new epoch: base64url (so it never contains the wire format's `|`). Only used when a channel has
+ * no meta yet, but passed on every call, so it comes without random bytes per publication.
+ */
+const freshEpoch = uniqueIds();
 
 /** A stream entry (`<offset>-0`, fields `t` ts and `f` the frame's tail after the offset) as a Publication. */
 function entryToPublication(channel: string, epoch: string, id: string, fields: string[]): Publication {

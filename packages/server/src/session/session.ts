@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import { CloseCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
@@ -6,6 +5,7 @@ import type { Identity } from '../auth/token-verifier.js';
 import type { BrokerMessage } from '../broker/broker.js';
 import { ERRORS } from '../errors.js';
 import type { HubMember } from '../hub.js';
+import { uniqueIds } from '../ids.js';
 import type { NodeContext } from '../node-context.js';
 import type { Publication } from '../publication.js';
 import { ChannelStream, type StreamSink } from './channel-stream.js';
@@ -21,6 +21,9 @@ const NEWLINE = Buffer.from('\n');
 /** How long a session closed for a slow consumer may keep its buffers before the socket is cut. */
 const SLOW_CONSUMER_GRACE_MS = 5000;
 
+/** Session ids: unique cluster-wide, no random bytes drawn per connection. */
+const nextSessionId = uniqueIds('s-');
+
 /** A client frame that arrived before the session existed (while its token was verified). */
 export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
 
@@ -30,7 +33,7 @@ export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
  * corking, the outbound buffer limit); each channel's exactly-once delivery is a {@link ChannelStream}.
  */
 export class Session implements HubMember, FrameTarget, StreamSink {
-  readonly id = `s-${randomBytes(9).toString('base64url')}`;
+  readonly id = nextSessionId();
   readonly user: string;
   readonly since = Date.now();
   /** Set by the heartbeat sweep, cleared when the peer shows life. */

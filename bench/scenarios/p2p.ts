@@ -25,7 +25,15 @@ import {
   type Scenario,
 } from '../lib/kit.js';
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
-import { RAW_WS, SOCKETIO, SWITCHBOARD, socketioCluster, switchboardCluster, type RunningSystem } from '../lib/systems.js';
+import {
+  RAW_WS,
+  SOCKETIO,
+  SWITCHBOARD,
+  socketioCluster,
+  switchboardCluster,
+  type RunningSystem,
+  type SystemConfig,
+} from '../lib/systems.js';
 import { nowUs, sleep } from '../lib/util.js';
 
 const FIXED_RATE = 5000;
@@ -62,58 +70,65 @@ export const p2p: Scenario = {
       runOnce(ctx, sys, pairs, durationMs, note),
     );
     const phases = `Quiet: ${LOW_RATE} messages/s for ${LOW_MS / 1000} s (latency of a message alone in its turn). Fixed rate: ${FIXED_RATE.toLocaleString('en')} messages/s in total for ${durationMs / 1000} s, latency from each message's intended send time. Saturation: every pair keeps ${WINDOW} messages in flight for ${durationMs / 1000} s; delivered/s = messages received ÷ time from the first send to the last delivery. After each phase the bench waits for what is still in flight (until no message arrived for ${QUIET_MS / 1000} s, ${DRAIN_MS / 1000} s at most), so a system that falls behind the fixed rate shows it as latency, not as loss, and its backlog does not spill into the saturation phase.`;
-    const base = {
-      scenario: 'p2p',
-      size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
-      primary: 'deliveredPerS',
-    };
+    /** One table of the scenario, for the rows of one node count (none when none of them ran). */
+    const table = (
+      rows: typeof results,
+      part: {
+        name: string;
+        title: string;
+        what: string;
+        after?: string;
+        whose: string;
+        chart: string;
+        systems: SystemConfig[];
+        baseline: string;
+        peer: string;
+      },
+    ) =>
+      rows.length === 0
+        ? []
+        : [
+            tabulate(
+              {
+                scenario: 'p2p',
+                name: part.name,
+                title: `4. Point-to-point ${part.title}, ${pairs.toLocaleString('en')} pairs`,
+                what: `${part.what} ${phases}${part.after ?? ''}`,
+                size: `${pairs.toLocaleString('en')} pairs, ${durationMs / 1000} s per phase`,
+                metrics: metrics(part.whose),
+                primary: 'deliveredPerS',
+                charts: [{ title: `${part.chart} at ${FIXED_RATE.toLocaleString('en')} msg/s`, metrics: ['p50', 'p99'], unit: 'ms' }],
+                notes: skippedNotes(ctx, part.systems),
+              },
+              rows,
+              () => part.baseline,
+              (c) => (c.family === 'switchboard' ? part.peer : undefined),
+            ),
+          ];
     const oneNode = results.filter((r) => r.config.nodes === 1);
     const twoNodes = results.filter((r) => r.config.nodes > 1);
     return [
-      ...(oneNode.length === 0
-        ? []
-        : [
-            tabulate(
-              {
-                ...base,
-                name: 'p2p-1',
-                title: `4. Point-to-point on one node, ${pairs.toLocaleString('en')} pairs`,
-                what: `Each pair's sender and receiver are on the same server. ${phases}`,
-                metrics: metrics('server'),
-                charts: [
-                  {
-                    title: `Point-to-point latency on one node at ${FIXED_RATE.toLocaleString('en')} msg/s`,
-                    metrics: ['p50', 'p99'],
-                    unit: 'ms',
-                  },
-                ],
-                notes: skippedNotes(ctx, single),
-              },
-              oneNode,
-              () => SWITCHBOARD.id,
-              (c) => (c.family === 'switchboard' ? SOCKETIO.id : undefined),
-            ),
-          ]),
-      ...(twoNodes.length === 0
-        ? []
-        : [
-            tabulate(
-              {
-                ...base,
-                name: 'p2p',
-                title: `4. Point-to-point across two nodes, ${pairs.toLocaleString('en')} pairs`,
-                what: `Each pair's sender is on node 1 and its receiver on node 2. ${phases}${twoNodes.some((r) => r.config.broker === 'rabbitmq' || r.config.broker === 'nats') ? BROKERS_WHAT : ''}${twoNodes.some((r) => r.config.gateway) ? GATEWAY_WHAT : ''}`,
-                metrics: metrics('nodes + Redis + broker'),
-                charts: [
-                  { title: `Point-to-point latency at ${FIXED_RATE.toLocaleString('en')} msg/s`, metrics: ['p50', 'p99'], unit: 'ms' },
-                ],
-                notes: skippedNotes(ctx, clustered),
-              },
-              twoNodes,
-              () => switchboardCluster(2).id,
-              (c) => (c.family === 'switchboard' ? socketioCluster(2).id : undefined),
-            ),
-          ]),
+      ...table(oneNode, {
+        name: 'p2p-1',
+        title: 'on one node',
+        what: "Each pair's sender and receiver are on the same server.",
+        whose: 'server',
+        chart: 'Point-to-point latency on one node',
+        systems: single,
+        baseline: SWITCHBOARD.id,
+        peer: SOCKETIO.id,
+      }),
+      ...table(twoNodes, {
+        name: 'p2p',
+        title: 'across two nodes',
+        what: "Each pair's sender is on node 1 and its receiver on node 2.",
+        after: `${twoNodes.some((r) => r.config.broker === 'rabbitmq' || r.config.broker === 'nats') ? BROKERS_WHAT : ''}${twoNodes.some((r) => r.config.gateway) ? GATEWAY_WHAT : ''}`,
+        whose: 'nodes + Redis + broker',
+        chart: 'Point-to-point latency',
+        systems: clustered,
+        baseline: switchboardCluster(2).id,
+        peer: socketioCluster(2).id,
+      }),
     ];
   },
 };

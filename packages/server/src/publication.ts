@@ -19,6 +19,14 @@ export interface PublicationInput {
   ts: number;
 }
 
+/**
+ * `input` placed at `epoch`/`offset` of `channel`. Written out, not spread: every publication has
+ * one shape (one hidden class), whatever extra its input carried.
+ */
+export function publicationAt(channel: string, epoch: string, offset: number, input: PublicationInput): Publication {
+  return { channel, epoch, offset, from: input.from, topic: input.topic, data: input.data, ts: input.ts };
+}
+
 /** The wire frame for a publication. Built once per publication, never once per recipient. */
 export function messageFrame(pub: Publication): string {
   const frame: MessageFrame = {

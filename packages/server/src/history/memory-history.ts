@@ -1,5 +1,5 @@
 import type { StreamPosition } from '@switchboard/protocol';
-import type { Publication, PublicationInput } from '../publication.js';
+import { publicationAt, type Publication, type PublicationInput } from '../publication.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
 import { uniqueIds } from '../ids.js';
 
@@ -63,16 +63,7 @@ export class MemoryHistory implements History {
     const stream = this.stream(channel);
     stream.offset += 1;
     stream.touchedAt = this.now();
-    // Written out, not spread: every publication then has one shape (one hidden class) whatever its input's.
-    const pub: Publication = {
-      channel,
-      epoch: stream.epoch,
-      offset: stream.offset,
-      from: input.from,
-      topic: input.topic,
-      data: input.data,
-      ts: input.ts,
-    };
+    const pub = publicationAt(channel, stream.epoch, stream.offset, input);
     if (this.options.historySize > 0) {
       stream.entries.push(pub);
       if (stream.entries.length > this.options.historySize) stream.entries.shift();

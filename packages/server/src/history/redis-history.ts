@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { StreamPosition } from '@switchboard/protocol';
 import { messageHead } from '../broker/codec.js';
-import type { Publication, PublicationInput } from '../publication.js';
+import { publicationAt, type Publication, type PublicationInput } from '../publication.js';
 import type { AppendPublishStore } from '../publish/publication-path.js';
 import { channelTag } from '../redis/keys.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
@@ -306,8 +306,7 @@ export class RedisHistory implements History, AppendPublishStore {
         const bar = seen.lastIndexOf('|');
         p.resolve({ duplicate: true, position: { epoch: seen.slice(0, bar), offset: Number(seen.slice(bar + 1)) } });
       } else {
-        const { from, topic, data, ts } = p.input;
-        p.resolve({ duplicate: false, pub: { channel: p.channel, epoch: reply[1], offset: reply[2], from, topic, data, ts } });
+        p.resolve({ duplicate: false, pub: publicationAt(p.channel, reply[1], reply[2], p.input) });
       }
     });
   }

@@ -1,10 +1,18 @@
-import { encodeResume, type MessageFrame, type PresenceUser, type StreamPosition, type WelcomeFrame } from '@switchboard/protocol';
+import {
+  encodeResume,
+  type MessageFrame,
+  type PresenceUser,
+  type ReceiptFrame,
+  type StreamPosition,
+  type SubscriptionState,
+  type WelcomeFrame,
+} from '@switchboard/protocol';
 import { Connection, type SessionFrame } from './connection.js';
 import { Emitter, type Listener } from './emitter.js';
 import { resolveOptions, type ClientOptions, type ResolvedOptions } from './options.js';
 import { RequestTable } from './requests.js';
 import { Subscription, type SubscriptionHost } from './subscription.js';
-import type { ClientEvents, ClientState, Message, PublishResult, SwitchboardError, TopicMap } from './types.js';
+import type { ClientEvents, ClientState, InboxState, Message, PublishResult, SendOptions, SwitchboardError, TopicMap } from './types.js';
 
 /**
  * A Switchboard connection that survives the network: it reconnects with backoff, resumes every
@@ -23,6 +31,11 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
   /** Channels the app subscribed to explicitly (beyond the token's automatic ones). */
   private readonly explicit = new Set<string>();
   private readonly positions: Record<string, StreamPosition>;
+  /** The user's own channel while the server has the inbox on (its welcome carries `acked`). */
+  private inboxChannel: string | undefined;
+  /** The last position of the own channel acked (or known acked), and whether an ack is due. */
+  private ackedAt: StreamPosition | undefined;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(url: string, options: ClientOptions) {
     this.options = resolveOptions(options);
@@ -68,8 +81,13 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     this.connection.connect();
   }
 
-  /** Closes the connection for good; queued sends are rejected with `closed`. */
+  /** Closes the connection for good (after sending an ack that was due); queued sends are rejected with `closed`. */
   disconnect(): void {
+    if (this.ackTimer !== undefined) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+      this.sendAck();
+    }
     this.connection.close();
   }
 
@@ -85,9 +103,38 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     return sub;
   }
 
-  /** Sends to every session of user `to`. Resolves with the message's position once accepted. */
-  send<K extends keyof Topics & string>(to: string, topic: K, data: Topics[K]): Promise<PublishResult> {
-    return this.publishFrame({ type: 'send', to, topic, data });
+  /**
+   * Sends to every session of user `to`. Resolves with the message's position once accepted.
+   * With `{ receipt: true }` (inbox on), a `receipt` event follows once `to` has acked it.
+   */
+  send<K extends keyof Topics & string>(to: string, topic: K, data: Topics[K], options: SendOptions = {}): Promise<PublishResult> {
+    return this.publishFrame(options.receipt ? { type: 'send', to, topic, data, receipt: true } : { type: 'send', to, topic, data });
+  }
+
+  /**
+   * Acks the own channel (inbox on) up to `message`, or up to everything seen so far: "handled",
+   * for every session of this user; a new device then starts after it. Needed only with
+   * `acks: 'manual'`. Resolves once the server has stored it.
+   */
+  async ack(message?: { channel: string; epoch: string; offset: number }): Promise<void> {
+    const channel = this.inboxChannel;
+    if (!channel) throw new Error('no inbox: the server does not have the inbox on (or the client is not connected yet)');
+    const upTo = message && message.channel === channel ? { epoch: message.epoch, offset: message.offset } : this.positions[channel];
+    if (!upTo) return;
+    await this.requests.request({ type: 'ack', channel, epoch: upTo.epoch, offset: upTo.offset }, false);
+    if (!this.ackedAt || this.ackedAt.epoch !== upTo.epoch || this.ackedAt.offset < upTo.offset) this.ackedAt = { ...upTo };
+  }
+
+  /** The own inbox (inbox on): its position, the acked offset and how many messages are unacked. */
+  async inbox(): Promise<InboxState> {
+    const reply = await this.requests.request({ type: 'inbox' }, false);
+    return {
+      channel: reply.channel as string,
+      epoch: reply.epoch as string,
+      offset: reply.offset as number,
+      acked: reply.acked as number,
+      unacked: reply.unacked as number,
+    };
   }
 
   /** Publishes to a channel. Resolves with the message's position once accepted. */
@@ -129,6 +176,8 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     switch (frame.type) {
       case 'message':
         return this.onMessage(frame);
+      case 'receipt':
+        return this.onReceipt(frame);
       case 'reply':
         return this.requests.settle(frame);
       case 'presence':
@@ -147,13 +196,33 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
 
   /** Takes the session's channel positions; runs before `connected`, so its `recovery-failed` events come first. */
   private onWelcome(welcome: WelcomeFrame): void {
+    const own = `user:${welcome.user}`;
+    const inbox = welcome.subscriptions[own]?.acked !== undefined ? own : undefined;
+    this.inboxChannel = inbox;
     for (const [channel, state] of Object.entries(welcome.subscriptions)) {
-      this.track(channel, state.epoch, state.offset, state.recovered);
+      if (channel === inbox) this.trackInbox(channel, state);
+      else this.track(channel, state.epoch, state.offset, state.recovered);
     }
+  }
+
+  /**
+   * The own channel with the inbox on. Without a position of ours, the server hands us everything
+   * after `acked` next, so that is where we stand.
+   */
+  private trackInbox(channel: string, state: SubscriptionState): void {
+    const acked = state.acked!;
+    this.ackedAt = { epoch: state.epoch, offset: acked };
+    if (state.recovered === undefined) {
+      this.positions[channel] = { epoch: state.epoch, offset: acked };
+      this.options.positions.save(this.positions);
+      return;
+    }
+    this.track(channel, state.epoch, state.offset, state.recovered);
   }
 
   /** Subscribes again what the session lacks, then writes the offline queue (after those subscribes). */
   private onConnected(): void {
+    if (this.options.acks === 'auto') this.scheduleAck(); // what was handled while the link was down
     for (const channel of this.explicit) {
       if (!this.inSession(channel)) this.subscribeChannel(channel).catch((err: SwitchboardError) => this.channel(channel).emitError(err));
     }
@@ -174,16 +243,53 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
   }
 
   private onMessage(frame: MessageFrame): void {
-    const known = this.positions[frame.channel];
-    if (known && known.epoch === frame.epoch && frame.offset <= known.offset) return; // seen already
-    this.positions[frame.channel] = { epoch: frame.epoch, offset: frame.offset };
-    this.options.positions.save(this.positions);
+    if (!this.advance(frame.channel, frame.epoch, frame.offset)) return; // seen already
     const { type: _type, ...message } = frame;
     this.channels.get(frame.channel)?.emitMessage(message);
     // The emitter isolates a throwing listener: the others, and the rest of a batched frame, still
     // get their messages (else those would be lost, their offsets already recorded).
     this.topics.emit(frame.topic, message);
     this.events.emit('message', message);
+    if (frame.channel === this.inboxChannel && this.options.acks === 'auto') this.scheduleAck();
+  }
+
+  /** A receipt, kept at `frame.inbox` in the own channel: seen once, like a message there. */
+  private onReceipt(frame: ReceiptFrame): void {
+    const at = frame.inbox;
+    if (!this.advance(at.channel, at.epoch, at.offset)) return;
+    const { type: _type, ...receipt } = frame;
+    this.events.emit('receipt', receipt);
+    if (at.channel === this.inboxChannel && this.options.acks === 'auto') this.scheduleAck();
+  }
+
+  /** Records that the app is handed `offset` of `channel`; false when it was handed already. */
+  private advance(channel: string, epoch: string, offset: number): boolean {
+    const known = this.positions[channel];
+    if (known && known.epoch === epoch && offset <= known.offset) return false;
+    this.positions[channel] = { epoch, offset };
+    this.options.positions.save(this.positions);
+    return true;
+  }
+
+  /** Acks the own channel up to where the app is, within `ackDelayMs`, once per burst. */
+  private scheduleAck(): void {
+    if (this.ackTimer !== undefined) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      this.sendAck();
+    }, this.options.ackDelayMs);
+  }
+
+  /** Acks the own channel up to where the app is, unless that is acked already. */
+  private sendAck(): void {
+    const channel = this.inboxChannel;
+    const at = channel ? this.positions[channel] : undefined;
+    if (!channel || !at || this.state !== 'connected') return; // sent after the next welcome instead
+    const acked = this.ackedAt;
+    if (acked && acked.epoch === at.epoch && acked.offset >= at.offset) return;
+    this.ackedAt = { ...at };
+    // No id: nothing to wait for; a refusal comes back as an `error` event.
+    this.connection.send(JSON.stringify({ type: 'ack', channel, epoch: at.epoch, offset: at.offset }));
   }
 
   private inSession(channel: string): boolean {

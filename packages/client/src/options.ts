@@ -30,6 +30,14 @@ export interface ClientOptions {
   directConnect?: boolean;
   /** Connect right away (in a microtask, so listeners added after `new` see every event). @default true */
   autoConnect?: boolean;
+  /**
+   * On a server with the inbox on: `auto` acks the messages (and receipts) of the user's own
+   * channel once the app's listeners for them have returned, a few at a time (`ackDelayMs`);
+   * `manual` leaves it to `client.ack()`. @default 'auto'
+   */
+  acks?: 'auto' | 'manual';
+  /** With `acks: 'auto'`: the most time an ack waits, so that a burst of messages is acked at once. @default 50 */
+  ackDelayMs?: number;
 }
 
 /** {@link ClientOptions} with every default filled in. */
@@ -49,5 +57,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
     directConnect: options.directConnect ?? false,
     autoConnect: options.autoConnect ?? true,
+    acks: options.acks ?? 'auto',
+    ackDelayMs: options.ackDelayMs ?? 50,
   };
 }

@@ -1,4 +1,4 @@
-import type { MessageFrame, PresenceEventFrame, StreamPosition, WelcomeFrame } from '@switchboard/protocol';
+import type { MessageFrame, PresenceEventFrame, ReceiptFrame, StreamPosition, WelcomeFrame } from '@switchboard/protocol';
 
 /**
  * An event handler property. Declared through a method so that its parameter is checked
@@ -56,10 +56,33 @@ export interface ClientEvents {
   disconnected: { code: number; reason: string; reconnectInMs: number | null };
   closed: { code: number; reason: string };
   message: Message;
+  /**
+   * Inbox on: `user` has acked a message this user sent with `receipt: true` (`channel`, `epoch`,
+   * `offset` are that message's). Once per message, also after being offline meanwhile.
+   */
+  receipt: Receipt;
   presence: PresenceEventFrame;
   'recovery-failed': { channel: string } & StreamPosition;
   /** An `error` frame from the server (a protocol `ErrorCode`), or the client's own `token` error. */
   error: { code: string; message: string };
+}
+
+/** A read receipt as the app receives it. */
+export type Receipt = Omit<ReceiptFrame, 'type'>;
+
+/** The own inbox, from `client.inbox()`. */
+export interface InboxState extends StreamPosition {
+  channel: string;
+  /** Everything up to this offset is acked (by any of the user's sessions). */
+  acked: number;
+  /** Messages after `acked`. */
+  unacked: number;
+}
+
+/** Options of `send`. */
+export interface SendOptions {
+  /** Inbox on: get a `receipt` event once `to` has acked the message. */
+  receipt?: boolean;
 }
 
 /** Result of an accepted `send` or `publish`. */

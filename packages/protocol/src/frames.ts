@@ -20,6 +20,8 @@ export interface SendFrame {
   id?: FrameId;
   /** Idempotency key: a repeat from the same user within the window is not delivered again. */
   key?: string;
+  /** Inbox on: tell the sender (a `receipt` frame) when `to` has acked this message. */
+  receipt?: boolean;
 }
 
 /** Publish to a channel the session may publish to. */
@@ -61,8 +63,27 @@ export interface PingFrame {
   id?: FrameId;
 }
 
+/**
+ * Inbox on: "I have handled everything in my own `user:` channel up to `offset` of `epoch`".
+ * Cumulative and per user (every session of the user shares it).
+ */
+export interface AckFrame {
+  type: 'ack';
+  channel: string;
+  epoch: string;
+  offset: number;
+  id?: FrameId;
+}
+
+/** Inbox on: ask for the own inbox's position, acked offset and unacked count (answered in the reply). */
+export interface InboxQueryFrame {
+  type: 'inbox';
+  id?: FrameId;
+}
+
 /** Every frame a client may send. */
-export type ClientFrame = SendFrame | PublishFrame | SubscribeFrame | UnsubscribeFrame | PresenceQueryFrame | PingFrame;
+export type ClientFrame =
+  SendFrame | PublishFrame | SubscribeFrame | UnsubscribeFrame | PresenceQueryFrame | PingFrame | AckFrame | InboxQueryFrame;
 
 /** The `type` of a client frame. */
 export type ClientFrameType = ClientFrame['type'];
@@ -73,6 +94,11 @@ export type ClientFrameType = ClientFrame['type'];
 export interface SubscriptionState extends StreamPosition {
   /** Present for channels the client asked to resume. */
   recovered?: boolean;
+  /**
+   * Inbox on, own `user:` channel only: the user's acked offset in this epoch. A session that did
+   * not resume this channel is handed every message after it, before live ones.
+   */
+  acked?: number;
 }
 
 /** First frame of an authenticated session. */
@@ -98,6 +124,24 @@ export interface MessageFrame {
   data: unknown;
   /** Server time of the publication, ms since the epoch. */
   ts: number;
+  /** Inbox on: the sender asked for a read receipt; acking this message sends it one. */
+  receipt?: true;
+}
+
+/**
+ * Inbox on: `user` acked the message at `channel`/`epoch`/`offset` that this session's user sent
+ * with `receipt: true`. It is kept in the sender's inbox, at `inbox` (ack it like a message).
+ */
+export interface ReceiptFrame {
+  type: 'receipt';
+  channel: string;
+  epoch: string;
+  offset: number;
+  user: string;
+  /** When the ack was taken, ms since the epoch. */
+  ts: number;
+  /** Where the receipt sits in the receiving user's own channel. */
+  inbox: { channel: string } & StreamPosition;
 }
 
 /** Error details. */
@@ -146,7 +190,7 @@ export interface PongFrame {
 }
 
 /** Every frame a server may send. */
-export type ServerFrame = WelcomeFrame | MessageFrame | ReplyFrame | PresenceEventFrame | ErrorFrame | PongFrame;
+export type ServerFrame = WelcomeFrame | MessageFrame | ReceiptFrame | ReplyFrame | PresenceEventFrame | ErrorFrame | PongFrame;
 
 /** One user's presence in a channel. */
 export interface PresenceUser {

@@ -12,6 +12,9 @@ import { collectConfig, loadConfig } from './config.js';
 import { redactNatsUrl } from './broker/nats-transport.js';
 import { redactAmqpUrl } from './broker/rabbitmq-transport.js';
 import { redactRedisUrl } from './redis/connect.js';
+import { createLogger } from './logger.js';
+import { migrate } from './postgres/migrations.js';
+import { connectPostgres, createPostgresPool, redactDatabaseUrl } from './postgres/pool.js';
 import { Gateway, gatewayOptions } from './gateway/gateway.js';
 import { SwitchboardNode } from './node.js';
 import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
@@ -198,6 +201,33 @@ export function buildProgram(): Command {
     );
 
   program
+    .command('migrate')
+    .description(
+      'apply the PostgreSQL schema (history, inbox) to DATABASE_URL and exit; nodes with history postgres also do it at start-up',
+    )
+    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL or databaseUrl in --config)')
+    .option('--config <file>', 'JSON config file')
+    .action(async (flags: { databaseUrl?: string; config?: string }) => {
+      const input = collectConfig({ env: process.env, file: flags.config });
+      const url = flags.databaseUrl ?? (input.databaseUrl as string | undefined);
+      if (!url)
+        throw new OptionsError('switchboard migrate needs a database: --database-url or DATABASE_URL (postgres://user@host:5432/database)');
+      resolveOptions({ databaseUrl: url, history: 'postgres' });
+      const pool = createPostgresPool({ url, name: 'migrate', log: createLogger('migrate', 'warn') });
+      try {
+        await connectPostgres(pool, url);
+        const { applied, version } = await migrate(pool);
+        process.stdout.write(
+          applied.length > 0
+            ? `switchboard migrate: ${redactDatabaseUrl(url)} is at schema version ${version} (applied ${applied.join(', ')})\n`
+            : `switchboard migrate: ${redactDatabaseUrl(url)} is up to date (schema version ${version})\n`,
+        );
+      } finally {
+        await pool.end();
+      }
+    });
+
+  program
     .command('bench')
     .description('run the benchmark suite (bench/run.ts) of a repository clone; `switchboard bench --help` lists its options')
     .argument('[options...]', 'passed to bench/run.ts, e.g. --quick, --only fanout, --runs 5')
@@ -301,7 +331,7 @@ function fail(err: unknown): never {
     process.exit(2);
   }
   // A service the node needs does not answer: its message says which and how to fix it.
-  if (code === 'ERR_REDIS_UNREACHABLE' || code === 'ERR_BROKER_UNREACHABLE') {
+  if (code === 'ERR_REDIS_UNREACHABLE' || code === 'ERR_BROKER_UNREACHABLE' || code === 'ERR_POSTGRES_UNREACHABLE') {
     process.stderr.write(`switchboard: ${(err as Error).message}\n`);
     process.exit(1);
   }

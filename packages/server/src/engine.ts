@@ -6,7 +6,13 @@ import { RedisTransport } from './broker/redis-transport.js';
 import type { History } from './history/history.js';
 import { MemoryHistory } from './history/memory-history.js';
 import { RedisHistory } from './history/redis-history.js';
+import { PostgresHistory } from './history/postgres-history.js';
+import { MemoryAckStore, type AckStore } from './inbox/acks.js';
+import { PostgresAckStore } from './inbox/postgres-acks.js';
+import { RedisAckStore } from './inbox/redis-acks.js';
 import { createLogger } from './logger.js';
+import { migrate } from './postgres/migrations.js';
+import { connectPostgres, createPostgresPool } from './postgres/pool.js';
 import type { NodeOptions } from './options.js';
 import { MemoryPresenceStore } from './presence/memory-presence-store.js';
 import type { PresenceStore } from './presence/presence-store.js';
@@ -23,6 +29,8 @@ export interface Engine {
   broker: Broker;
   presence: PresenceStore;
   history: History;
+  /** Inbox acks, beside the history (with the inbox on). */
+  acks: AckStore | undefined;
   registry: Registry;
   /** How a publication leaves: appended, then published (or both in one step where one store does both). */
   publication: PublicationPath;
@@ -46,17 +54,24 @@ export interface EngineDeps {
    * in-process cluster of the tests): the broker's bus, the list of live nodes, and one history
    * and presence store. Each is this node's own when absent.
    */
-  shared?: { bus?: MemoryBus; roster?: MemoryRoster; history?: History; presence?: PresenceStore };
+  shared?: { bus?: MemoryBus; roster?: MemoryRoster; history?: History; presence?: PresenceStore; acks?: AckStore };
 }
 
-/** The components of one engine kind, before the broker and publication path are chosen. */
+/** The components of one engine kind, before the history, broker and publication path are chosen. */
 interface Stores {
   presence: PresenceStore;
-  history: History;
   registry: Registry;
   redis?: RedisLinks;
   connect(): Promise<void>;
   /** Closes what these stores made and opened. */
+  close(): Promise<void>;
+}
+
+/** The history store named by `history` (and, with the inbox on, its acks beside it). */
+interface HistoryStore {
+  history: History;
+  acks: AckStore | undefined;
+  connect(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -66,7 +81,9 @@ interface Stores {
  * @throws Error for an engine or broker this build does not have (never falls back silently).
  */
 export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engine {
-  const stores = createStores(options, deps);
+  const log = deps.log ?? createLogger(options.nodeId, options.logLevel);
+  const stores = createStores(options, deps, log);
+  const kept = createHistory(options, deps, stores.redis, log);
   const ring = new RingHolder();
   const broker = createBroker(options.broker, {
     nodeId: options.nodeId,
@@ -80,42 +97,45 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
   });
   const { transport, router } = broker;
   // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).
+  const { history, acks } = kept;
   const publication =
-    stores.history instanceof RedisHistory && transport instanceof RedisTransport
-      ? new AtomicAppendPublish(stores.history, (channel) => router.destinations(channel).map((to) => transport.address(to)))
-      : new AppendThenPublish(stores.history, broker);
+    history instanceof RedisHistory && transport instanceof RedisTransport
+      ? new AtomicAppendPublish(history, (channel) => router.destinations(channel).map((to) => transport.address(to)))
+      : new AppendThenPublish(history, broker);
   return {
-    ...stores,
+    presence: stores.presence,
+    registry: stores.registry,
+    history,
+    acks,
     broker,
     publication,
     ring,
+    async connect() {
+      await stores.connect();
+      await kept.connect();
+    },
     async close() {
       await Promise.allSettled([broker.close(), stores.registry.close()]);
-      await stores.close();
+      await Promise.allSettled([kept.close(), stores.close()]);
     },
   };
 }
 
-function createStores(options: NodeOptions, deps: EngineDeps): Stores {
+function createStores(options: NodeOptions, deps: EngineDeps, log: Logger): Stores {
   switch (options.engine) {
     case 'memory': {
       const presence = deps.shared?.presence ?? new MemoryPresenceStore();
-      const history = deps.shared?.history ?? new MemoryHistory(historyOptions(options));
       return {
         presence,
-        history,
         registry: new MemoryRegistry(deps.shared?.roster),
         connect: async () => undefined,
         async close() {
-          await Promise.allSettled([
-            deps.shared?.presence ? undefined : presence.close(),
-            deps.shared?.history ? undefined : history.close(),
-          ]);
+          if (!deps.shared?.presence) await presence.close();
         },
       };
     }
     case 'redis':
-      return redisStores(options, deps.log ?? createLogger(options.nodeId, options.logLevel));
+      return redisStores(options, log);
     default: {
       const never: never = options.engine;
       throw new Error(`unknown engine "${String(never)}": use memory or redis`);
@@ -123,14 +143,72 @@ function createStores(options: NodeOptions, deps: EngineDeps): Stores {
   }
 }
 
-/** The history limits every history takes from the options. */
+/** The limits every history takes from the options (with the inbox's for `user:` channels when it is on). */
 function historyOptions(options: NodeOptions) {
   return {
     historySize: options.historySize,
     historyTtlMs: options.historyTtlMs,
     historyMetaTtlMs: options.historyMetaTtlMs,
     idempotencyWindowMs: options.idempotencyWindowMs,
+    inbox: options.inbox === 'on' ? { size: options.inboxSize, ttlMs: options.inboxRetentionMs } : undefined,
   };
+}
+
+/** How long an inbox ack outlives its last move: as long as the inbox's meta. */
+function ackTtlMs(options: NodeOptions): number {
+  return Math.max(options.historyMetaTtlMs, options.inboxRetentionMs);
+}
+
+function createHistory(options: NodeOptions, deps: EngineDeps, redis: RedisLinks | undefined, log: Logger): HistoryStore {
+  const inbox = options.inbox === 'on';
+  switch (options.history) {
+    case 'memory': {
+      const history = deps.shared?.history ?? new MemoryHistory(historyOptions(options));
+      const acks = inbox ? (deps.shared?.acks ?? new MemoryAckStore(ackTtlMs(options))) : undefined;
+      return {
+        history,
+        acks,
+        connect: async () => undefined,
+        async close() {
+          await Promise.allSettled([deps.shared?.history ? undefined : history.close(), deps.shared?.acks ? undefined : acks?.close()]);
+        },
+      };
+    }
+    case 'redis': {
+      // resolveOptions makes sure: history redis needs engine redis.
+      const links = redis!;
+      const prefix = options.redisPrefix;
+      const history = new RedisHistory({ redis: links.redis, prefix, ...historyOptions(options) });
+      return {
+        history,
+        acks: inbox ? new RedisAckStore(links.redis, prefix, ackTtlMs(options)) : undefined,
+        connect: async () => undefined,
+        close: () => history.close(),
+      };
+    }
+    case 'postgres': {
+      const url = options.databaseUrl!;
+      const pool = createPostgresPool({ url, name: options.nodeId, log });
+      const history = new PostgresHistory({ pool, log, ...historyOptions(options) });
+      return {
+        history,
+        acks: inbox ? new PostgresAckStore(pool) : undefined,
+        async connect() {
+          await connectPostgres(pool, url);
+          const { applied, version } = await migrate(pool);
+          if (applied.length > 0) log.info({ applied, version }, 'PostgreSQL schema migrated');
+        },
+        async close() {
+          await history.close();
+          await pool.end().catch(() => undefined);
+        },
+      };
+    }
+    default: {
+      const never: never = options.history;
+      throw new Error(`unknown history "${String(never)}": use memory, redis or postgres`);
+    }
+  }
 }
 
 /**
@@ -144,15 +222,13 @@ function redisStores(options: NodeOptions, log: Logger): Stores {
   const { redis, sub } = links;
   const prefix = options.redisPrefix;
   const presence = new RedisPresenceStore({ redis, prefix, presenceTtlMs: options.presenceTtlMs });
-  const history = new RedisHistory({ redis, prefix, ...historyOptions(options) });
   return {
     redis: links,
     presence,
-    history,
     registry: new RedisRegistry({ redis, sub, prefix, nodeLeaseMs: options.presenceTtlMs }),
     connect: () => connectRedis(links, options.redisUrl, 'start it, e.g. `redis-server --daemonize yes`, or point REDIS_URL at it.'),
     async close() {
-      await Promise.allSettled([presence.close(), history.close()]);
+      await presence.close();
       await closeRedis(links);
     },
   };

@@ -18,6 +18,9 @@ export class NodeMetrics {
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
   readonly gaps: Counter;
+  readonly inboxAcks: Counter<'result'>;
+  readonly inboxReceipts: Counter;
+  readonly inboxUnackedAtConnect: Histogram;
   /**
    * Frames and publications are counted in plain numbers per label on the hot path (prom-client
    * hashes the labels on every `inc`) and handed to their counters when scraped.
@@ -103,6 +106,23 @@ export class NodeMetrics {
     this.gaps = new Counter({
       name: 'switchboard_gaps_total',
       help: 'Live gaps in a channel (a publication the broker did not deliver) filled from history',
+      registers,
+    });
+    this.inboxAcks = new Counter({
+      name: 'switchboard_inbox_acks_total',
+      help: 'Inbox acks by result: moved (the acked position went forward), unchanged (at or below it), rejected',
+      labelNames: ['result'],
+      registers,
+    });
+    this.inboxReceipts = new Counter({
+      name: 'switchboard_inbox_receipts_total',
+      help: "Read receipts put in senders' inboxes",
+      registers,
+    });
+    this.inboxUnackedAtConnect = new Histogram({
+      name: 'switchboard_inbox_unacked_at_connect',
+      help: 'Unacked messages in the inbox of a session that connected without a position for it (handed to it before live ones)',
+      buckets: [0, 1, 10, 100, 1000, 10_000],
       registers,
     });
     this.publishLatency = new Histogram({

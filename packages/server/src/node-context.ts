@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { StreamPosition, SubscriptionState } from '@switchboard/protocol';
 import type { Hub } from './hub.js';
+import type { InboxService } from './inbox/inbox-service.js';
 import type { NodeMetrics } from './metrics.js';
 import type { NodeOptions } from './options.js';
 import type { PresenceStore } from './presence/presence-store.js';
@@ -65,6 +66,8 @@ export interface NodeContext {
   readonly presenceStore: PresenceStore;
   readonly presence: PresenceChanges;
   readonly channels: Channels;
+  /** The inbox, when it is on (`SWITCHBOARD_INBOX=on`). */
+  readonly inbox: InboxService | undefined;
   /** Called once when a session is gone, with the channels it was in. */
   sessionGone(session: SessionRef, channels: string[]): Promise<void>;
 }

@@ -7,6 +7,8 @@ import { ChannelService } from './channel-service.js';
 import { SessionMover } from './cluster/session-mover.js';
 import { createEngine, type Engine } from './engine.js';
 import { HttpApi } from './http/api.js';
+import { InboxService } from './inbox/inbox-service.js';
+import { AppendThenPublish } from './publish/publication-path.js';
 import { DevPages } from './http/dev-pages.js';
 import { nodeRoutes } from './http/node-routes.js';
 import { closeServer, createServer, listen } from './http/server-kit.js';
@@ -50,6 +52,7 @@ export class SwitchboardNode implements NodeContext {
   readonly hub: Hub;
   readonly engine: Engine;
   readonly channels: ChannelService;
+  readonly inbox: InboxService | undefined;
   readonly presence: PresenceTracker;
   readonly sessionOptions: SessionOptions;
   private readonly sessions: SessionTable;
@@ -85,6 +88,16 @@ export class SwitchboardNode implements NodeContext {
       metrics,
       log,
     });
+    this.inbox = engine.acks
+      ? new InboxService({
+          history: engine.history,
+          acks: engine.acks,
+          receipts: new AppendThenPublish(engine.history, engine.broker),
+          pageSize: options.maxRecoveryMessages,
+          metrics,
+          log,
+        })
+      : undefined;
     this.presence = new PresenceTracker({
       store: engine.presence,
       broker: engine.broker,
@@ -116,6 +129,7 @@ export class SwitchboardNode implements NodeContext {
       channels: this.channels,
       presence: engine.presence,
       history: engine.history,
+      inbox: this.inbox,
       broker: engine.broker,
       registry: engine.registry,
       url: () => this.baseUrl,
@@ -163,7 +177,17 @@ export class SwitchboardNode implements NodeContext {
         engine.ring.set(this.routes.ring);
       }),
     );
-    log.info({ url: this.baseUrl, wsPath: options.wsPath, engine: options.engine, broker: options.broker }, 'node listening');
+    log.info(
+      {
+        url: this.baseUrl,
+        wsPath: options.wsPath,
+        engine: options.engine,
+        broker: options.broker,
+        history: options.history,
+        inbox: options.inbox,
+      },
+      'node listening',
+    );
     return { port, url: this.baseUrl };
   }
 

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** The history stores this build has (`SWITCHBOARD_HISTORY`). */
+export type HistoryName = 'memory' | 'redis' | 'postgres';
+
 /** The brokers this build has (`SWITCHBOARD_BROKER`). */
 export type BrokerName = 'memory' | 'redis' | 'rabbitmq' | 'nats';
 
@@ -221,6 +224,37 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(1000),
     default: 300_000,
   },
+  history: {
+    env: 'SWITCHBOARD_HISTORY',
+    doc: "History (and inbox) store: `memory`, `redis` (needs engine `redis`) or `postgres` (durable; needs `DATABASE_URL`). Default: the engine's store.",
+    schema: z.enum(['memory', 'redis', 'postgres']),
+    default: undefined as HistoryName | undefined,
+  },
+  databaseUrl: {
+    env: 'DATABASE_URL',
+    doc: 'PostgreSQL for history `postgres` (`postgres://user:password@host:5432/database`). The schema is applied at start-up (or by `switchboard migrate`). The password is never logged.',
+    schema: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL'),
+    default: undefined as string | undefined,
+    secret: true,
+  },
+  inbox: {
+    env: 'SWITCHBOARD_INBOX',
+    doc: "`on`: each `user:` channel is its user's inbox, kept for `inboxRetentionMs` and `inboxSize`, with acks, receipts and catch-up on a new device (durable with history `postgres`, or Redis with persistence; not with `memory`).",
+    schema: z.enum(['on', 'off']),
+    default: 'off' as 'on' | 'off',
+  },
+  inboxRetentionMs: {
+    env: 'SWITCHBOARD_INBOX_RETENTION_MS',
+    doc: 'Inbox on: how long a `user:` channel keeps a message.',
+    schema: z.coerce.number().int().min(1000),
+    default: 604_800_000,
+  },
+  inboxSize: {
+    env: 'SWITCHBOARD_INBOX_SIZE',
+    doc: 'Inbox on: messages a `user:` channel keeps at most.',
+    schema: z.coerce.number().int().min(1),
+    default: 10_000,
+  },
   maxRecoveryMessages: {
     env: 'SWITCHBOARD_MAX_RECOVERY_MESSAGES',
     doc: 'Most publications replayed per channel on recovery; a bigger gap gives `recovered:false`.',
@@ -270,6 +304,7 @@ export type NodeOptions = {
 } & {
   readonly nodeId: string;
   readonly broker: BrokerName;
+  readonly history: HistoryName;
 };
 
 /** Options as a caller may pass them: any subset. */
@@ -338,6 +373,22 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
   if (out.broker !== 'memory' && out.engine !== 'redis') {
     throw new OptionsError(
       `option broker (SWITCHBOARD_BROKER) is ${String(out.broker)} but engine (SWITCHBOARD_ENGINE) is memory: nodes would each number their own offsets; set SWITCHBOARD_ENGINE=redis`,
+    );
+  }
+  out.history ??= out.engine;
+  if (out.history === 'redis' && out.engine !== 'redis') {
+    throw new OptionsError(
+      'option history (SWITCHBOARD_HISTORY) is redis but engine (SWITCHBOARD_ENGINE) is memory: set SWITCHBOARD_ENGINE=redis',
+    );
+  }
+  if (out.history === 'memory' && out.broker !== 'memory') {
+    throw new OptionsError(
+      `option history (SWITCHBOARD_HISTORY) is memory but broker (SWITCHBOARD_BROKER) is ${String(out.broker)}: nodes would each number their own offsets; use history redis or postgres`,
+    );
+  }
+  if (out.history === 'postgres' && out.databaseUrl === undefined) {
+    throw new OptionsError(
+      'option history (SWITCHBOARD_HISTORY) is postgres but no DATABASE_URL is set: give postgres://user@host:5432/database',
     );
   }
   out.nodeId ??= `n-${Math.random().toString(36).slice(2, 8)}`;

@@ -1,4 +1,4 @@
-import type { MessageFrame } from '@switchboard/protocol';
+import type { MessageFrame, ReceiptFrame } from '@switchboard/protocol';
 
 /** A message accepted into a channel: it has its epoch and offset. */
 export interface Publication {
@@ -9,6 +9,8 @@ export interface Publication {
   topic: string;
   data: unknown;
   ts: number;
+  /** The sender asked for a read receipt (`send` with `receipt: true`; inbox on). */
+  receipt?: true;
 }
 
 /** What a publisher hands in before the history assigns epoch and offset. */
@@ -17,6 +19,20 @@ export interface PublicationInput {
   topic: string;
   data: unknown;
   ts: number;
+  receipt?: true;
+}
+
+/**
+ * The topic of a receipt kept in a sender's inbox (`data` is the acked message's position). Topics
+ * starting with `$` are the server's: clients and the HTTP API cannot publish them.
+ */
+export const RECEIPT_TOPIC = '$receipt';
+
+/** What a receipt publication carries: the position of the message that was acked. */
+export interface ReceiptData {
+  channel: string;
+  epoch: string;
+  offset: number;
 }
 
 /**
@@ -24,11 +40,17 @@ export interface PublicationInput {
  * one shape (one hidden class), whatever extra its input carried.
  */
 export function publicationAt(channel: string, epoch: string, offset: number, input: PublicationInput): Publication {
-  return { channel, epoch, offset, from: input.from, topic: input.topic, data: input.data, ts: input.ts };
+  const pub: Publication = { channel, epoch, offset, from: input.from, topic: input.topic, data: input.data, ts: input.ts };
+  if (input.receipt) pub.receipt = true;
+  return pub;
 }
 
-/** The wire frame for a publication. Built once per publication, never once per recipient. */
+/**
+ * The wire frame for a publication. Built once per publication, never once per recipient. A
+ * receipt kept in an inbox goes out as a `receipt` frame, with its own place in the inbox.
+ */
 export function messageFrame(pub: Publication): string {
+  if (pub.topic === RECEIPT_TOPIC) return receiptFrame(pub);
   const frame: MessageFrame = {
     type: 'message',
     channel: pub.channel,
@@ -38,6 +60,21 @@ export function messageFrame(pub: Publication): string {
     topic: pub.topic,
     data: pub.data,
     ts: pub.ts,
+  };
+  if (pub.receipt) frame.receipt = true;
+  return JSON.stringify(frame);
+}
+
+function receiptFrame(pub: Publication): string {
+  const acked = pub.data as ReceiptData;
+  const frame: ReceiptFrame = {
+    type: 'receipt',
+    channel: acked.channel,
+    epoch: acked.epoch,
+    offset: acked.offset,
+    user: pub.from ?? '',
+    ts: pub.ts,
+    inbox: { channel: pub.channel, epoch: pub.epoch, offset: pub.offset },
   };
   return JSON.stringify(frame);
 }

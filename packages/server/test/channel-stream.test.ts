@@ -20,6 +20,7 @@ const frame = (epoch: string, offset: number) => Buffer.from(messageFrame(pub(ep
 function harness(history: Publication[] = [], maxPending = 100) {
   const written: string[] = [];
   const repairs: StreamPosition[] = [];
+  const pages: StreamPosition[] = [];
   let overflows = 0;
   let gaps = 0;
   let release: (() => void) | undefined;
@@ -39,6 +40,12 @@ function harness(history: Publication[] = [], maxPending = 100) {
         if (failRepair) throw new Error('history down');
         return history.filter((p) => p.epoch === since.epoch && p.offset > since.offset);
       },
+      nextPage: async (channel, since) => {
+        assert.equal(channel, CHANNEL);
+        pages.push(since);
+        const after = history.filter((p) => p.epoch === since.epoch && p.offset > since.offset);
+        return { publications: after.slice(0, 2), more: after.length > 2 };
+      },
       overflow: () => void overflows++,
       gap: () => void gaps++,
     },
@@ -48,6 +55,7 @@ function harness(history: Publication[] = [], maxPending = 100) {
     stream,
     written,
     repairs,
+    pages,
     get overflows() {
       return overflows;
     },
@@ -104,6 +112,25 @@ describe('ChannelStream', () => {
       assert.equal(h.gaps, c.gaps ?? 0);
     });
   }
+
+  it('catches up page after page (an inbox longer than a page), holding live ones until the last page', async () => {
+    const h = harness([1, 2, 3, 4, 5, 6, 7].map((o) => pub('e1', o)));
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([pub('e1', 1), pub('e1', 2)], true);
+    h.live(8, 6);
+    assert.deepEqual(h.written, e1(1, 2), 'the first page, then the rest is read');
+    await settle();
+    await settle();
+    await settle();
+    assert.deepEqual(h.written, e1(1, 2, 3, 4, 5, 6, 7, 8), 'every page in order, then the live ones not yet written');
+    assert.deepEqual(
+      h.pages.map((p) => p.offset),
+      [2, 4, 6],
+      'each page read after the last one written',
+    );
+    h.live(9);
+    assert.deepEqual(h.written.at(-1), 'e1:9', 'live after the catch-up');
+  });
 
   it('buffers what arrives during a repair, then writes in order, once', async () => {
     const h = harness([pub('e1', 2), pub('e1', 3)]);

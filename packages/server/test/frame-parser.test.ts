@@ -47,6 +47,28 @@ describe('parseClientFrame', () => {
       }
     });
 
+    it('parses a send that asks for a receipt, and drops receipt: false', () => {
+      assert.deepEqual(accept({ type: 'send', to: 'bob', topic: 'chat', data: 1, receipt: true, id: 3 }), {
+        type: 'send',
+        to: 'bob',
+        topic: 'chat',
+        data: 1,
+        receipt: true,
+        id: 3,
+      });
+      assert.equal('receipt' in accept({ type: 'send', to: 'bob', topic: 'chat', receipt: false }), false);
+    });
+
+    it('parses an ack', () => {
+      assert.deepEqual(accept({ type: 'ack', channel: 'user:bob', epoch: 'e9', offset: 13, id: 6 }), {
+        type: 'ack',
+        channel: 'user:bob',
+        epoch: 'e9',
+        offset: 13,
+        id: 6,
+      });
+    });
+
     it('parses publish and defaults a missing data to null', () => {
       assert.deepEqual(accept({ type: 'publish', channel: 'group:ops', topic: 'alert' }), {
         type: 'publish',
@@ -208,6 +230,22 @@ describe('parseClientFrame', () => {
       ['an empty topic', { type: 'send', to: 'bob', topic: '' }, /^topic: topic must not be empty$/],
       ['a topic of 129 characters', { type: 'send', to: 'bob', topic: 't'.repeat(129) }, /^topic: topic is longer than 128 characters$/],
       ['publish without channel', { type: 'publish', topic: 't' }, /^channel: /],
+      [
+        'a topic of the server',
+        { type: 'send', to: 'bob', topic: '$receipt' },
+        /^topic: topics starting with \$ are reserved for the server$/,
+      ],
+      [
+        'a published topic of the server',
+        { type: 'publish', channel: 'group:a', topic: '$x' },
+        /^topic: topics starting with \$ are reserved/,
+      ],
+      ['a string receipt', { type: 'send', to: 'bob', topic: 't', receipt: 'yes' }, /^receipt: /],
+      ['ack without epoch', { type: 'ack', channel: 'user:bob', offset: 3 }, /^epoch: /],
+      ['ack with an empty epoch', { type: 'ack', channel: 'user:bob', epoch: '', offset: 3 }, /^epoch: /],
+      ['ack with a negative offset', { type: 'ack', channel: 'user:bob', epoch: 'e', offset: -1 }, /^offset: /],
+      ['ack with a string offset', { type: 'ack', channel: 'user:bob', epoch: 'e', offset: '3' }, /^offset: /],
+      ['ack without channel', { type: 'ack', epoch: 'e', offset: 3 }, /^channel: /],
       ['an empty channel', { type: 'subscribe', channel: '' }, /^channel: /],
       ['a channel of 141 characters', { type: 'presence', channel: 'c'.repeat(141) }, /^channel: /],
       ['an object channel', { type: 'unsubscribe', channel: { name: 'broadcast' } }, /^channel: /],
@@ -294,8 +332,9 @@ describe('parseClientFrame', () => {
         type: fc.constantFrom('send', 'publish'),
         to: field(fc.oneof({ arbitrary: fc.constantFrom('bob', 'a:b', 'x y', 'é'), weight: 3 }, text(128))),
         channel: field(fc.oneof(fc.constantFrom('group:ops', 'user:bob', 'broadcast'), text(140))),
-        topic: field(text(128)),
+        topic: field(fc.oneof({ arbitrary: text(128), weight: 8 }, fc.constantFrom('$receipt', '$', 'a$'))),
         key: fc.option(field(text(128)), { nil: undefined, freq: 2 }),
+        receipt: fc.option(field(fc.boolean()), { nil: undefined, freq: 2 }),
         id: fc.option(fc.oneof(fc.integer(), fc.double(), fc.constant(2 ** 53), text(64)), { nil: undefined }),
         data: fc.option(fc.jsonValue(), { nil: undefined }),
       },

@@ -1,13 +1,15 @@
 /**
- * The History contract (contracts/history-contract.ts) against every backend: memory, and Redis
- * both as a plain store and publishing from its append script (broadcast routing).
+ * The History contract (contracts/history-contract.ts) against every backend: memory, Redis both
+ * as a plain store and publishing from its append script (broadcast routing), and PostgreSQL.
  */
-import { after, describe } from 'node:test';
+import { after, before, describe } from 'node:test';
 import type { History } from '../src/history/history.js';
 import { MemoryHistory } from '../src/history/memory-history.js';
+import { PostgresHistory } from '../src/history/postgres-history.js';
 import { RedisHistory } from '../src/history/redis-history.js';
 import { historyContract, type OpenHistories } from './contracts/history-contract.js';
 import { RedisFixture, redisSkip } from './redis-helpers.js';
+import { PostgresDatabase, postgresSkip } from './support/postgres.js';
 
 const opened: History[] = [];
 after(() => Promise.all(opened.splice(0).map((h) => h.close())));
@@ -42,4 +44,19 @@ describe('History contract: Redis, publishing in the append script (broadcast ro
   const redis = new RedisFixture();
   after(() => redis.cleanup());
   historyContract(redisBackend(redis, { publish: true, routing: 'broadcast' }));
+});
+
+describe('History contract: PostgreSQL', { skip: postgresSkip }, () => {
+  const db = new PostgresDatabase();
+  before(() => db.create());
+  after(() => db.drop());
+  // One database for the suite, emptied for each test; one pool per history (one per node).
+  historyContract(async (limits, count) => {
+    const pool = db.pool();
+    await pool.query('TRUNCATE switchboard_channels, switchboard_messages, switchboard_idempotency, switchboard_acks');
+    const histories = [new PostgresHistory({ pool, ...limits })];
+    for (let i = 1; i < count; i++) histories.push(new PostgresHistory({ pool: db.pool(), ...limits }));
+    opened.push(...histories);
+    return histories;
+  });
 });

@@ -2,6 +2,7 @@ import type { StreamPosition } from '@switchboard/protocol';
 import { publicationAt, type Publication, type PublicationInput } from '../publication.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
 import { uniqueIds } from '../ids.js';
+import { isUserChannel, retentionClasses, type InboxRetention, type Retention } from './retention.js';
 
 /** Epochs: a new one whenever a channel's stream starts (again), never the same twice. */
 const nextEpoch = uniqueIds();
@@ -17,6 +18,8 @@ export interface MemoryHistoryOptions {
   historyTtlMs: number;
   /** A channel with no publication for this long forgets its epoch and offset. @default 86_400_000 (24 h) */
   historyMetaTtlMs: number;
+  /** With the inbox on: what `user:` channels keep instead. */
+  inbox?: InboxRetention | undefined;
   /** How long an idempotency key is remembered. @default 300_000 (5 minutes) */
   idempotencyWindowMs?: number;
   /** Clock, replaceable in tests. @default Date.now */
@@ -29,6 +32,8 @@ interface Stream {
   /** Kept publications, oldest first; `entries[i].offset === firstOffset + i`. */
   entries: Publication[];
   touchedAt: number;
+  /** What this channel keeps (an inbox's or an ordinary channel's). */
+  keep: Retention;
 }
 
 /**
@@ -41,10 +46,12 @@ export class MemoryHistory implements History {
   private readonly keys = new Map<string, StreamPosition & { expiresAt: number }>();
   private readonly now: () => number;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly classes: { plain: Retention; inbox: Retention };
   private closed = false;
 
   constructor(private readonly options: MemoryHistoryOptions) {
     this.now = options.now ?? Date.now;
+    this.classes = retentionClasses(options);
     const every = Math.max(1000, Math.min(60_000, options.historyTtlMs));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
@@ -64,9 +71,9 @@ export class MemoryHistory implements History {
     stream.offset += 1;
     stream.touchedAt = this.now();
     const pub = publicationAt(channel, stream.epoch, stream.offset, input);
-    if (this.options.historySize > 0) {
+    if (stream.keep.size > 0) {
       stream.entries.push(pub);
-      if (stream.entries.length > this.options.historySize) stream.entries.shift();
+      if (stream.entries.length > stream.keep.size) stream.entries.shift();
     }
     return pub;
   }
@@ -113,14 +120,15 @@ export class MemoryHistory implements History {
   private stream(channel: string): Stream {
     let stream = this.streams.get(channel);
     if (!stream) {
-      stream = { epoch: nextEpoch(), offset: 0, entries: [], touchedAt: this.now() };
+      const keep = isUserChannel(channel) ? this.classes.inbox : this.classes.plain;
+      stream = { epoch: nextEpoch(), offset: 0, entries: [], touchedAt: this.now(), keep };
       this.streams.set(channel, stream);
     }
     return stream;
   }
 
   private expire(stream: Stream): void {
-    const cutoff = this.now() - this.options.historyTtlMs;
+    const cutoff = this.now() - stream.keep.ttlMs;
     let drop = 0;
     while (drop < stream.entries.length && stream.entries[drop]!.ts < cutoff) drop++;
     if (drop > 0) stream.entries.splice(0, drop);
@@ -132,10 +140,9 @@ export class MemoryHistory implements History {
       if (entry.expiresAt > now) break; // insertion order is expiry order
       this.keys.delete(id);
     }
-    const idleCutoff = now - this.options.historyMetaTtlMs;
     for (const [channel, stream] of this.streams) {
       this.expire(stream);
-      if (stream.entries.length === 0 && stream.touchedAt < idleCutoff) this.streams.delete(channel);
+      if (stream.entries.length === 0 && stream.touchedAt < now - stream.keep.metaTtlMs) this.streams.delete(channel);
     }
   }
 }

@@ -7,6 +7,7 @@ import { channelTag } from '../redis/keys.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { AppendOnceResult, History, HistoryPage } from './history.js';
 import { uniqueIds } from '../ids.js';
+import { isUserChannel, retentionClasses, type InboxRetention, type Retention } from './retention.js';
 
 /** Options of {@link RedisHistory}. */
 export interface RedisHistoryOptions {
@@ -22,6 +23,8 @@ export interface RedisHistoryOptions {
   historyMetaTtlMs?: number;
   /** How long an idempotency key is remembered. @default 300_000 */
   idempotencyWindowMs?: number;
+  /** With the inbox on: what `user:` channels keep instead. */
+  inbox?: InboxRetention | undefined;
   /** Clock for the history TTL on read, replaceable in tests. @default Date.now */
   now?: () => number;
 }
@@ -45,9 +48,10 @@ end
 
 /**
  * Appends a batch — every publication of one event-loop turn, in call order — in one script call.
- * KEYS: per publication its channel's meta, stream and idempotency key. ARGV: fresh epoch,
- * historySize, stream TTL ms, meta TTL ms, then per publication: idempotency window ms (0: no
- * key), whether to refresh the channel's TTLs (`1`/`0`), ts, frame tail, the number of pub/sub
+ * KEYS: per publication its channel's meta, stream and idempotency key. ARGV: fresh epoch, then
+ * size, stream TTL ms and meta TTL ms of ordinary channels, then of inboxes, then per publication:
+ * its channel's class (`1`: an inbox), idempotency window ms (0: no key), whether to refresh the
+ * channel's TTLs (`1`/`0`), ts, frame tail, the number of pub/sub
  * names to PUBLISH to and, when there are any, the cluster payload's head (`messageHead(channel)`,
  * broker/codec.ts), the frame's head, the names.
  * Per publication: check the key, assign the offset, XADD (trimmed to historySize), keep the key,
@@ -56,12 +60,15 @@ end
  * {1, 'epoch|offset'}.
  */
 const APPEND_BATCH = `${ENSURE_META}
-local fresh, size, streamTtl, metaTtl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local out, touched, a = {}, {}, 5
+local fresh = ARGV[1]
+local classes = {[0] = {tonumber(ARGV[2]), ARGV[3], ARGV[4]}, [1] = {tonumber(ARGV[5]), ARGV[6], ARGV[7]}}
+local out, touched, a = {}, {}, 8
 for i = 1, #KEYS, 3 do
   local meta, stream, idem = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  local window, refresh, ts, tail, names = tonumber(ARGV[a]), ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
-  a = a + 5
+  local keep = classes[tonumber(ARGV[a])]
+  local size, streamTtl, metaTtl = keep[1], keep[2], keep[3]
+  local window, refresh, ts, tail, names = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], tonumber(ARGV[a + 5])
+  a = a + 6
   local seen = false
   if window > 0 then seen = redis.call('GET', idem) end
   if seen then
@@ -142,7 +149,7 @@ function frameHead(channel: string): string {
 }
 
 function frameTail(input: PublicationInput): string {
-  const rest = JSON.stringify({ from: input.from, topic: input.topic, data: input.data, ts: input.ts });
+  const rest = JSON.stringify({ from: input.from, topic: input.topic, data: input.data, ts: input.ts, receipt: input.receipt });
   return `,${rest.slice(1)}`;
 }
 
@@ -176,9 +183,7 @@ interface Pending {
 export class RedisHistory implements History, AppendPublishStore {
   private readonly redis: Redis;
   private readonly prefix: string;
-  private readonly historySize: number;
-  private readonly historyTtlMs: number;
-  private readonly metaTtlMs: number;
+  private readonly classes: { plain: Retention; inbox: Retention };
   private readonly windowMs: number;
   private readonly now: () => number;
   private readonly scripts: Record<'historyAppendBatch' | 'historyPosition' | 'historyRead', ScriptCaller>;
@@ -197,12 +202,15 @@ export class RedisHistory implements History, AppendPublishStore {
   constructor(options: RedisHistoryOptions) {
     this.redis = options.redis;
     this.prefix = options.prefix ?? 'sb:';
-    this.historySize = options.historySize ?? 200;
-    this.historyTtlMs = options.historyTtlMs ?? 300_000;
-    // The meta hash must outlive the stream, or kept entries would be dropped with a new epoch.
-    this.metaTtlMs = Math.max(options.historyMetaTtlMs ?? 86_400_000, this.historyTtlMs);
+    this.classes = retentionClasses({
+      historySize: options.historySize ?? 200,
+      historyTtlMs: options.historyTtlMs ?? 300_000,
+      historyMetaTtlMs: options.historyMetaTtlMs ?? 86_400_000,
+      inbox: options.inbox,
+    });
     this.windowMs = options.idempotencyWindowMs ?? 300_000;
-    this.refreshEveryMs = Math.max(1, Math.min(MAX_REFRESH_EVERY_MS, Math.floor(this.historyTtlMs / 10)));
+    const shortest = Math.min(this.classes.plain.ttlMs, this.classes.inbox.ttlMs);
+    this.refreshEveryMs = Math.max(1, Math.min(MAX_REFRESH_EVERY_MS, Math.floor(shortest / 10)));
     this.now = options.now ?? Date.now;
     this.scripts = defineScripts(this.redis, {
       historyAppendBatch: { keys: 0, lua: APPEND_BATCH, direct: true },
@@ -231,7 +239,8 @@ export class RedisHistory implements History, AppendPublishStore {
 
   async position(channel: string): Promise<StreamPosition> {
     const tag = channelTag(this.prefix, channel);
-    const [epoch, offset] = (await this.scripts.historyPosition(`${tag}:meta`, `${tag}:stream`, freshEpoch(), this.metaTtlMs)) as [
+    const keep = this.keep(channel);
+    const [epoch, offset] = (await this.scripts.historyPosition(`${tag}:meta`, `${tag}:stream`, freshEpoch(), keep.metaTtlMs)) as [
       string,
       number,
     ];
@@ -242,12 +251,13 @@ export class RedisHistory implements History, AppendPublishStore {
     const tag = channelTag(this.prefix, channel);
     const from = Math.max(0, Math.min(Math.floor(since), Number.MAX_SAFE_INTEGER - 1));
     const count = Math.max(0, Math.min(Math.floor(limit), 1_000_000));
-    const cutoff = this.now() - this.historyTtlMs;
+    const keep = this.keep(channel);
+    const cutoff = this.now() - keep.ttlMs;
     const [epoch, offset, firstOffset, entries] = (await this.scripts.historyRead(
       `${tag}:meta`,
       `${tag}:stream`,
       freshEpoch(),
-      this.metaTtlMs,
+      keep.metaTtlMs,
       from,
       count,
       cutoff,
@@ -259,6 +269,10 @@ export class RedisHistory implements History, AppendPublishStore {
   /** Does not quit the injected client: its creator owns it. */
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  private keep(channel: string): Retention {
+    return isUserChannel(channel) ? this.classes.inbox : this.classes.plain;
   }
 
   private run(channel: string, input: PublicationInput, key: string | undefined, to: readonly string[]): Promise<AppendOnceResult> {
@@ -278,7 +292,16 @@ export class RedisHistory implements History, AppendPublishStore {
   private async send(batch: Pending[]): Promise<void> {
     const keys: string[] = [];
     const margin = this.refreshEveryMs;
-    const args: (string | number)[] = [freshEpoch(), this.historySize, this.historyTtlMs + margin, this.metaTtlMs + margin];
+    const { plain, inbox } = this.classes;
+    const args: (string | number)[] = [
+      freshEpoch(),
+      plain.size,
+      plain.ttlMs + margin,
+      plain.metaTtlMs + margin,
+      inbox.size,
+      inbox.ttlMs + margin,
+      inbox.metaTtlMs + margin,
+    ];
     const now = Date.now();
     if (now - this.periodStart >= this.refreshEveryMs) {
       this.refreshed = new Set();
@@ -289,7 +312,7 @@ export class RedisHistory implements History, AppendPublishStore {
       keys.push(`${tag}:meta`, `${tag}:stream`, `${tag}:idem:${key ?? ''}`);
       const refresh = this.refreshed.has(channel) ? 0 : 1;
       if (refresh) this.refreshed.add(channel);
-      args.push(key === undefined ? 0 : this.windowMs, refresh, input.ts, frameTail(input), to.length);
+      args.push(isUserChannel(channel) ? 1 : 0, key === undefined ? 0 : this.windowMs, refresh, input.ts, frameTail(input), to.length);
       if (to.length > 0) args.push(messageHead(channel), frameHead(channel), ...to);
     }
     let replies: ([0, string, number] | [1, string])[];
@@ -325,14 +348,7 @@ function entryToPublication(channel: string, epoch: string, id: string, fields: 
     throw new Error(`history entry ${id} of ${channel} has no field ${name}`);
   };
   // The tail is `,"from":…,"topic":…,"data":…,"ts":…}`: with `{` for its comma it is the rest of the frame as JSON.
-  const rest = JSON.parse('{' + value('f').slice(1)) as { from: string | null; topic: string; data: unknown };
-  return {
-    channel,
-    epoch,
-    offset: Number(id.slice(0, id.indexOf('-'))),
-    from: rest.from,
-    topic: rest.topic,
-    data: rest.data,
-    ts: Number(value('t')),
-  };
+  const rest = JSON.parse('{' + value('f').slice(1)) as PublicationInput;
+  rest.ts = Number(value('t'));
+  return publicationAt(channel, epoch, Number(id.slice(0, id.indexOf('-'))), rest);
 }

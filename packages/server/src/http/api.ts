@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CloseCode, isValidId, parseChannel, userChannel } from '@switchboard/protocol';
 import { SwitchboardError } from '../errors.js';
 import type { History } from '../history/history.js';
+import type { InboxService } from '../inbox/inbox-service.js';
 import type { Logger } from 'pino';
 import type { Channels } from '../node-context.js';
 import type { Broker } from '../broker/broker.js';
@@ -24,6 +25,8 @@ export interface ApiDeps {
   channels: Channels;
   presence: PresenceStore;
   history: History;
+  /** The inbox, when it is on: `GET /v1/inbox/{user}`. */
+  inbox: InboxService | undefined;
   broker: Broker;
   registry: Registry;
   /** This node's public URL. */
@@ -93,6 +96,11 @@ export class HttpApi {
         return sendJson(res, 200, { user: arg, online: sessions.length > 0, sessions });
       }
       if (resource === 'history') return this.history(res, arg, url);
+      if (resource === 'inbox') {
+        if (!isValidId(arg)) throw new SwitchboardError('ERR_BAD_FRAME', 'invalid user id');
+        if (!deps.inbox) throw new SwitchboardError('ERR_NOT_FOUND', 'the inbox is off on this server: set SWITCHBOARD_INBOX=on');
+        return sendJson(res, 200, await deps.inbox.summary(arg));
+      }
     }
     if (method === 'GET' && parts.length === 1 && resource === 'nodes') {
       const nodes = await this.deps.registry.nodes();
@@ -110,6 +118,7 @@ export class HttpApi {
     if (typeof topic !== 'string' || topic.length === 0 || topic.length > 128) {
       throw new SwitchboardError('ERR_BAD_FRAME', 'topic must be a string of 1-128 characters');
     }
+    if (topic.startsWith('$')) throw new SwitchboardError('ERR_BAD_FRAME', 'topics starting with $ are reserved for the server');
     if (from !== undefined && from !== null && (typeof from !== 'string' || !isValidId(from))) {
       throw new SwitchboardError('ERR_BAD_FRAME', 'from must be a user id or null');
     }

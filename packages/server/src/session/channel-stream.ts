@@ -10,6 +10,8 @@ export interface StreamSink {
   writeMessage(frame: Buffer): void;
   /** Reads what the client missed on `channel` after `since` from history (gap repair). */
   repair(channel: string, since: StreamPosition): Promise<Publication[]>;
+  /** The next page of an inbox catch-up after `since`, and whether more follow. */
+  nextPage(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }>;
   /** Too much is buffered while waiting for history: the session is a slow consumer. */
   overflow(): void;
   /** A live gap was found and is being repaired (for the metric). */
@@ -57,12 +59,25 @@ export class ChannelStream {
     this.offset = position.offset;
   }
 
-  /** Writes `replay`, then what was buffered meanwhile, skipping what was already written; then live. */
-  drain(replay: readonly Publication[]): void {
+  /**
+   * Writes `replay`, then what was buffered meanwhile, skipping what was already written; then
+   * live. With `more` (an inbox catch-up longer than a page), live publications stay buffered while
+   * the next page is read, and so on until the last.
+   */
+  drain(replay: readonly Publication[], more = false): void {
     const pending = this.pending ?? [];
     this.pending = null;
     if (this.stopped) return;
     for (const pub of replay) this.write(pub.epoch, pub.offset, Buffer.from(messageFrame(pub)));
+    if (more) {
+      this.pending = pending;
+      this.sink.nextPage(this.channel, this.position).then(
+        (page) => this.drain(page.publications, page.more),
+        // History unreachable: go on with what arrived; the rest stays in the inbox, unacked.
+        () => this.drain([]),
+      );
+      return;
+    }
     for (const p of pending) this.write(p.epoch, p.offset, p.frame);
   }
 

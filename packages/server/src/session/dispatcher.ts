@@ -13,6 +13,7 @@ import { publishDenial, subscribeDenial } from '../auth/permissions.js';
 import type { Identity } from '../auth/token-verifier.js';
 import { ERRORS, SwitchboardError } from '../errors.js';
 import type { NodeContext, SessionRef } from '../node-context.js';
+import type { PublicationInput } from '../publication.js';
 
 /** An answer to a client frame. */
 export type ReplyResult = { ok: true; [k: string]: unknown } | { ok: false; code: ErrorCode; message: string };
@@ -32,6 +33,7 @@ export interface FrameTarget extends SessionRef {
 }
 
 const BAD_FRAME = ERRORS.ERR_BAD_FRAME.code;
+const INBOX_OFF = 'the inbox is off on this server: acks and receipts need SWITCHBOARD_INBOX=on';
 const FORBIDDEN = ERRORS.ERR_FORBIDDEN.code;
 
 /**
@@ -42,6 +44,7 @@ export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx:
   try {
     switch (frame.type) {
       case 'send':
+        if (frame.receipt && !ctx.inbox) return session.reply(frame.id, { ok: false, code: BAD_FRAME, message: INBOX_OFF });
         // The parser checked `to` (a user id), and anyone may write to a user's channel.
         return await publish(session, userChannel(frame.to), frame, ctx);
       case 'publish':
@@ -70,6 +73,16 @@ export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx:
         session.sendFrame({ type: 'pong' });
         if (frame.id !== undefined) session.reply(frame.id, { ok: true });
         return;
+      case 'inbox': {
+        if (!ctx.inbox) return session.reply(frame.id, { ok: false, code: BAD_FRAME, message: INBOX_OFF });
+        return session.reply(frame.id, { ok: true, ...(await ctx.inbox.summary(session.user)) });
+      }
+      case 'ack': {
+        if (!ctx.inbox) return session.reply(frame.id, { ok: false, code: BAD_FRAME, message: INBOX_OFF });
+        if (!resolveChannel(session, frame.channel, frame.id)) return;
+        const acked = await ctx.inbox.ack(session.user, frame.channel, { epoch: frame.epoch, offset: frame.offset });
+        return session.reply(frame.id, { ok: true, ...acked });
+      }
       default: {
         const never: never = frame;
         throw new Error(`unhandled frame ${JSON.stringify(never)}`);
@@ -114,12 +127,9 @@ async function publish(
 ): Promise<void> {
   // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
   const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
-  const outcome = await ctx.channels.publish(
-    channel,
-    { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() },
-    'ws',
-    key,
-  );
+  const input: PublicationInput = { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() };
+  if (frame.type === 'send' && frame.receipt) input.receipt = true;
+  const outcome = await ctx.channels.publish(channel, input, 'ws', key);
   if (frame.id === undefined) return; // nothing to answer: the reply objects are not even built
   const { epoch, offset } = outcome;
   session.reply(frame.id, outcome.duplicate ? { ok: true, epoch, offset, duplicate: true } : { ok: true, epoch, offset });

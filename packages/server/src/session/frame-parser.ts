@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { ID_PATTERN, type ClientFrame, type FrameId } from '@switchboard/protocol';
 
 const id = z.union([z.string().min(1).max(64), z.number().int().refine(Number.isSafeInteger, 'must be a safe integer')]);
-const topic = z.string().min(1, 'topic must not be empty').max(128, 'topic is longer than 128 characters');
+const topic = z
+  .string()
+  .min(1, 'topic must not be empty')
+  .max(128, 'topic is longer than 128 characters')
+  .refine((t) => !t.startsWith('$'), 'topics starting with $ are reserved for the server');
 const channel = z.string().min(1).max(140);
 /** Idempotency key of a send or publish (extension of protocol v1, see docs/protocol.md). */
 const key = z.string().min(1).max(128).optional();
@@ -12,12 +16,24 @@ const position = z.object({
 });
 
 const schemas = {
-  send: z.object({ to: z.string().regex(ID_PATTERN, 'to must be a user id'), topic, data: z.unknown().optional(), key }),
+  send: z.object({
+    to: z.string().regex(ID_PATTERN, 'to must be a user id'),
+    topic,
+    data: z.unknown().optional(),
+    key,
+    receipt: z.boolean().optional(),
+  }),
   publish: z.object({ channel, topic, data: z.unknown().optional(), key }),
   subscribe: z.object({ channel, since: position.optional() }),
   unsubscribe: z.object({ channel }),
   presence: z.object({ channel }),
   ping: z.object({}),
+  inbox: z.object({}),
+  ack: z.object({
+    channel,
+    epoch: z.string().min(1).max(64),
+    offset: z.number().int().min(0).refine(Number.isSafeInteger, 'must be a safe integer'),
+  }),
 } satisfies { [T in ClientFrame['type']]: z.ZodType };
 
 /** Outcome of parsing one client frame. */
@@ -53,15 +69,17 @@ function isFrameId(v: unknown): v is FrameId {
  */
 function quickPublication(raw: Record<string, unknown>): ParseResult | undefined {
   const { type, topic, key, id } = raw;
-  if (typeof topic !== 'string' || topic.length < 1 || topic.length > 128) return undefined;
+  if (typeof topic !== 'string' || topic.length < 1 || topic.length > 128 || topic.charCodeAt(0) === 36 /* $ */) return undefined;
   if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 128)) return undefined;
   if (id !== undefined && !isFrameId(id)) return undefined;
   const data = raw.data === undefined ? null : raw.data;
   let frame: ClientFrame;
   if (type === 'send') {
     const to = raw.to;
-    if (typeof to !== 'string' || !ID_PATTERN.test(to)) return undefined;
+    const receipt = raw.receipt;
+    if (typeof to !== 'string' || !ID_PATTERN.test(to) || (receipt !== undefined && typeof receipt !== 'boolean')) return undefined;
     frame = { type, to, topic, data };
+    if (receipt === true) frame.receipt = true;
   } else if (type === 'publish') {
     const channel = raw.channel;
     if (typeof channel !== 'string' || channel.length < 1 || channel.length > 140) return undefined;
@@ -97,5 +115,7 @@ export function validateFrame(raw: Record<string, unknown>): ParseResult {
   if ((type === 'send' || type === 'publish') && (frame as { data?: unknown }).data === undefined) {
     (frame as { data?: unknown }).data = null;
   }
+  // `receipt: false` asks for nothing: one shape for both paths.
+  if (frame.type === 'send' && frame.receipt !== true) delete frame.receipt;
   return { ok: true, frame };
 }

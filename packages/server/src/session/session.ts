@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { CloseCode, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
+import { CloseCode, userChannel, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
 import type { Identity } from '../auth/token-verifier.js';
 import type { BrokerMessage } from '../broker/broker.js';
 import { ERRORS } from '../errors.js';
@@ -36,6 +36,8 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   readonly id = nextSessionId();
   readonly user: string;
   readonly since = Date.now();
+  /** The user's own channel (its inbox when the inbox is on). */
+  readonly ownChannel: string;
   /** Set by the heartbeat sweep, cleared when the peer shows life. */
   alive = true;
   private readonly streams = new Map<string, ChannelStream>();
@@ -58,6 +60,7 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     early: readonly HeldFrame[] = [],
   ) {
     this.user = identity.user;
+    this.ownChannel = userChannel(identity.user);
     const o = ctx.sessionOptions;
     this.limiter = new FrameRateLimiter(o.rateLimitPerSecond, o.rateLimitBurst, o.rateLimitMaxRejected);
     // Frames that arrive before `welcome` wait here until the session has started.
@@ -97,7 +100,7 @@ export class Session implements HubMember, FrameTarget, StreamSink {
       const attached = await Promise.all(auto.map((channel) => this.attach(channel, resume[channel])));
       auto.forEach((channel, i) => {
         const { state, flush } = attached[i]!;
-        subscriptions[channel] = resume[channel] ? state : { epoch: state.epoch, offset: state.offset };
+        subscriptions[channel] = state;
         flushes.push(flush);
       });
     } catch (err) {
@@ -134,6 +137,19 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     this.streams.set(channel, stream);
     try {
       await this.ctx.hub.add(channel, this);
+      const inbox = this.ctx.inbox;
+      if (inbox && channel === this.ownChannel) {
+        if (!since) {
+          // A new device (or a cleared browser): everything the user has not acked, then live.
+          const start = await inbox.start(channel);
+          stream.begin({ epoch: start.position.epoch, offset: start.acked });
+          return { state: { ...start.position, acked: start.acked }, flush: () => stream.drain(start.replay, start.more) };
+        }
+        const { state, replay } = await this.ctx.channels.recover(channel, since);
+        stream.begin(state.recovered ? since : state);
+        const acked = await inbox.ackedIn(channel, state.epoch);
+        return { state: { ...state, acked }, flush: () => stream.drain(replay) };
+      }
       const { state, replay } = await this.ctx.channels.recover(channel, since);
       stream.begin(state.recovered ? since! : state);
       return { state, flush: () => stream.drain(replay) };
@@ -165,6 +181,16 @@ export class Session implements HubMember, FrameTarget, StreamSink {
       return (await this.ctx.channels.recover(channel, since)).replay;
     } catch (err) {
       this.ctx.log.warn({ err, session: this.id, channel }, 'gap repair failed: history unreachable, going on');
+      throw err;
+    }
+  }
+
+  /** @internal StreamSink: the next page of the inbox catch-up. */
+  async nextPage(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }> {
+    try {
+      return await this.ctx.inbox!.page(channel, since);
+    } catch (err) {
+      this.ctx.log.warn({ err, session: this.id, channel }, 'inbox catch-up failed: history unreachable, going live');
       throw err;
     }
   }

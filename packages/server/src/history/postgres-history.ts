@@ -1,0 +1,215 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { StreamPosition } from '@switchboard/protocol';
+import { uniqueIds } from '../ids.js';
+import { publicationAt, type Publication, type PublicationInput } from '../publication.js';
+import type { AppendOnceResult, History, HistoryPage } from './history.js';
+import { isUserChannel, retentionClasses, type InboxRetention, type Retention } from './retention.js';
+
+/** Options of {@link PostgresHistory}. */
+export interface PostgresHistoryOptions {
+  /** A pool on a database migrated to the current schema (`migrate`), owned by the caller. */
+  pool: pg.Pool;
+  historySize: number;
+  historyTtlMs: number;
+  historyMetaTtlMs: number;
+  idempotencyWindowMs?: number;
+  inbox?: InboxRetention | undefined;
+  /** Where a failed retention sweep is reported. */
+  log?: Logger;
+  /** Clock, replaceable in tests. @default Date.now */
+  now?: () => number;
+}
+
+/** Longest time between two retention sweeps. */
+const MAX_SWEEP_EVERY_MS = 60_000;
+
+/** A new epoch for a channel that has none (base64url, no random bytes per call). */
+const freshEpoch = uniqueIds();
+
+interface ReadRow {
+  o_epoch: string;
+  o_offset: string;
+  o_first: string;
+  m_offset: string | null;
+  m_sender: string | null;
+  m_topic: string | null;
+  m_data: string | null;
+  m_ts: string | null;
+  m_receipt: boolean | null;
+}
+
+/**
+ * History in PostgreSQL: durable, shared by every node. Each append is one call of the schema's
+ * `switchboard_append` function (one round trip), which takes the channel's row lock — so offsets
+ * stay dense whichever node appends — checks the idempotency key, stores and trims to the
+ * channel's size. Age limits are enforced by a sweep that deletes what is past them (every node
+ * runs it; it is idempotent) and by reads, which never hand out an expired head. Tables and
+ * functions: `postgres/migrations.ts`.
+ */
+export class PostgresHistory implements History {
+  private readonly pool: pg.Pool;
+  private readonly classes: { plain: Retention; inbox: Retention };
+  private readonly windowMs: number;
+  private readonly now: () => number;
+  private readonly sweeper: NodeJS.Timeout;
+  private failing = false;
+  private closed = false;
+
+  constructor(private readonly options: PostgresHistoryOptions) {
+    this.pool = options.pool;
+    this.classes = retentionClasses(options);
+    this.windowMs = options.idempotencyWindowMs ?? 300_000;
+    this.now = options.now ?? Date.now;
+    const every = Math.max(
+      1000,
+      Math.min(MAX_SWEEP_EVERY_MS, Math.floor(Math.min(this.classes.plain.ttlMs, this.classes.inbox.ttlMs) / 10)),
+    );
+    this.sweeper = setInterval(() => void this.sweep(), every);
+    this.sweeper.unref();
+  }
+
+  /** False once closed, and while the last query failed for want of a connection. */
+  get ready(): boolean {
+    return !this.closed && !this.failing;
+  }
+
+  async append(channel: string, input: PublicationInput): Promise<Publication> {
+    const result = await this.run(channel, input, undefined);
+    if (result.duplicate) throw new Error('unexpected duplicate without an idempotency key');
+    return result.pub;
+  }
+
+  appendOnce(channel: string, input: PublicationInput, key: string): Promise<AppendOnceResult> {
+    return this.run(channel, input, key);
+  }
+
+  async position(channel: string): Promise<StreamPosition> {
+    const keep = this.keep(channel);
+    const { rows } = await this.query<{ o_epoch: string; o_offset: string }>('SELECT * FROM switchboard_ensure($1, $2, $3, $4)', [
+      channel,
+      freshEpoch(),
+      this.now(),
+      keep.metaTtlMs,
+    ]);
+    return { epoch: rows[0]!.o_epoch, offset: Number(rows[0]!.o_offset) };
+  }
+
+  async read(channel: string, since: number, limit: number): Promise<HistoryPage> {
+    const keep = this.keep(channel);
+    const now = this.now();
+    const from = Math.max(0, Math.min(Math.floor(since), Number.MAX_SAFE_INTEGER - 1));
+    const count = Math.max(0, Math.min(Math.floor(limit), 1_000_000));
+    const { rows } = await this.query<ReadRow>('SELECT * FROM switchboard_read($1, $2, $3, $4, $5, $6, $7)', [
+      channel,
+      freshEpoch(),
+      now,
+      keep.metaTtlMs,
+      from,
+      count,
+      now - keep.ttlMs,
+    ]);
+    const head = rows[0]!;
+    const epoch = head.o_epoch;
+    const publications: Publication[] = [];
+    for (const row of rows) {
+      if (row.m_offset === null) continue;
+      const input: PublicationInput = {
+        from: row.m_sender,
+        topic: row.m_topic!,
+        data: row.m_data === null ? undefined : JSON.parse(row.m_data),
+        ts: Number(row.m_ts),
+      };
+      if (row.m_receipt) input.receipt = true;
+      publications.push(publicationAt(channel, epoch, Number(row.m_offset), input));
+    }
+    return { epoch, offset: Number(head.o_offset), firstOffset: Number(head.o_first), publications };
+  }
+
+  /** Stops the sweep; does not end the injected pool: its creator owns it. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+  }
+
+  /**
+   * Deletes what is past its retention: publications older than their channel's age limit,
+   * idempotency keys past their window, channels idle past their meta TTL (with their publications),
+   * inbox acks not moved for as long.
+   */
+  async sweep(): Promise<void> {
+    if (this.closed) return;
+    const now = this.now();
+    const { plain, inbox } = this.classes;
+    try {
+      await this.pool.query(
+        `DELETE FROM switchboard_messages WHERE ts < $1 AND (channel LIKE 'user:%') = false OR ts < $2 AND channel LIKE 'user:%'`,
+        [now - plain.ttlMs, now - inbox.ttlMs],
+      );
+      await this.pool.query('DELETE FROM switchboard_idempotency WHERE expires_at <= $1', [now]);
+      await this.pool.query(
+        `WITH gone AS (
+           DELETE FROM switchboard_channels c
+           WHERE c.touched_at < $1 AND (c.channel LIKE 'user:%') = false OR c.touched_at < $2 AND c.channel LIKE 'user:%'
+           RETURNING c.channel)
+         DELETE FROM switchboard_messages m USING gone WHERE m.channel = gone.channel`,
+        [now - plain.metaTtlMs, now - inbox.metaTtlMs],
+      );
+      // Acks (inbox/postgres-acks.ts) live beside the inboxes and go with them.
+      await this.pool.query('DELETE FROM switchboard_acks WHERE updated_at < $1', [now - inbox.metaTtlMs]);
+    } catch (err) {
+      this.options.log?.warn({ err }, 'history retention sweep failed; retried at the next one');
+    }
+  }
+
+  private keep(channel: string): Retention {
+    return isUserChannel(channel) ? this.classes.inbox : this.classes.plain;
+  }
+
+  private async run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
+    const keep = this.keep(channel);
+    const now = this.now();
+    const { rows } = await this.query<{ o_duplicate: boolean; o_epoch: string; o_offset: string }>(
+      'SELECT * FROM switchboard_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+      [
+        channel,
+        freshEpoch(),
+        input.from,
+        input.topic,
+        input.data === undefined ? null : JSON.stringify(input.data),
+        input.ts,
+        input.receipt === true,
+        keep.size,
+        key ?? null,
+        this.windowMs,
+        now,
+        keep.metaTtlMs,
+      ],
+    );
+    const row = rows[0]!;
+    const offset = Number(row.o_offset);
+    if (row.o_duplicate) return { duplicate: true, position: { epoch: row.o_epoch, offset } };
+    return { duplicate: false, pub: publicationAt(channel, row.o_epoch, offset, input) };
+  }
+
+  /** A query that keeps `ready` current: false while the database cannot be reached. */
+  private async query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      const result = await this.pool.query<R>(text, values);
+      this.failing = false;
+      return result;
+    } catch (err) {
+      if (isConnectionError(err)) this.failing = true;
+      throw err;
+    }
+  }
+}
+
+/** A failure to reach the database (as opposed to an error in a query it ran). */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  // SQLSTATE class 08 (connection exception), 57P01-03 (the server is shutting down or restarting).
+  if (typeof code === 'string') return code.startsWith('08') || code.startsWith('57P');
+  return /timeout|ECONNREFUSED|ECONNRESET|Connection terminated|not queryable/i.test(err.message);
+}

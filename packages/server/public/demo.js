@@ -115,6 +115,7 @@ function connect() {
   on(c.events, 'recovery-failed', ({ channel }) => notice(`Messages on ${channel} were lost while offline (recovered: false): the log may have a gap.`, 'warn'));
   on(c.events, 'error', ({ code, message }) => notice(`${code}: ${message}`, 'error'));
   on(c.events, 'message', render);
+  on(c.events, 'receipt', markRead);
 
   const group = c.channel(groupChannel());
   on(group, 'join', onPresence);
@@ -137,8 +138,23 @@ function onConnected(welcome) {
   void refreshPresence();
 }
 
-/** Appends a message to the log; `to` marks our own direct message, echoed locally. */
-function render({ channel, offset, from, data, ts }, to) {
+/** True when the server keeps inboxes (its welcome says where our own channel is acked). */
+const inboxOn = () => client?.session?.subscriptions?.[`user:${identity.user}`]?.acked !== undefined;
+
+/** Receipts that came before the message they are for was shown, by `channel offset`. */
+const earlyReceipts = new Set();
+
+/** A read receipt: our direct message at `channel`/`offset` was read by `user`. */
+function markRead({ channel, offset }) {
+  const item = document.querySelector(`[data-testid="chat-message"][data-channel="${CSS.escape(channel)}"][data-offset="${offset}"].mine`);
+  if (!item) return void earlyReceipts.add(`${channel} ${offset}`);
+  item.dataset.status = 'read';
+  const status = item.querySelector('[data-testid="chat-status"]');
+  if (status) status.textContent = '✓✓ read';
+}
+
+/** Appends a message to the log; `to` marks our own direct message, echoed locally (with `receipt` when one was asked for). */
+function render({ channel, offset, from, data, ts }, to, receipt = false) {
   const mine = from === identity.user;
   const kind = channel.startsWith('user:') ? 'direct' : channel === 'broadcast' ? 'broadcast' : 'group';
   const text = typeof data?.text === 'string' ? data.text : JSON.stringify(data);
@@ -148,8 +164,11 @@ function render({ channel, offset, from, data, ts }, to) {
   const meta = el('div', { class: 'meta' }, el('span', { class: 'from' }, label), kind === 'group' ? '' : el('span', { class: 'badge' }, kind), el('time', {}, time));
   const log = $('chat-log');
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  log.append(el('li', { ...attrs, class: `${kind}${mine ? ' mine' : ''}` }, meta, el('p', { class: 'text', 'data-testid': 'chat-text' }, text)));
+  const status = receipt ? el('span', { class: 'status', 'data-testid': 'chat-status' }, '✓ sent') : '';
+  if (receipt) attrs['data-status'] = 'sent';
+  log.append(el('li', { ...attrs, class: `${kind}${mine ? ' mine' : ''}` }, meta, el('p', { class: 'text', 'data-testid': 'chat-text' }, text), status));
   if (atBottom || mine) log.scrollTop = log.scrollHeight;
+  if (receipt && earlyReceipts.delete(`${channel} ${offset}`)) markRead({ channel, offset });
 }
 
 // ---- presence --------------------------------------------------------------------------------
@@ -249,9 +268,11 @@ $('dm-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const [to, text, me] = [$('dm-to').value.trim(), $('dm-text').value.trim(), identity.user];
   if (!to || !text) return;
-  client.send(to, 'chat', { text }).then(
+  // With the inbox on, ask for a read receipt: the message shows "read" once `to` has seen it.
+  const receipt = inboxOn() && to !== me;
+  client.send(to, 'chat', { text }, { receipt }).then(
     // Our own DM goes to user:<to>, not back to us (unless `to` is us), so it is echoed here.
-    (r) => to !== me && render({ channel: `user:${to}`, offset: r.offset, from: me, data: { text } }, to),
+    (r) => to !== me && render({ channel: `user:${to}`, offset: r.offset, from: me, data: { text } }, to, receipt),
     failed(`Direct message to ${to} not sent`),
   );
   queuedNotice();

@@ -18,6 +18,8 @@ export interface ChannelServiceDeps {
   maxRecoveryMessages: number;
   metrics: NodeMetrics;
   log: Logger;
+  /** Called with every accepted publication before the publisher is answered (webhooks of inbox messages). */
+  published?: (pub: Publication) => Promise<void>;
 }
 
 /**
@@ -53,6 +55,7 @@ export class ChannelService implements Channels {
     }
     if (result.duplicate) return { ...result.position, duplicate: true };
     end();
+    if (this.deps.published) await this.deps.published(result.pub);
     metrics.countPublication(source);
     return { epoch: result.pub.epoch, offset: result.pub.offset, duplicate: false };
   }

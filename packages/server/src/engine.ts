@@ -11,6 +11,9 @@ import { MemoryAckStore, type AckStore } from './inbox/acks.js';
 import { PostgresAckStore } from './inbox/postgres-acks.js';
 import { RedisAckStore } from './inbox/redis-acks.js';
 import { createLogger } from './logger.js';
+import { MemoryOutbox, type WebhookOutbox } from './webhooks/outbox.js';
+import { PostgresOutbox } from './webhooks/postgres-outbox.js';
+import { RedisOutbox } from './webhooks/redis-outbox.js';
 import { migrate } from './postgres/migrations.js';
 import { connectPostgres, createPostgresPool } from './postgres/pool.js';
 import type { NodeOptions } from './options.js';
@@ -31,6 +34,8 @@ export interface Engine {
   history: History;
   /** Inbox acks, beside the history (with the inbox on). */
   acks: AckStore | undefined;
+  /** The cluster's webhook queue, in the history's store. */
+  outbox: WebhookOutbox;
   registry: Registry;
   /** How a publication leaves: appended, then published (or both in one step where one store does both). */
   publication: PublicationPath;
@@ -71,6 +76,7 @@ interface Stores {
 interface HistoryStore {
   history: History;
   acks: AckStore | undefined;
+  outbox: WebhookOutbox;
   connect(): Promise<void>;
   close(): Promise<void>;
 }
@@ -97,7 +103,7 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
   });
   const { transport, router } = broker;
   // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).
-  const { history, acks } = kept;
+  const { history, acks, outbox } = kept;
   const publication =
     history instanceof RedisHistory && transport instanceof RedisTransport
       ? new AtomicAppendPublish(history, (channel) => router.destinations(channel).map((to) => transport.address(to)))
@@ -107,6 +113,7 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
     registry: stores.registry,
     history,
     acks,
+    outbox,
     broker,
     publication,
     ring,
@@ -168,6 +175,7 @@ function createHistory(options: NodeOptions, deps: EngineDeps, redis: RedisLinks
       return {
         history,
         acks,
+        outbox: new MemoryOutbox(),
         connect: async () => undefined,
         async close() {
           await Promise.allSettled([deps.shared?.history ? undefined : history.close(), deps.shared?.acks ? undefined : acks?.close()]);
@@ -182,6 +190,7 @@ function createHistory(options: NodeOptions, deps: EngineDeps, redis: RedisLinks
       return {
         history,
         acks: inbox ? new RedisAckStore(links.redis, prefix, ackTtlMs(options)) : undefined,
+        outbox: new RedisOutbox(links.redis, prefix),
         connect: async () => undefined,
         close: () => history.close(),
       };
@@ -193,6 +202,7 @@ function createHistory(options: NodeOptions, deps: EngineDeps, redis: RedisLinks
       return {
         history,
         acks: inbox ? new PostgresAckStore(pool) : undefined,
+        outbox: new PostgresOutbox(pool),
         async connect() {
           await connectPostgres(pool, url);
           const { applied, version } = await migrate(pool);

@@ -24,3 +24,8 @@ export { HashRing, hashKey, DEFAULT_VNODES, RING_MAX } from './registry/hash-rin
 export { NodeRing, type Route } from './registry/node-ring.js';
 export { Gateway, gatewayOptions, type GatewayOptions, type GatewayRuntime } from './gateway/gateway.js';
 export type { PolicyName } from './gateway/policy.js';
+export { PostgresHistory } from './history/postgres-history.js';
+export { migrate, SCHEMA_VERSION } from './postgres/migrations.js';
+export type { AckStore } from './inbox/acks.js';
+export type { WebhookEvent, WebhookOutbox } from './webhooks/outbox.js';
+export { signWebhook, verifyWebhook, SIGNATURE_HEADER } from './webhooks/signature.js';

@@ -21,6 +21,8 @@ export class NodeMetrics {
   readonly inboxAcks: Counter<'result'>;
   readonly inboxReceipts: Counter;
   readonly inboxUnackedAtConnect: Histogram;
+  readonly webhookEvents: Counter<'type' | 'outcome'>;
+  readonly webhookLatency: Histogram;
   /**
    * Frames and publications are counted in plain numbers per label on the hot path (prom-client
    * hashes the labels on every `inc`) and handed to their counters when scraped.
@@ -123,6 +125,18 @@ export class NodeMetrics {
       name: 'switchboard_inbox_unacked_at_connect',
       help: 'Unacked messages in the inbox of a session that connected without a position for it (handed to it before live ones)',
       buckets: [0, 1, 10, 100, 1000, 10_000],
+      registers,
+    });
+    this.webhookEvents = new Counter({
+      name: 'switchboard_webhook_events_total',
+      help: 'Webhook events handled by this node, by type and outcome: delivered, failed (retried), gave_up, skipped (acked meanwhile), dropped (queue full or unreachable)',
+      labelNames: ['type', 'outcome'],
+      registers,
+    });
+    this.webhookLatency = new Histogram({
+      name: 'switchboard_webhook_delivery_seconds',
+      help: 'Time of one webhook POST, answered or not',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 1, 2.5, 5, 10],
       registers,
     });
     this.publishLatency = new Histogram({

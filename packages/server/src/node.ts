@@ -9,6 +9,8 @@ import { createEngine, type Engine } from './engine.js';
 import { HttpApi } from './http/api.js';
 import { InboxService } from './inbox/inbox-service.js';
 import { AppendThenPublish } from './publish/publication-path.js';
+import { isUserChannel } from './history/retention.js';
+import { WebhookDispatcher } from './webhooks/webhook-dispatcher.js';
 import { DevPages } from './http/dev-pages.js';
 import { nodeRoutes } from './http/node-routes.js';
 import { closeServer, createServer, listen } from './http/server-kit.js';
@@ -53,6 +55,7 @@ export class SwitchboardNode implements NodeContext {
   readonly engine: Engine;
   readonly channels: ChannelService;
   readonly inbox: InboxService | undefined;
+  private readonly webhooks: WebhookDispatcher | undefined;
   readonly presence: PresenceTracker;
   readonly sessionOptions: SessionOptions;
   private readonly sessions: SessionTable;
@@ -81,12 +84,32 @@ export class SwitchboardNode implements NodeContext {
     const verifier = runtime.verifier ?? new TokenVerifier(options);
     this.hub = new Hub(engine.broker, metrics, log);
     this.sessions = new SessionTable(metrics, log);
+    const webhooks = (this.webhooks =
+      options.webhookUrl && options.webhookSecret
+        ? new WebhookDispatcher({
+            url: options.webhookUrl,
+            secret: options.webhookSecret,
+            outbox: engine.outbox,
+            acks: engine.acks,
+            unackedAfterMs: options.unackedAfterMs,
+            timeoutMs: options.webhookTimeoutMs,
+            maxQueue: options.webhookQueueSize,
+            nodeId: this.nodeId,
+            metrics,
+            log,
+          })
+        : undefined);
     this.channels = new ChannelService({
       publication: engine.publication,
       history: engine.history,
       maxRecoveryMessages: options.maxRecoveryMessages,
       metrics,
       log,
+      // Inbox and webhooks on: each message put in an inbox is announced if it stays unacked.
+      published:
+        webhooks && engine.acks
+          ? (pub) => (isUserChannel(pub.channel) && !pub.topic.startsWith('$') ? webhooks.inboxMessage(pub) : Promise.resolve())
+          : undefined,
     });
     this.inbox = engine.acks
       ? new InboxService({
@@ -107,6 +130,7 @@ export class SwitchboardNode implements NodeContext {
       metrics,
       sessions: () => this.sessions,
       isOpen: (session) => this.sessions.has(session),
+      userPresence: webhooks && ((user, event) => webhooks.userPresence(user, event)),
     });
     this.mover = new SessionMover({ nodeId: this.nodeId, moveWindowMs: options.moveWindowMs, log, sessions: () => this.sessions });
     this.admission = new Admission({
@@ -161,6 +185,7 @@ export class SwitchboardNode implements NodeContext {
     await engine.registry.register(this.nodeInfo());
     this.sessions.startHeartbeat(options.heartbeatIntervalMs);
     this.presence.start();
+    this.webhooks?.start();
     this.loadReport = setInterval(
       () => void engine.registry.update(this.nodeInfo()).catch((err: unknown) => this.engineFailed('registry', err)),
       LOAD_REPORT_MS,
@@ -266,6 +291,7 @@ export class SwitchboardNode implements NodeContext {
       this.sessions.stopHeartbeat();
       this.presence.stop();
       this.mover.stop();
+      await this.webhooks?.stop();
       clearInterval(this.loadReport);
       for (const unwatch of this.unwatch) unwatch();
       this.admission.terminateAll();

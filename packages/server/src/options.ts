@@ -255,6 +255,37 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(1),
     default: 10_000,
   },
+  webhookUrl: {
+    env: 'SWITCHBOARD_WEBHOOK_URL',
+    doc: 'Where `user.online`, `user.offline` and (inbox on) `message.unacked` events are POSTed, signed with `webhookSecret`, retried with backoff, each by one node of the cluster.',
+    schema: z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' }),
+    default: undefined as string | undefined,
+  },
+  webhookSecret: {
+    env: 'SWITCHBOARD_WEBHOOK_SECRET',
+    doc: 'HMAC-SHA256 key of the `Switchboard-Signature` header, at least 16 characters. Secret: never logged.',
+    schema: z.string().min(16, 'at least 16 characters'),
+    default: undefined as string | undefined,
+    secret: true,
+  },
+  unackedAfterMs: {
+    env: 'SWITCHBOARD_UNACKED_AFTER_MS',
+    doc: 'Inbox and webhooks on: a message unacked this long after it was sent is announced with `message.unacked` (the hook for a mobile push).',
+    schema: z.coerce.number().int().min(100),
+    default: 30_000,
+  },
+  webhookTimeoutMs: {
+    env: 'SWITCHBOARD_WEBHOOK_TIMEOUT_MS',
+    doc: 'A webhook POST without an answer for this long failed (and is retried).',
+    schema: z.coerce.number().int().min(100),
+    default: 5_000,
+  },
+  webhookQueueSize: {
+    env: 'SWITCHBOARD_WEBHOOK_QUEUE_SIZE',
+    doc: 'Webhook events waiting at most, cluster-wide; past it new events are dropped (logged, counted in `switchboard_webhook_events_total`).',
+    schema: z.coerce.number().int().min(1),
+    default: 10_000,
+  },
   maxRecoveryMessages: {
     env: 'SWITCHBOARD_MAX_RECOVERY_MESSAGES',
     doc: 'Most publications replayed per channel on recovery; a bigger gap gives `recovered:false`.',
@@ -389,6 +420,11 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
   if (out.history === 'postgres' && out.databaseUrl === undefined) {
     throw new OptionsError(
       'option history (SWITCHBOARD_HISTORY) is postgres but no DATABASE_URL is set: give postgres://user@host:5432/database',
+    );
+  }
+  if ((out.webhookUrl === undefined) !== (out.webhookSecret === undefined)) {
+    throw new OptionsError(
+      'options webhookUrl (SWITCHBOARD_WEBHOOK_URL) and webhookSecret (SWITCHBOARD_WEBHOOK_SECRET) go together: every webhook is signed',
     );
   }
   out.nodeId ??= `n-${Math.random().toString(36).slice(2, 8)}`;

@@ -11,7 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, jwtVerify } from 'jose';
+import { SCHEMA_VERSION } from '../src/postgres/migrations.js';
 import { API_KEY, SECRET, TestClient, startNode, sleep, token, type TestNode } from './helpers.js';
+import { freePort } from './support/ports.js';
+import { PostgresDatabase, postgresSkip } from './support/postgres.js';
 
 const BIN = fileURLToPath(new URL('../bin/switchboard.js', import.meta.url));
 
@@ -340,5 +343,39 @@ describe('configuration precedence: flags > env > config file', () => {
     } finally {
       await kill(cli);
     }
+  });
+});
+
+describe('switchboard migrate', { skip: postgresSkip }, () => {
+  const db = new PostgresDatabase();
+  before(() => db.create(false));
+  after(() => db.drop());
+
+  it('applies the schema once, then says it is up to date', async () => {
+    const first = await runToExit(['migrate'], { DATABASE_URL: db.url });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`is at schema version ${SCHEMA_VERSION} \\(applied 1, 2\\)`));
+    const again = await runToExit(['migrate', '--database-url', db.url]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /is up to date/);
+    const { rows } = await db
+      .pool()
+      .query<{ n: string }>("SELECT count(*) AS n FROM information_schema.tables WHERE table_name LIKE 'switchboard_%'");
+    assert.ok(Number(rows[0]!.n) >= 6, 'the tables exist');
+  });
+
+  it('says which database does not answer, without its password, and how to fix it', async () => {
+    const port = await freePort();
+    const { code, stderr } = await runToExit(['migrate'], { DATABASE_URL: `postgres://sb:hunter2-secret@127.0.0.1:${port}/nope` });
+    assert.equal(code, 1);
+    assert.match(stderr, /PostgreSQL is not reachable at postgres:\/\/sb:\[REDACTED\]@127\.0\.0\.1/);
+    assert.match(stderr, /DATABASE_URL/);
+    assert.doesNotMatch(stderr, /hunter2/);
+  });
+
+  it('needs a database URL', async () => {
+    const { code, stderr } = await runToExit(['migrate']);
+    assert.equal(code, 2);
+    assert.match(stderr, /--database-url or DATABASE_URL/);
   });
 });

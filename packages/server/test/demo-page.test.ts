@@ -68,7 +68,8 @@ describe('demo page in a real browser', { skip }, () => {
   }
 
   before(async () => {
-    node = await startNode({}, 'dev');
+    // With the inbox on, as the page's read receipts need.
+    node = await startNode({ inbox: 'on' }, 'dev');
     browser = await launchChromium();
   });
 
@@ -126,6 +127,16 @@ describe('demo page in a real browser', { skip }, () => {
     await dm.waitFor({ timeout: 8000 });
     assert.equal(await dm.getAttribute('data-from'), 'bob');
     assert.equal(await dm.getByTestId('chat-text').textContent(), 'psst, alice');
+  });
+
+  it("marks bob's direct message read once alice's page has shown it (a read receipt)", async () => {
+    const { bob } = pages as Required<typeof pages>;
+    const sent = bob!.locator('[data-testid="chat-message"][data-channel="user:alice"].mine').last();
+    await sent.waitFor({ timeout: 8000 });
+    // alice's SDK acked the message after her page rendered it; bob's page got the receipt.
+    await eventually(async () => assert.equal(await sent.getAttribute('data-status'), 'read'), { ...WAIT, message: 'the read receipt' });
+    assert.equal(await sent.getByTestId('chat-status').textContent(), '✓✓ read');
+    await bob!.screenshot({ path: `${OUTPUT_DIR}/demo-read-receipt.png` });
   });
 
   it('gives bob the 3 messages alice sent while he was offline, exactly once and in order', async () => {

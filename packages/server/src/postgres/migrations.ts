@@ -153,6 +153,19 @@ END
 $fn$;
 `,
   },
+  {
+    version: 2,
+    name: 'webhook outbox',
+    sql: `
+CREATE TABLE switchboard_webhooks (
+  id text PRIMARY KEY,
+  event text NOT NULL,
+  attempts integer NOT NULL,
+  due_at bigint NOT NULL
+);
+CREATE INDEX switchboard_webhooks_due ON switchboard_webhooks (due_at);
+`,
+  },
 ];
 
 /** The schema version this build needs. */

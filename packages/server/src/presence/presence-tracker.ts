@@ -24,6 +24,8 @@ export interface PresenceTrackerDeps {
   sessions: () => Iterable<TrackedSession>;
   /** True while `session` is still open. */
   isOpen: (session: TrackedSession) => boolean;
+  /** A user's first session cluster-wide arrived, or its last left (webhooks). */
+  userPresence?: (user: string, event: 'online' | 'offline') => Promise<void>;
 }
 
 /**
@@ -80,6 +82,8 @@ export class PresenceTracker implements PresenceChanges {
         if (changed && ref.kind === 'group') {
           await broker.publish(channel, { kind: 'presence', channel, event: op, user: session.user, ts: Date.now() });
         }
+        // Every session is in its user channel: its first and last session there are the user's, cluster-wide.
+        if (changed && ref.kind === 'user') await this.deps.userPresence?.(session.user, op === 'join' ? 'online' : 'offline');
       } catch (err) {
         this.failed(err, `presence ${op} failed`);
       }
@@ -113,7 +117,9 @@ export class PresenceTracker implements PresenceChanges {
   private async reap(): Promise<void> {
     try {
       for (const { channel, user } of await this.deps.store.reap()) {
-        if (parseChannel(channel)?.kind !== 'group') continue;
+        const kind = parseChannel(channel)?.kind;
+        if (kind === 'user') await this.deps.userPresence?.(user, 'offline');
+        if (kind !== 'group') continue;
         await this.deps.broker.publish(channel, { kind: 'presence', channel, event: 'leave', user, ts: Date.now() });
       }
     } catch (err) {

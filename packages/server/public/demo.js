@@ -146,7 +146,7 @@ const earlyReceipts = new Set();
 
 /** A read receipt: our direct message at `channel`/`offset` was read by `user`. */
 function markRead({ channel, offset }) {
-  const item = document.querySelector(`[data-testid="chat-message"][data-channel="${CSS.escape(channel)}"][data-offset="${offset}"].mine`);
+  const item = document.querySelector(`[data-testid="chat-message"][data-channel="${globalThis.CSS.escape(channel)}"][data-offset="${offset}"].mine`);
   if (!item) return void earlyReceipts.add(`${channel} ${offset}`);
   item.dataset.status = 'read';
   const status = item.querySelector('[data-testid="chat-status"]');

@@ -35,6 +35,10 @@ export interface SystemConfig {
    * a node directly; the gateway's CPU counts as the system's.
    */
   gateway?: boolean;
+  /** Switchboard: `SWITCHBOARD_INBOX=on` (every `user:` channel an inbox). */
+  inbox?: boolean;
+  /** Switchboard cluster: history (and inbox) in PostgreSQL instead of Redis (a database of the bench's own). */
+  history?: 'postgres';
 }
 
 /** Switchboard's cluster routing strategies. */
@@ -64,13 +68,14 @@ export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', fami
 export function switchboardCluster(
   nodes: number,
   routing: Routing = 'interest',
-  opts: { gateway?: boolean; broker?: Broker } = {},
+  opts: { gateway?: boolean; broker?: Broker; inbox?: boolean; history?: 'postgres' } = {},
 ): SystemConfig {
   const suffix = routing === 'interest' ? '' : ` ${routing}`;
   const broker = opts.broker ?? 'redis';
+  const store = `${opts.history === 'postgres' ? ', history in PostgreSQL' : ''}${opts.inbox ? ', inbox on' : ''}`;
   return {
-    id: `switchboard-${broker}-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}`,
-    label: `Switchboard + ${BROKER_LABEL[broker]} ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}`,
+    id: `switchboard-${broker}-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}${opts.history === 'postgres' ? '-pg' : ''}${opts.inbox ? '-inbox' : ''}`,
+    label: `Switchboard + ${BROKER_LABEL[broker]} ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}${store}`,
     family: 'switchboard',
     kind: 'switchboard',
     nodes,
@@ -78,6 +83,8 @@ export function switchboardCluster(
     broker,
     routing,
     ...(opts.gateway ? { gateway: true } : {}),
+    ...(opts.inbox ? { inbox: true } : {}),
+    ...(opts.history ? { history: opts.history } : {}),
   };
 }
 
@@ -124,6 +131,9 @@ export class ServerEnv {
   /** The bench's vhost on the shared RabbitMQ, and the pid of that server's Erlang VM. */
   private rabbit: { vhost: string; url: string; pid: number | undefined } | undefined;
   private rabbitUsable: boolean | undefined;
+  /** The bench's own database on the shared PostgreSQL (created on first use, dropped by `stopAll`). */
+  private database: Promise<string> | undefined;
+  private postgresUsable: boolean | undefined;
   private seq = 0;
 
   constructor(
@@ -171,7 +181,46 @@ export class ServerEnv {
     if (config.broker === 'nats' && !this.natsServerBin()) return 'nats-server is not installed (apt-get install nats-server)';
     if (config.broker === 'rabbitmq' && !this.canRunRabbit())
       return 'RabbitMQ does not answer rabbitmqctl (scripts/ensure-rabbitmq.sh; Debian: apt-get install rabbitmq-server)';
+    if (config.history === 'postgres' && !this.canRunPostgres())
+      return `PostgreSQL does not answer at ${PG_ADMIN_URL} (scripts/ensure-postgres.sh)`;
     return undefined;
+  }
+
+  /** True when the shared PostgreSQL answers `psql` as user postgres; asked once. */
+  canRunPostgres(): boolean {
+    if (this.postgresUsable === undefined) {
+      try {
+        execFileSync('psql', [PG_ADMIN_URL, '-Atc', 'SELECT 1'], { stdio: 'ignore', timeout: 10_000 });
+        this.postgresUsable = true;
+      } catch {
+        this.postgresUsable = false;
+      }
+    }
+    return this.postgresUsable;
+  }
+
+  /** The URL of the bench's own database, created (empty) on first use; the nodes apply the schema. */
+  private postgresDatabase(): Promise<string> {
+    this.database ??= (async () => {
+      const name = `switchboard_bench_${process.pid}`;
+      execFileSync('psql', [PG_ADMIN_URL, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore', timeout: 30_000 });
+      execFileSync('psql', [PG_ADMIN_URL, '-qc', `CREATE DATABASE ${name}`], { stdio: 'ignore', timeout: 30_000 });
+      return PG_ADMIN_URL.replace(/\/postgres$/, `/${name}`);
+    })();
+    return this.database;
+  }
+
+  /** Empties the bench's database between systems (the schema stays). */
+  private resetPostgres(url: string): void {
+    const tables = 'switchboard_channels, switchboard_messages, switchboard_idempotency, switchboard_acks, switchboard_webhooks';
+    execFileSync(
+      'psql',
+      [url, '-qc', `DO $$ BEGIN IF to_regclass('switchboard_messages') IS NOT NULL THEN TRUNCATE ${tables}; END IF; END $$`],
+      {
+        stdio: 'ignore',
+        timeout: 30_000,
+      },
+    );
   }
 
   /**
@@ -179,9 +228,12 @@ export class ServerEnv {
    * Erlang VM of the shared RabbitMQ (the whole server). Empty for Redis, counted as Redis.
    */
   brokerPids(config: SystemConfig): number[] {
-    if (config.broker === 'nats' && this.nats) return [this.nats.pid];
-    if (config.broker === 'rabbitmq' && this.rabbit?.pid !== undefined) return [this.rabbit.pid];
-    return [];
+    const pids: number[] = [];
+    if (config.broker === 'nats' && this.nats) pids.push(this.nats.pid);
+    if (config.broker === 'rabbitmq' && this.rabbit?.pid !== undefined) pids.push(this.rabbit.pid);
+    // The shared PostgreSQL runs nothing else during the bench: its server and every backend alive now.
+    if (config.history === 'postgres') pids.push(...pgrepExact('postgres'));
+    return pids;
   }
 
   /** Starts the private nats-server (core NATS, no JetStream) on a free loopback port. */
@@ -307,6 +359,12 @@ export class ServerEnv {
       await this.flushRedis();
     }
     const brokerEnv: Record<string, string> = {};
+    if (config.history === 'postgres') {
+      brokerEnv.SWITCHBOARD_HISTORY = 'postgres';
+      brokerEnv.DATABASE_URL = await this.postgresDatabase();
+      this.resetPostgres(brokerEnv.DATABASE_URL);
+    }
+    if (config.inbox) brokerEnv.SWITCHBOARD_INBOX = 'on';
     if (config.broker === 'nats') brokerEnv.NATS_URL = await this.startNats();
     if (config.broker === 'rabbitmq') {
       brokerEnv.AMQP_URL = await this.rabbitVhost();
@@ -534,6 +592,19 @@ export class ServerEnv {
     this.redis = undefined;
     this.nats = undefined;
     await this.deleteRabbitVhost();
+    await this.dropDatabase();
+  }
+
+  private async dropDatabase(): Promise<void> {
+    const url = await this.database?.catch(() => undefined);
+    this.database = undefined;
+    if (!url) return;
+    const name = url.slice(url.lastIndexOf('/') + 1);
+    try {
+      execFileSync('psql', [PG_ADMIN_URL, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore', timeout: 30_000 });
+    } catch {
+      process.stderr.write(`bench: could not drop database ${name} (psql ${PG_ADMIN_URL} -c 'DROP DATABASE ${name}')\n`);
+    }
   }
 
   /** Synchronous last resort (process exit): SIGKILL whatever is still running, delete the RabbitMQ vhost. */
@@ -555,7 +626,19 @@ export class ServerEnv {
 
 /** The caller's settings that must not leak into the system under test. */
 function leakyEnv(key: string): boolean {
-  return key.startsWith('SWITCHBOARD_') || ['REDIS_URL', 'AMQP_URL', 'NATS_URL', 'PORT', 'HOST'].includes(key);
+  return key.startsWith('SWITCHBOARD_') || ['REDIS_URL', 'AMQP_URL', 'NATS_URL', 'DATABASE_URL', 'PORT', 'HOST'].includes(key);
+}
+
+/** The shared PostgreSQL's maintenance database (trust auth on loopback, as on the project's machines). */
+const PG_ADMIN_URL = process.env.SWITCHBOARD_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** Pids of the processes named exactly `name`. */
+function pgrepExact(name: string): number[] {
+  try {
+    return execFileSync('pgrep', ['-x', name], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 /** Where nats-server may be installed. */

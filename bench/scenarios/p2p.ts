@@ -134,7 +134,7 @@ export const p2p: Scenario = {
 };
 
 /** The table's columns; `whose` is whose CPU counts (the server, or the nodes with Redis and the broker). */
-function metrics(whose: string) {
+export function metrics(whose: string) {
   return [
     { key: 'deliveredPerS', label: 'delivered/s (saturation)', unit: 'msg/s', better: 'higher' as const },
     { key: 'lowP50', label: `p50 at ${LOW_RATE} msg/s`, unit: 'ms', better: 'lower' as const },
@@ -151,7 +151,7 @@ function metrics(whose: string) {
   ];
 }
 
-async function runOnce(
+export async function runOnce(
   ctx: BenchContext,
   sys: RunningSystem,
   pairs: number,

@@ -24,6 +24,18 @@ export interface PostgresHistoryOptions {
 /** Longest time between two retention sweeps. */
 const MAX_SWEEP_EVERY_MS = 60_000;
 
+/** Appends sent per call at most (a turn with more takes several calls). */
+const MAX_BATCH = 500;
+
+/** One append waiting for its turn's call. */
+interface Pending {
+  channel: string;
+  input: PublicationInput;
+  key: string | undefined;
+  resolve: (result: AppendOnceResult) => void;
+  reject: (err: unknown) => void;
+}
+
 /** A new epoch for a channel that has none (base64url, no random bytes per call). */
 const freshEpoch = uniqueIds();
 
@@ -40,10 +52,11 @@ interface ReadRow {
 }
 
 /**
- * History in PostgreSQL: durable, shared by every node. Each append is one call of the schema's
- * `switchboard_append` function (one round trip), which takes the channel's row lock — so offsets
- * stay dense whichever node appends — checks the idempotency key, stores and trims to the
- * channel's size. Age limits are enforced by a sweep that deletes what is past them (every node
+ * History in PostgreSQL: durable, shared by every node. The appends of one event-loop turn go in
+ * one call of the schema's `switchboard_append_batch` (one round trip, one transaction, one
+ * commit); each append takes its channel's row lock — so offsets stay dense whichever node appends
+ * — checks the idempotency key, stores and trims to the channel's size. A publication alone in
+ * its turn goes out at once. Age limits are enforced by a sweep that deletes what is past them (every node
  * runs it; it is idempotent) and by reads, which never hand out an expired head. Tables and
  * functions: `postgres/migrations.ts`.
  */
@@ -55,6 +68,8 @@ export class PostgresHistory implements History {
   private readonly sweeper: NodeJS.Timeout;
   private failing = false;
   private closed = false;
+  /** Appends of this turn, sent together once the turn's I/O is done. */
+  private pending: Pending[] = [];
 
   constructor(private readonly options: PostgresHistoryOptions) {
     this.pool = options.pool;
@@ -166,30 +181,69 @@ export class PostgresHistory implements History {
     return isUserChannel(channel) ? this.classes.inbox : this.classes.plain;
   }
 
-  private async run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
-    const keep = this.keep(channel);
-    const now = this.now();
-    const { rows } = await this.query<{ o_duplicate: boolean; o_epoch: string; o_offset: string }>(
-      'SELECT * FROM switchboard_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
-      [
-        channel,
-        freshEpoch(),
-        input.from,
-        input.topic,
-        input.data === undefined ? null : JSON.stringify(input.data),
-        input.ts,
-        input.receipt === true,
-        keep.size,
-        key ?? null,
-        this.windowMs,
-        now,
-        keep.metaTtlMs,
-      ],
-    );
-    const row = rows[0]!;
-    const offset = Number(row.o_offset);
-    if (row.o_duplicate) return { duplicate: true, position: { epoch: row.o_epoch, offset } };
-    return { duplicate: false, pub: publicationAt(channel, row.o_epoch, offset, input) };
+  private run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
+    return new Promise((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(this.flush);
+      this.pending.push({ channel, input, key, resolve, reject });
+    });
+  }
+
+  /** Sends the turn's appends: one call per {@link MAX_BATCH}. */
+  private readonly flush = (): void => {
+    const all = this.pending;
+    this.pending = [];
+    for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(all.slice(i, i + MAX_BATCH));
+  };
+
+  private async send(batch: Pending[]): Promise<void> {
+    // By channel, each channel's appends in call order: concurrent batches lock channels in one order.
+    const sorted = batch
+      .map((p, i) => ({ p, i }))
+      .sort((a, b) => (a.p.channel < b.p.channel ? -1 : a.p.channel > b.p.channel ? 1 : a.i - b.i));
+    const values = [
+      freshEpoch(),
+      sorted.map(({ p }) => p.channel),
+      sorted.map(({ p }) => p.input.from),
+      sorted.map(({ p }) => p.input.topic),
+      sorted.map(({ p }) => (p.input.data === undefined ? null : JSON.stringify(p.input.data))),
+      sorted.map(({ p }) => p.input.ts),
+      sorted.map(({ p }) => p.input.receipt === true),
+      sorted.map(({ p }) => this.keep(p.channel).size),
+      sorted.map(({ p }) => p.key ?? null),
+      this.windowMs,
+      this.now(),
+      sorted.map(({ p }) => this.keep(p.channel).metaTtlMs),
+    ];
+    let rows: { o_index: number; o_duplicate: boolean; o_epoch: string; o_offset: string }[];
+    try {
+      rows = (await this.appendBatch(values)).rows;
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (const row of rows) {
+      const { p } = sorted[row.o_index - 1]!;
+      const offset = Number(row.o_offset);
+      if (row.o_duplicate) p.resolve({ duplicate: true, position: { epoch: row.o_epoch, offset } });
+      else p.resolve({ duplicate: false, pub: publicationAt(p.channel, row.o_epoch, offset, p.input) });
+    }
+  }
+
+  /**
+   * One batch call. Two batches that race on one idempotency key of one channel may still wait on
+   * each other's locks; PostgreSQL then aborts one (40P01, nothing of it was kept) and it is sent again.
+   */
+  private async appendBatch(values: unknown[]) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.query<{ o_index: number; o_duplicate: boolean; o_epoch: string; o_offset: string }>(
+          'SELECT * FROM switchboard_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+          values,
+        );
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== '40P01' || attempt >= 3) throw err;
+      }
+    }
   }
 
   /** A query that keeps `ready` current: false while the database cannot be reached. */

@@ -166,6 +166,28 @@ CREATE TABLE switchboard_webhooks (
 CREATE INDEX switchboard_webhooks_due ON switchboard_webhooks (due_at);
 `,
   },
+  {
+    version: 3,
+    name: 'appends in batches',
+    sql: `
+-- Every append of one event-loop turn of a node, in one call and one transaction (one commit):
+-- row i of the answer is the outcome of the i-th append, as switchboard_append gives it. The caller
+-- sorts the batch by channel (keeping each channel's order), so concurrent batches take their
+-- channel locks in one order.
+CREATE FUNCTION switchboard_append_batch(
+  p_fresh text, p_channels text[], p_senders text[], p_topics text[], p_data text[], p_ts bigint[],
+  p_receipts boolean[], p_sizes integer[], p_keys text[], p_window bigint, p_now bigint, p_meta_ttls bigint[])
+RETURNS TABLE (o_index integer, o_duplicate boolean, o_epoch text, o_offset bigint) LANGUAGE plpgsql AS $fn$
+BEGIN
+  FOR i IN 1 .. coalesce(array_length(p_channels, 1), 0) LOOP
+    RETURN QUERY SELECT i, a.o_duplicate, a.o_epoch, a.o_offset
+      FROM switchboard_append(p_channels[i], p_fresh, p_senders[i], p_topics[i], p_data[i], p_ts[i], p_receipts[i],
+        p_sizes[i], p_keys[i], p_window, p_now, p_meta_ttls[i]) AS a;
+  END LOOP;
+END
+$fn$;
+`,
+  },
 ];
 
 /** The schema version this build needs. */

@@ -5,8 +5,42 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
 import { PostgresHistory } from '../src/history/postgres-history.js';
-import { PostgresDatabase, postgresSkip } from './support/postgres.js';
+import { eventually } from './support/eventually.js';
+import { PG_HOST, PG_PORT, PostgresDatabase, postgresSkip } from './support/postgres.js';
+
+/** A TCP relay to PostgreSQL that can refuse and cut every connection (the database going away). */
+async function relay(): Promise<{ port: number; down(): void; up(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let refusing = false;
+  const server: Server = createServer((client) => {
+    if (refusing) return void client.destroy();
+    const upstream = connect(PG_PORT, PG_HOST);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    down() {
+      refusing = true;
+      for (const s of sockets) s.destroy();
+    },
+    up() {
+      refusing = false;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 const LIMITS = { historySize: 1000, historyTtlMs: 300_000, historyMetaTtlMs: 86_400_000 };
 
@@ -66,5 +100,26 @@ describe('PostgresHistory', { skip: postgresSkip }, () => {
       ['user:kept'],
       'the group message is past 10 s, the inbox message within 60 s',
     );
+  });
+
+  it('is not ready while the database is away, and ready again once it is back, with no traffic meanwhile', async () => {
+    const link = await relay();
+    const pool = new pg.Pool({ connectionString: db.url.replace(`:${PG_PORT}/`, `:${link.port}/`), connectionTimeoutMillis: 1000 });
+    pool.on('error', () => undefined);
+    const h = new PostgresHistory({ pool, ...LIMITS });
+    try {
+      await h.append('group:away', { from: null, topic: 't', data: 1, ts: Date.now() });
+      assert.equal(h.ready, true);
+      link.down();
+      await assert.rejects(h.append('group:away', { from: null, topic: 't', data: 2, ts: Date.now() }));
+      assert.equal(h.ready, false, 'not ready (so /readyz says 503)');
+      link.up();
+      await eventually(() => h.ready, { timeoutMs: 5000, message: 'ready again by itself' });
+      assert.equal((await h.position('group:away')).offset, 1, 'nothing of the failed append was kept');
+    } finally {
+      await h.close();
+      await pool.end();
+      await link.close();
+    }
   });
 });

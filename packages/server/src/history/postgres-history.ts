@@ -67,6 +67,7 @@ export class PostgresHistory implements History {
   private readonly now: () => number;
   private readonly sweeper: NodeJS.Timeout;
   private failing = false;
+  private probe: NodeJS.Timeout | undefined;
   private closed = false;
   /** Appends of this turn, sent together once the turn's I/O is done. */
   private pending: Pending[] = [];
@@ -145,6 +146,7 @@ export class PostgresHistory implements History {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
+    this.stopProbe();
   }
 
   /**
@@ -253,9 +255,34 @@ export class PostgresHistory implements History {
       this.failing = false;
       return result;
     } catch (err) {
-      if (isConnectionError(err)) this.failing = true;
+      if (isConnectionError(err)) this.markFailing();
       throw err;
     }
+  }
+
+  /**
+   * The database is out of reach: `ready` is false until a probe (every second, whether traffic
+   * comes or not — a node out of its balancer would get none) reaches it again.
+   */
+  private markFailing(): void {
+    this.failing = true;
+    if (this.probe || this.closed) return;
+    this.probe = setInterval(() => {
+      if (this.closed) return this.stopProbe();
+      this.pool.query('SELECT 1').then(
+        () => {
+          this.failing = false;
+          this.stopProbe();
+        },
+        () => undefined,
+      );
+    }, 1000);
+    this.probe.unref();
+  }
+
+  private stopProbe(): void {
+    clearInterval(this.probe);
+    this.probe = undefined;
   }
 }
 

@@ -28,7 +28,7 @@ const HELP = `Usage: npm run bench -- [options]      (or: switchboard bench [opt
   --only <names>        scenarios to run, by name or number: ${SCENARIOS.map((s) => `${s.number} ${s.name}`).join(', ')}
   --runs <n>            runs per system (default 3; 1 with --quick); the report gives median and range
   --systems <ids>       only these systems: switchboard, raw-ws, socketio, switchboard-redis-N[-broadcast], switchboard-redis-2-gateway,
-                        switchboard-rabbitmq-2, switchboard-nats-2, socketio-redis-N
+                        switchboard-rabbitmq-2, switchboard-nats-2, switchboard-redis-2[-pg][-inbox], socketio-redis-N
   --clients <n>         override each scenario's size (clients, subscribers, pairs or users)
   --duration <seconds>  override each timed phase's length
   --window <n>          fan-out: publications in flight at saturation (default 4)

@@ -49,9 +49,14 @@ export interface InboxSummary {
 export class InboxService {
   constructor(private readonly deps: InboxDeps) {}
 
+  /** The acked position of `channel`, as stored (any epoch). */
+  acked(channel: string): Promise<StreamPosition | undefined> {
+    return this.unavailableOnFailure(() => this.deps.acks.acked(channel), 'inbox acks unavailable');
+  }
+
   /** The acked offset of `channel` in `epoch` (0 when none, or of another epoch). */
   async ackedIn(channel: string, epoch: string): Promise<number> {
-    const held = await this.unavailableOnFailure(() => this.deps.acks.acked(channel), 'inbox acks unavailable');
+    const held = await this.acked(channel);
     return held && held.epoch === epoch ? held.offset : 0;
   }
 

@@ -145,9 +145,10 @@ export class Session implements HubMember, FrameTarget, StreamSink {
           stream.begin({ epoch: start.position.epoch, offset: start.acked });
           return { state: { ...start.position, acked: start.acked }, flush: () => stream.drain(start.replay, start.more) };
         }
-        const { state, replay } = await this.ctx.channels.recover(channel, since);
+        // Both reads at once: one round trip with Redis (pipelined), two in parallel with PostgreSQL.
+        const [{ state, replay }, held] = await Promise.all([this.ctx.channels.recover(channel, since), inbox.acked(channel)]);
         stream.begin(state.recovered ? since : state);
-        const acked = await inbox.ackedIn(channel, state.epoch);
+        const acked = held && held.epoch === state.epoch ? Math.min(held.offset, state.offset) : 0;
         return { state: { ...state, acked }, flush: () => stream.drain(replay) };
       }
       const { state, replay } = await this.ctx.channels.recover(channel, since);

@@ -14,6 +14,7 @@ export class NodeMetrics {
   readonly closes: Counter<'code'>;
   readonly engineErrors: Counter<'component'>;
   readonly brokerUp: Gauge;
+  readonly brokerReconnects: Counter;
   readonly localChannels: Gauge;
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
@@ -96,6 +97,11 @@ export class NodeMetrics {
     this.brokerUp = new Gauge({
       name: 'switchboard_broker_up',
       help: '1 while the link to the broker is up, 0 while it is down',
+      registers,
+    });
+    this.brokerReconnects = new Counter({
+      name: 'switchboard_broker_reconnects_total',
+      help: 'Times the link to the broker came back after it was lost, with every subscription restored',
       registers,
     });
     this.localChannels = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });

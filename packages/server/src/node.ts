@@ -251,8 +251,9 @@ export class SwitchboardNode implements NodeContext {
       message: this.hub.onBrokerMessage,
       link: (state, detail) => {
         this.metrics.brokerUp.set(state === 'up' ? 1 : 0);
-        if (state === 'down') this.log.warn({ broker, detail }, 'broker link lost');
-        else this.log.info({ broker, detail }, 'broker link back: subscriptions restored');
+        if (state === 'down') return void this.log.warn({ broker, detail }, 'broker link lost');
+        this.metrics.brokerReconnects.inc();
+        this.log.info({ broker, detail }, 'broker link back: subscriptions restored');
       },
       error: (err, what) => this.engineFailed('broker', err, what),
     };

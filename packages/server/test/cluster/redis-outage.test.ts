@@ -89,6 +89,11 @@ describe('Redis outage', { skip }, () => {
     redis = await startRedis(port);
     const back = await until('both nodes to be ready again', async () => (await readyz(n1)) === 200 && (await readyz(n2)) === 200);
     assert.ok(back < 15_000);
+    for (const n of [n1, n2]) {
+      const metrics = await (await fetch(`${n.url}/metrics`)).text();
+      assert.match(metrics, /^switchboard_broker_reconnects_total\{node="[^"]+"\} [1-9]/m, 'the reconnect is counted');
+      assert.match(metrics, /^switchboard_broker_up\{node="[^"]+"\} 1$/m);
+    }
 
     // Publishing and cross-node delivery work again (the broker resubscribed); history was lost,
     // so the channel has a new epoch and starts again at offset 1.

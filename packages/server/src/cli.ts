@@ -17,6 +17,7 @@ import { migrate } from './postgres/migrations.js';
 import { connectPostgres, createPostgresPool, redactDatabaseUrl } from './postgres/pool.js';
 import { Gateway, gatewayOptions } from './gateway/gateway.js';
 import { SwitchboardNode } from './node.js';
+import { ServiceUnreachableError } from './service-unreachable.js';
 import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
 
 /** Runs the `switchboard` command line. */
@@ -331,7 +332,7 @@ function fail(err: unknown): never {
     process.exit(2);
   }
   // A service the node needs does not answer: its message says which and how to fix it.
-  if (code === 'ERR_REDIS_UNREACHABLE' || code === 'ERR_BROKER_UNREACHABLE' || code === 'ERR_POSTGRES_UNREACHABLE') {
+  if (err instanceof ServiceUnreachableError) {
     process.stderr.write(`switchboard: ${(err as Error).message}\n`);
     process.exit(1);
   }

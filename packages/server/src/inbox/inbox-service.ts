@@ -103,7 +103,11 @@ export class InboxService {
       metrics.inboxAcks.inc({ result: 'rejected' });
       throw new SwitchboardError('ERR_FORBIDDEN', `only the inbox's own user may ack ${channel.slice(0, 140)}`);
     }
-    const current = await this.unavailableOnFailure(() => history.position(channel), 'inbox unavailable');
+    // Both reads at once: one round trip with Redis (pipelined), two in parallel with PostgreSQL.
+    const [current, held] = await Promise.all([
+      this.unavailableOnFailure(() => history.position(channel), 'inbox unavailable'),
+      this.acked(channel),
+    ]);
     if (position.epoch !== current.epoch || position.offset > current.offset) {
       metrics.inboxAcks.inc({ result: 'rejected' });
       throw new SwitchboardError(
@@ -113,7 +117,7 @@ export class InboxService {
           : `offset ${position.offset} is past the inbox's latest offset ${current.offset}`,
       );
     }
-    const from = await this.ackedIn(channel, position.epoch);
+    const from = held && held.epoch === position.epoch ? held.offset : 0;
     if (position.offset <= from) {
       metrics.inboxAcks.inc({ result: 'unchanged' });
       return { channel, epoch: position.epoch, acked: from };

@@ -1,16 +1,14 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { ServiceUnreachableError } from '../service-unreachable.js';
 
 /** How long {@link connectPostgres} waits for PostgreSQL before giving up with a clear message. */
 export const POSTGRES_CONNECT_TIMEOUT_MS = 5000;
 
 /** Thrown when PostgreSQL does not answer at start-up. The message names `DATABASE_URL` and how to fix it. */
-export class PostgresUnreachableError extends Error {
-  readonly code = 'ERR_POSTGRES_UNREACHABLE';
-
+export class PostgresUnreachableError extends ServiceUnreachableError {
   constructor(message: string) {
-    super(message);
-    this.name = 'PostgresUnreachableError';
+    super('ERR_POSTGRES_UNREACHABLE', message);
   }
 }
 

@@ -1,16 +1,14 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { ServiceUnreachableError } from '../service-unreachable.js';
 
 /** How long {@link connectRedis} waits for Redis before giving up with a clear message. */
 export const REDIS_CONNECT_TIMEOUT_MS = 5000;
 
 /** Thrown when Redis does not answer at start-up. The message names `REDIS_URL` and how to fix it. */
-export class RedisUnreachableError extends Error {
-  readonly code = 'ERR_REDIS_UNREACHABLE';
-
+export class RedisUnreachableError extends ServiceUnreachableError {
   constructor(message: string) {
-    super(message);
-    this.name = 'RedisUnreachableError';
+    super('ERR_REDIS_UNREACHABLE', message);
   }
 }
 

@@ -34,6 +34,11 @@ export class Hub {
     private readonly log: Logger,
   ) {}
 
+  /** Channels with a local member. */
+  get size(): number {
+    return this.channels.size;
+  }
+
   /** Adds `member` to `channel`; resolves once the broker delivers the channel to this node. */
   async add(channel: string, member: HubMember): Promise<void> {
     let entry = this.channels.get(channel);

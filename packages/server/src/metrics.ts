@@ -9,6 +9,8 @@ export class NodeMetrics {
   readonly messagesOut: Counter;
   /** Message frames written to sessions; bump this, not `messagesOut`, per message. */
   delivered = 0;
+  /** Publications accepted, all sources (what {@link countPublication} counted). */
+  published = 0;
   readonly publications: Counter<'source'>;
   readonly errors: Counter<'code'>;
   readonly closes: Counter<'code'>;
@@ -162,6 +164,7 @@ export class NodeMetrics {
 
   /** Counts one accepted publication from `source`. */
   countPublication(source: string): void {
+    this.published++;
     const count = this.publicationCounts.get(source);
     if (count) count.n++;
     else this.publicationCounts.set(source, { n: 1 });

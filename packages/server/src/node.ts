@@ -21,6 +21,7 @@ import type { NodeContext, SessionOptions, SessionRef } from './node-context.js'
 import type { NodeOptions } from './options.js';
 import { PresenceTracker } from './presence/presence-tracker.js';
 import { NodeRing } from './registry/node-ring.js';
+import type { NodeInfo } from './registry/registry.js';
 import { Admission } from './session/admission.js';
 import { Session } from './session/session.js';
 import { SessionTable } from './session/session-table.js';
@@ -39,8 +40,8 @@ export interface NodeRuntime {
   verifier?: Verifier;
 }
 
-/** How often the node reports its load to the registry. */
-const LOAD_REPORT_MS = 5000;
+/** How often the node reports its load to the registry (the admin dashboard's rates move with it). */
+const LOAD_REPORT_MS = 1000;
 
 /**
  * One Switchboard node: the composition root that wires the HTTP server, admission, sessions,
@@ -159,6 +160,7 @@ export class SwitchboardNode implements NodeContext {
       url: () => this.baseUrl,
       connections: () => this.sessions.size,
       route: (user) => this.routes.route(user),
+      shares: () => this.routes.ring.shares(),
       verifier,
     });
     const probes = {
@@ -264,8 +266,15 @@ export class SwitchboardNode implements NodeContext {
     this.log.error({ err, component }, what);
   }
 
-  private nodeInfo() {
-    return { node: this.nodeId, url: this.baseUrl, connections: this.sessions.size, startedAt: this.startedAt };
+  private nodeInfo(): NodeInfo {
+    const { sessions, metrics } = this;
+    return {
+      node: this.nodeId,
+      url: this.baseUrl,
+      connections: sessions.size,
+      startedAt: this.startedAt,
+      stats: { users: sessions.users, channels: this.hub.size, published: metrics.published, delivered: metrics.delivered, ts: Date.now() },
+    };
   }
 
   /**

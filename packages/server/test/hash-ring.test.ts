@@ -76,6 +76,22 @@ describe('HashRing', () => {
     }
   });
 
+  it("states each node's share of the ring: summing to 1 and matching the share of 100k keys it owns", () => {
+    assert.deepEqual([...HashRing.from([]).shares()], []);
+    assert.deepEqual([...HashRing.from(['solo']).shares()], [['solo', 1]]);
+    for (const n of [2, 3, 7]) {
+      const ring = HashRing.from(ids(n));
+      const stated = ring.shares();
+      const total = [...stated.values()].reduce((a, b) => a + b, 0);
+      assert.ok(Math.abs(total - 1) < 1e-9, `${n} nodes: shares sum to ${total}`);
+      for (const [node, count] of shares(ring)) {
+        // 100k keys measure a share to about ±0.5 percentage points.
+        const measured = count / KEYS.length;
+        assert.ok(Math.abs(stated.get(node)! - measured) < 0.01, `${n} nodes: ${node} states ${stated.get(node)} but owns ${measured}`);
+      }
+    }
+  });
+
   it('spreads worse with few virtual nodes (so the spread test measures the virtual nodes)', () => {
     const mean = KEYS.length / 5;
     const worst = Math.max(...[...shares(HashRing.from(ids(5), { vnodes: 2 })).values()].map((c) => Math.abs(c - mean) / mean));

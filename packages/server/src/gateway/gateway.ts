@@ -6,6 +6,7 @@ import { TokenVerifier } from '../auth/token-verifier.js';
 import { ApiKeyCheck } from '../http/api-key.js';
 import { sendError, sendJson, sendThrown } from '../http/respond.js';
 import { answerProbe, closeServer, createServer, listen, requestUrl } from '../http/server-kit.js';
+import { openApiDocument } from '../http/openapi.js';
 import { routeUser } from '../http/route-auth.js';
 import { createLogger } from '../logger.js';
 import type { NodeOptions } from '../options.js';
@@ -91,7 +92,7 @@ export interface GatewayRuntime {
  * registry's change events (never reading Redis per connection), probes each node's `/readyz`,
  * checks a WebSocket upgrade's token once and proxies the upgrade to a node picked by policy
  * (`hash`, `round-robin`, `least-conn`), as raw bytes. HTTP calls go to any live node, except
- * `/healthz`, `/readyz`, `/metrics` and `GET /v1/route`, which the gateway answers itself.
+ * `/healthz`, `/readyz`, `/metrics`, `GET /v1/route`, `GET /v1/openapi.json` and `/admin`, which the gateway answers itself.
  */
 export class Gateway {
   readonly log: Logger;
@@ -231,6 +232,7 @@ export class Gateway {
     };
     if (await answerProbe(path, res, probes)) return;
     if (path === '/v1/route' && req.method === 'GET') return this.route(req, res, url);
+    if (path === '/v1/openapi.json' && req.method === 'GET') return sendJson(res, 200, openApiDocument());
     await this.http.forward(req, res);
   }
 

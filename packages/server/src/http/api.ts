@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CloseCode, isValidId, parseChannel, userChannel } from '@switchboard/protocol';
+import { CloseCode, parseChannel, userChannel } from '@switchboard/protocol';
 import { SwitchboardError } from '../errors.js';
 import type { History } from '../history/history.js';
 import type { InboxService } from '../inbox/inbox-service.js';
@@ -13,6 +13,21 @@ import { ApiKeyCheck } from './api-key.js';
 import { routeUser } from './route-auth.js';
 import type { Verifier } from '../auth/token-verifier.js';
 import { readJsonBody, sendError, sendJson, sendThrown } from './respond.js';
+import type { z } from 'zod';
+import * as schemas from './api-schemas.js';
+import { openApiDocument } from './openapi.js';
+
+/** Writes a 200 whose body the schema of the route types (the OpenAPI document is made from it). */
+function answer<S extends z.ZodType>(res: ServerResponse, _schema: S, body: z.input<S>): void {
+  sendJson(res, 200, body);
+}
+
+/** `value` as `schema` has it, or `bad_frame` with the first thing wrong. */
+function valid<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const result = schemas.check(schema, value);
+  if (!result.ok) throw new SwitchboardError('ERR_BAD_FRAME', `${what}: ${result.message}`);
+  return result.value;
+}
 
 /** What the `/v1` API works with. */
 export interface ApiDeps {
@@ -40,6 +55,8 @@ export interface ApiDeps {
    * is empty. Absent: every user's owner is this node (one node).
    */
   route?: (user: string) => Route | undefined;
+  /** Each live node's share of the hash ring, for `GET /v1/nodes`. */
+  shares?: () => Map<string, number>;
 }
 
 const MAX_HISTORY_LIMIT = 1000;
@@ -57,12 +74,14 @@ export class HttpApi {
 
   /** Handles a request whose path starts with `/v1/`. */
   async handle(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    // The document describes the API and holds no data: open, like the probes.
+    if (url.pathname === '/v1/openapi.json' && req.method === 'GET') return sendJson(res, 200, openApiDocument());
     if (url.pathname === '/v1/route' && req.method === 'GET') {
       // Open to clients with their own token too (see routeUser), so it comes before the key check.
       try {
         const user = await routeUser(req, url, this.key, this.deps.verifier);
         const route = this.deps.route?.(user) ?? { node: this.deps.nodeId, url: this.deps.url() };
-        return sendJson(res, 200, { user, node: route.node, url: route.url });
+        return answer(res, schemas.RouteResponse, { user, node: route.node, url: route.url });
       } catch (err) {
         return sendThrown(res, err);
       }
@@ -88,56 +107,50 @@ export class HttpApi {
       if (resource === 'presence') {
         const channel = channelArg(arg);
         if (channel.kind === 'broadcast') throw new SwitchboardError('ERR_BAD_FRAME', 'broadcast has no presence');
-        return sendJson(res, 200, { channel: arg, users: await deps.presence.list(arg) });
+        return answer(res, schemas.PresenceResponse, { channel: arg, users: await deps.presence.list(arg) });
       }
       if (resource === 'users') {
-        if (!isValidId(arg)) throw new SwitchboardError('ERR_BAD_FRAME', 'invalid user id');
-        const sessions = await deps.presence.sessions(arg);
-        return sendJson(res, 200, { user: arg, online: sessions.length > 0, sessions });
+        const user = valid(schemas.UserId, arg, 'user');
+        const sessions = await deps.presence.sessions(user);
+        return answer(res, schemas.UserResponse, { user, online: sessions.length > 0, sessions });
       }
       if (resource === 'history') return this.history(res, arg, url);
       if (resource === 'inbox') {
-        if (!isValidId(arg)) throw new SwitchboardError('ERR_BAD_FRAME', 'invalid user id');
+        const user = valid(schemas.UserId, arg, 'user');
         if (!deps.inbox) throw new SwitchboardError('ERR_NOT_FOUND', 'the inbox is off on this server: set SWITCHBOARD_INBOX=on');
-        return sendJson(res, 200, await deps.inbox.summary(arg));
+        return answer(res, schemas.InboxResponse, await deps.inbox.summary(user));
       }
     }
+    if (method === 'GET' && parts.length === 1 && resource === 'users') {
+      const { limit } = valid(schemas.UsersQuery, Object.fromEntries(url.searchParams), 'query');
+      return answer(res, schemas.UsersResponse, await deps.presence.online(limit));
+    }
     if (method === 'GET' && parts.length === 1 && resource === 'nodes') {
-      const nodes = await this.deps.registry.nodes();
-      for (const n of nodes) if (n.node === deps.nodeId) n.connections = this.deps.connections();
-      return sendJson(res, 200, { nodes });
+      const shares = deps.shares?.();
+      const nodes = (await deps.registry.nodes()).map((n) => {
+        const share = shares?.get(n.node);
+        const connections = n.node === deps.nodeId ? deps.connections() : n.connections;
+        return share === undefined ? { ...n, connections } : { ...n, connections, share };
+      });
+      return answer(res, schemas.NodesResponse, { nodes });
     }
     throw new SwitchboardError('ERR_NOT_FOUND', `no route ${method} ${url.pathname}`);
   }
 
   private async publish(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, this.deps.maxBodyBytes);
-    const { channel, topic, data, from, key } = body;
-    if (typeof channel !== 'string') throw new SwitchboardError('ERR_BAD_FRAME', 'channel must be a string');
-    channelArg(channel);
-    if (typeof topic !== 'string' || topic.length === 0 || topic.length > 128) {
-      throw new SwitchboardError('ERR_BAD_FRAME', 'topic must be a string of 1-128 characters');
-    }
-    if (topic.startsWith('$')) throw new SwitchboardError('ERR_BAD_FRAME', 'topics starting with $ are reserved for the server');
-    if (from !== undefined && from !== null && (typeof from !== 'string' || !isValidId(from))) {
-      throw new SwitchboardError('ERR_BAD_FRAME', 'from must be a user id or null');
-    }
-    if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 128)) {
-      throw new SwitchboardError('ERR_BAD_FRAME', 'key must be a string of 1-128 characters');
-    }
+    const { channel, topic, data, from, key } = valid(schemas.PublishRequest, await readJsonBody(req, this.deps.maxBodyBytes), 'body');
     const outcome = await this.deps.channels.publish(
       channel,
-      { from: (from as string | undefined) ?? null, topic, data: data ?? null, ts: Date.now() },
+      { from: from ?? null, topic, data: data ?? null, ts: Date.now() },
       'http',
       key === undefined ? undefined : `api:${key}`,
     );
-    sendJson(res, 200, { channel, epoch: outcome.epoch, offset: outcome.offset, ...(outcome.duplicate ? { duplicate: true } : {}) });
+    const body = { channel, epoch: outcome.epoch, offset: outcome.offset };
+    answer(res, schemas.PublishResponse, outcome.duplicate ? { ...body, duplicate: true } : body);
   }
 
   private async disconnect(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, this.deps.maxBodyBytes);
-    const user = body.user;
-    if (typeof user !== 'string' || !isValidId(user)) throw new SwitchboardError('ERR_BAD_FRAME', 'user must be a user id');
+    const { user } = valid(schemas.DisconnectRequest, await readJsonBody(req, this.deps.maxBodyBytes), 'body');
     const sessions = await this.deps.presence.sessions(user);
     try {
       await this.deps.broker.publish(userChannel(user), {
@@ -149,24 +162,25 @@ export class HttpApi {
     } catch {
       throw new SwitchboardError('ERR_UNAVAILABLE', 'broker unavailable');
     }
-    sendJson(res, 200, { user, sessions: sessions.length });
+    answer(res, schemas.DisconnectResponse, { user, sessions: sessions.length });
   }
 
   private async history(res: ServerResponse, channel: string, url: URL): Promise<void> {
     channelArg(channel);
-    const since = intParam(url, 'since', 0);
-    const limit = Math.min(intParam(url, 'limit', 100), MAX_HISTORY_LIMIT);
+    const query = valid(schemas.HistoryQuery, Object.fromEntries(url.searchParams), 'query');
+    const since = query.since;
+    const limit = Math.min(query.limit, MAX_HISTORY_LIMIT);
     let page;
     try {
       page = await this.deps.history.read(channel, since, limit);
     } catch {
       throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable');
     }
-    sendJson(res, 200, {
+    answer(res, schemas.HistoryResponse, {
       channel,
       epoch: page.epoch,
       offset: page.offset,
-      messages: page.publications.map((p) => ({ type: 'message', ...p })),
+      messages: page.publications.map((p) => ({ type: 'message' as const, ...p })),
     });
   }
 }
@@ -184,12 +198,4 @@ function channelArg(channel: string) {
   if (!ref)
     throw new SwitchboardError('ERR_BAD_FRAME', `invalid channel "${channel.slice(0, 140)}": use user:<id>, group:<id> or broadcast`);
   return ref;
-}
-
-function intParam(url: URL, name: string, fallback: number): number {
-  const raw = url.searchParams.get(name);
-  if (raw === null) return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0) throw new SwitchboardError('ERR_BAD_FRAME', `${name} must be a non-negative integer`);
-  return n;
 }

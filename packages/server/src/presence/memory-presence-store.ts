@@ -1,6 +1,8 @@
 import { userChannel, type PresenceUser } from '@switchboard/protocol';
 import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
 
+const USER_PREFIX = 'user:';
+
 /** Presence in process memory. Several nodes in one process may share one instance. */
 export class MemoryPresenceStore implements PresenceStore {
   /** channel → user → session → member */
@@ -45,6 +47,16 @@ export class MemoryPresenceStore implements PresenceStore {
     const sessions = this.channels.get(userChannel(user))?.get(user);
     if (!sessions) return [];
     return [...sessions.values()].map(({ session, node, since }) => ({ session, node, since }));
+  }
+
+  async online(limit: number): Promise<{ users: string[]; more: boolean }> {
+    const users: string[] = [];
+    for (const [channel, members] of this.channels) {
+      if (!channel.startsWith(USER_PREFIX) || members.size === 0) continue;
+      if (users.length === limit) return { users, more: true };
+      users.push(channel.slice(USER_PREFIX.length));
+    }
+    return { users, more: false };
   }
 
   /** Sessions here have no lease: they live until `remove` (the process that holds them is this one). */

@@ -43,6 +43,12 @@ export interface PresenceStore {
   /** Live sessions of `user`, on any node (read from the user's personal channel). */
   sessions(user: string): Promise<UserSession[]>;
   /**
+   * Users with a session on any node (their personal channel has presence), at most `limit`, in no
+   * set order; `more` when there were others. A store with leases may still list a user whose
+   * last session crashed, until that lease is reaped.
+   */
+  online(limit: number): Promise<{ users: string[]; more: boolean }>;
+  /**
    * Renews the leases of this node's live sessions; call it for every local entry more often than
    * the lease lasts (e.g. every third of it), in one call (one round trip). Resolves with the
    * entries that were no longer stored: their lease had lapsed and they were reaped (and a `leave`

@@ -286,6 +286,32 @@ export class RedisPresenceStore implements PresenceStore {
     return sessions;
   }
 
+  /**
+   * Scans the channels with presence for personal ones (`ZSCAN … MATCH user:*`, a few hundred per
+   * round trip, so the cost grows with what is asked, not with the cluster) and keeps the users
+   * whose own channel still holds them with a live lease (the scan's set forgets an emptied
+   * channel only when reaping).
+   */
+  async online(limit: number): Promise<{ users: string[]; more: boolean }> {
+    const users = new Set<string>();
+    const now = this.now();
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.zscan(this.channelsKey, cursor, 'MATCH', 'user:*', 'COUNT', 500);
+      cursor = next;
+      const candidates: string[] = [];
+      for (let i = 0; i < flat.length; i += 2) candidates.push(flat[i]!.slice('user:'.length));
+      const scores = await Promise.all(candidates.map((user) => this.redis.zscore(this.userKeys(userChannel(user), user)[0], user)));
+      for (let i = 0; i < candidates.length; i++) {
+        // ZSCAN may return an entry twice.
+        if (scores[i] === null || Number(scores[i]) <= now || users.has(candidates[i]!)) continue;
+        if (users.size === limit) return { users: [...users], more: true };
+        users.add(candidates[i]!);
+      }
+    } while (cursor !== '0');
+    return { users: [...users], more: false };
+  }
+
   /** Does not quit the injected client: its creator owns it. */
   async close(): Promise<void> {
     this.closed = true;

@@ -103,6 +103,22 @@ export class HashRing {
     return this.nodes[this.owners[lo === n ? 0 : lo]!];
   }
 
+  /**
+   * Each node's share of the ring (of the keys it owns, on average): the arcs that end at its
+   * virtual nodes, over the whole ring. The shares sum to 1; an empty ring has none.
+   */
+  shares(): Map<string, number> {
+    const shares = new Map<string, number>(this.nodes.map((n) => [n, 0]));
+    const n = this.points.length;
+    for (let i = 0; i < n; i++) {
+      // Point i owns the positions after point i-1 up to itself; point 0 owns the wrap past the last.
+      const arc = i === 0 ? this.points[0]! + (RING_MAX + 1 - this.points[n - 1]!) : this.points[i]! - this.points[i - 1]!;
+      const node = this.nodes[this.owners[i]!]!;
+      shares.set(node, shares.get(node)! + arc / (RING_MAX + 1));
+    }
+    return shares;
+  }
+
   /** True when the other ring has the same nodes and virtual nodes (so every key has the same owner). */
   equals(other: HashRing): boolean {
     return this.vnodes === other.vnodes && this.nodes.length === other.nodes.length && this.nodes.every((n, i) => n === other.nodes[i]);

@@ -7,6 +7,22 @@ export interface NodeInfo {
   connections: number;
   /** When the node started, ms since the epoch. */
   startedAt: number;
+  /** Load figures for the admin dashboard and `GET /v1/nodes`, refreshed every second. */
+  stats?: NodeStats;
+}
+
+/** A node's load figures at one moment; the counters are since the node started. */
+export interface NodeStats {
+  /** Distinct users with a session on the node. */
+  users: number;
+  /** Channels with a subscriber on the node. */
+  channels: number;
+  /** Publications the node accepted. */
+  published: number;
+  /** Message frames the node wrote to sockets. */
+  delivered: number;
+  /** When the figures were taken, ms since the epoch. */
+  ts: number;
 }
 
 /** Called when the set of live nodes changes. */

@@ -17,6 +17,11 @@ export class SessionTable implements Iterable<Session> {
     private readonly log: Logger,
   ) {}
 
+  /** Distinct users with a session here. */
+  get users(): number {
+    return this.byUser.size;
+  }
+
   get size(): number {
     return this.sessions.size;
   }

@@ -106,6 +106,22 @@ export function presenceContract(open: OpenStores): void {
     );
   });
 
+  it('lists the users online from their personal channels, bounded by the limit', async () => {
+    const [a, b] = await open(2);
+    assert.deepEqual(await a!.online(10), { users: [], more: false });
+    await a!.add('user:alice', member('alice', 's1', 'n1'));
+    await b!.add('user:bob', member('bob', 's2', 'n2'));
+    await b!.add('user:bob', member('bob', 's3', 'n2'));
+    await a!.add('group:ops', member('carol', 's4', 'n1')); // in a group, but no personal channel
+    const all = await b!.online(10);
+    assert.deepEqual({ users: [...all.users].sort(), more: all.more }, { users: ['alice', 'bob'], more: false });
+    const cut = await a!.online(1);
+    assert.equal(cut.users.length, 1);
+    assert.equal(cut.more, true);
+    await a!.remove('user:alice', member('alice', 's1', 'n1'));
+    assert.deepEqual(await a!.online(10), { users: ['bob'], more: false });
+  });
+
   it('gives two tabs of one user on two nodes one join and one leave', async () => {
     const [a, b] = await open(2);
     assert.equal(await a!.add('group:ops', member('alice', 's1', 'n1')), true, 'first tab, node 1: join');

@@ -60,6 +60,8 @@ export interface EngineDeps {
    * and presence store. Each is this node's own when absent.
    */
   shared?: { bus?: MemoryBus; roster?: MemoryRoster; history?: History; presence?: PresenceStore; acks?: AckStore };
+  /** Told how long each broker publish took the backend to take (`switchboard_broker_publish_seconds`). */
+  brokerPublished?: (seconds: number) => void;
 }
 
 /** The components of one engine kind, before the history, broker and publication path are chosen. */
@@ -100,6 +102,7 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
     redisPrefix: options.redisPrefix,
     amqpUrl: options.amqpUrl,
     natsUrl: options.natsUrl,
+    published: deps.brokerPublished,
   });
   const { transport, router } = broker;
   // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).

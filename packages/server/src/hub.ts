@@ -13,6 +13,8 @@ export interface HubMember {
   close(code: number, reason: string): void;
 }
 
+const TS_FIELD = Buffer.from('"ts":');
+
 interface ChannelEntry {
   members: Set<HubMember>;
   /** Serialises broker subscribe/unsubscribe for the channel. */
@@ -101,6 +103,7 @@ export class Hub {
             this.memberFailed(err, channel);
           }
         }
+        this.observeLag(message.frame);
         return;
       case 'presence': {
         const frame = Buffer.from(JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts }));
@@ -125,6 +128,23 @@ export class Hub {
       }
     }
   };
+
+  /**
+   * The publication's age now that its frame is written to this node's sockets. Its `ts` is read
+   * from the frame's tail (the last `"ts":` of a message or receipt frame is its own: `data` comes
+   * before it), once per publication, never per socket.
+   */
+  private observeLag(frame: Buffer): void {
+    const at = frame.lastIndexOf(TS_FIELD);
+    if (at < 0) return;
+    let ts = 0;
+    for (let i = at + TS_FIELD.length; i < frame.length; i++) {
+      const digit = frame[i]! - 48;
+      if (digit < 0 || digit > 9) break;
+      ts = ts * 10 + digit;
+    }
+    if (ts > 0) this.metrics.deliveryLag.observe(Math.max(0, Date.now() - ts) / 1000);
+  }
 
   private memberFailed(err: unknown, channel: string): void {
     this.metrics.engineErrors.inc({ component: 'hub' });

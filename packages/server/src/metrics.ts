@@ -20,6 +20,8 @@ export class NodeMetrics {
   readonly localChannels: Gauge;
   readonly recoveries: Counter<'recovered'>;
   readonly publishLatency: Histogram;
+  readonly deliveryLag: Histogram;
+  readonly brokerConfirm: Histogram;
   readonly gaps: Counter;
   readonly inboxAcks: Counter<'result'>;
   readonly inboxReceipts: Counter;
@@ -145,6 +147,19 @@ export class NodeMetrics {
       name: 'switchboard_webhook_delivery_seconds',
       help: 'Time of one webhook POST, answered or not',
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.deliveryLag = new Histogram({
+      name: 'switchboard_delivery_lag_seconds',
+      help: "From a publication's ts to its write to this node's sockets (once per publication per delivering node: the cross-node lag)",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    });
+    this.brokerConfirm = new Histogram({
+      name: 'switchboard_broker_publish_seconds',
+      help: 'Time for the broker to take a message (RabbitMQ publisher confirm, JetStream ack, Redis PUBLISH reply)',
+      labelNames: ['broker'],
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
       registers,
     });
     this.publishLatency = new Histogram({

@@ -81,7 +81,8 @@ export class SwitchboardNode implements NodeContext {
     this.sessionOptions = options;
     const log = (this.log = runtime.logger ?? createLogger(this.nodeId, options.logLevel, runtime.logDestination));
     const metrics = (this.metrics = new NodeMetrics(this.nodeId));
-    const engine = (this.engine = runtime.engine ?? createEngine(options, { log }));
+    const confirms = metrics.brokerConfirm.labels(options.broker);
+    const engine = (this.engine = runtime.engine ?? createEngine(options, { log, brokerPublished: (s) => confirms.observe(s) }));
     const verifier = runtime.verifier ?? new TokenVerifier(options);
     this.hub = new Hub(engine.broker, metrics, log);
     this.sessions = new SessionTable(metrics, log);

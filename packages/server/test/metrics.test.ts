@@ -35,3 +35,32 @@ describe('switchboard_frames_in_total', () => {
     assert.deepEqual(moved, { send: 7, ping: 2, invalid: 1, binary: 1 });
   });
 });
+
+/** The `_count` of histogram `name` on the node's /metrics, for the series whose labels contain `labels`. */
+async function histogramCount(url: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}_count\\{([^}]*)\\} (\\d+)$`, 'gm'))) if (m[1]!.includes(labels)) total += Number(m[2]);
+  return total;
+}
+
+describe('switchboard_delivery_lag_seconds and switchboard_broker_publish_seconds', () => {
+  const fx = nodeFixture();
+
+  it('observe each publication once: per delivering node, not per socket, and per broker publish', async () => {
+    const url = fx.node.url;
+    const tabs = await Promise.all([fx.connect('bob'), fx.connect('bob'), fx.connect('bob')]);
+    const alice = await fx.connect('alice');
+    const lagBefore = await histogramCount(url, 'switchboard_delivery_lag_seconds');
+    const confirmsBefore = await histogramCount(url, 'switchboard_broker_publish_seconds', 'broker="memory"');
+    for (let i = 0; i < 5; i++) await alice.request({ type: 'send', to: 'bob', topic: 't', data: i });
+    for (const tab of tabs) await tab.next((f) => f.type === 'message' && f.data === 4);
+    // Nobody on this node is in carol's channel: published, never delivered here.
+    await alice.request({ type: 'send', to: 'carol', topic: 't', data: 'x' });
+    assert.equal((await histogramCount(url, 'switchboard_delivery_lag_seconds')) - lagBefore, 5, 'five publications, three sockets each');
+    assert.equal((await histogramCount(url, 'switchboard_broker_publish_seconds', 'broker="memory"')) - confirmsBefore, 6);
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const sum = Number(/^switchboard_delivery_lag_seconds_sum\{[^}]*\} (\S+)$/m.exec(text)![1]);
+    assert.ok(sum >= 0 && sum < 5, `lag sum ${sum} s for local deliveries`);
+  });
+});

@@ -12,7 +12,9 @@ export interface ClusterBrokerOptions {
   /** Where publications go and what this node binds. */
   router: Router;
   /** With hash routing, the ring whose changes move user channels between nodes. */
-  ring?: RingHolder;
+  ring?: RingHolder | undefined;
+  /** Told, after each publish the backend took, how long it took (its confirm latency). */
+  published?: ((seconds: number) => void) | undefined;
 }
 
 /**
@@ -28,6 +30,7 @@ export class ClusterBroker implements Broker {
   /** Where publications go. */
   readonly router: Router;
   private readonly ring: RingHolder | undefined;
+  private readonly published: ((seconds: number) => void) | undefined;
   private handler: BrokerHandler | undefined;
   /** Channels this node receives. */
   private readonly channels = new Set<string>();
@@ -41,6 +44,7 @@ export class ClusterBroker implements Broker {
     this.transport = options.transport;
     this.router = options.router;
     this.ring = options.ring;
+    this.published = options.published;
   }
 
   /** The transport's backend (`redis`, `rabbitmq`, …). */
@@ -93,7 +97,9 @@ export class ClusterBroker implements Broker {
   async publish(channel: string, message: BrokerMessage): Promise<void> {
     if (this.closed) throw new SwitchboardError('ERR_UNAVAILABLE', 'broker closed');
     if (!this.transport.ready) throw new SwitchboardError('ERR_UNAVAILABLE', `${this.transport.name} broker unreachable`);
+    const started = this.published && performance.now();
     await this.transport.send(this.router.destinations(channel), encode(channel, message));
+    if (this.published) this.published((performance.now() - (started as number)) / 1000);
   }
 
   /** Stops delivery and closes the transport. */

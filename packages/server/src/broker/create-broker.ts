@@ -28,6 +28,8 @@ export interface BrokerDeps {
   amqpUrl?: string;
   /** `nats`: the server(s). @default 'nats://127.0.0.1:4222' */
   natsUrl?: string;
+  /** Told how long each publish took the backend to take (for the confirm-latency histogram). */
+  published?: (seconds: number) => void;
 }
 
 export type { BrokerName };
@@ -39,7 +41,7 @@ export type { BrokerName };
  */
 export function createBroker(name: string, deps: BrokerDeps): ClusterBroker {
   const router = new Router(deps.routing, deps.nodeId, deps.ring);
-  return new ClusterBroker({ transport: createTransport(name as BrokerName, deps), router, ring: deps.ring });
+  return new ClusterBroker({ transport: createTransport(name as BrokerName, deps), router, ring: deps.ring, published: deps.published });
 }
 
 function createTransport(name: BrokerName, deps: BrokerDeps): Transport {

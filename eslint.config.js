@@ -86,6 +86,8 @@ export default tseslint.config(
         atob: 'readonly',
         navigator: 'readonly',
         TextEncoder: 'readonly',
+        history: 'readonly',
+        URLSearchParams: 'readonly',
       },
     },
   },

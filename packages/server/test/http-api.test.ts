@@ -50,6 +50,7 @@ describe('HTTP API', () => {
       ['POST', '/v1/publish', { channel: 'group:ops', topic: 't', data: {} }],
       ['GET', '/v1/presence/group:ops'],
       ['GET', '/v1/users/alice'],
+      ['GET', '/v1/users'],
       ['GET', '/v1/history/group:ops'],
       ['POST', '/v1/disconnect', { user: 'alice' }],
       ['GET', '/v1/nodes'],

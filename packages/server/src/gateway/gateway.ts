@@ -6,6 +6,7 @@ import { TokenVerifier } from '../auth/token-verifier.js';
 import { ApiKeyCheck } from '../http/api-key.js';
 import { sendError, sendJson, sendThrown } from '../http/respond.js';
 import { answerProbe, closeServer, createServer, listen, requestUrl } from '../http/server-kit.js';
+import { serveAdmin } from '../http/admin-pages.js';
 import { openApiDocument } from '../http/openapi.js';
 import { routeUser } from '../http/route-auth.js';
 import { createLogger } from '../logger.js';
@@ -233,6 +234,7 @@ export class Gateway {
     if (await answerProbe(path, res, probes)) return;
     if (path === '/v1/route' && req.method === 'GET') return this.route(req, res, url);
     if (path === '/v1/openapi.json' && req.method === 'GET') return sendJson(res, 200, openApiDocument());
+    if ((path === '/admin' || path.startsWith('/admin/')) && (await serveAdmin(req, res, url))) return;
     await this.http.forward(req, res);
   }
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { redactUrl } from '../logger.js';
 import type { HttpApi } from './api.js';
+import { serveAdmin } from './admin-pages.js';
 import type { DevPages } from './dev-pages.js';
 import { sendError } from './respond.js';
 import { answerProbe, requestUrl, type Probes } from './server-kit.js';
@@ -17,7 +18,7 @@ export interface NodeRoutesDeps {
   log: Logger;
 }
 
-/** A node's HTTP request handler: probes, `/v1`, the WebSocket path, the demo pages, else 404. */
+/** A node's HTTP request handler: probes, `/v1`, the admin dashboard, the WebSocket path, the demo pages, else 404. */
 export function nodeRoutes(deps: NodeRoutesDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (req, res) => {
     const url = requestUrl(req, res);
@@ -26,6 +27,7 @@ export function nodeRoutes(deps: NodeRoutesDeps): (req: IncomingMessage, res: Se
     const path = url.pathname;
     if (await answerProbe(path, res, deps.probes)) return;
     if (path.startsWith('/v1/')) return deps.api.handle(req, res, url);
+    if ((path === '/admin' || path.startsWith('/admin/')) && (await serveAdmin(req, res, url))) return;
     if (path === deps.wsPath) return sendError(res, 'ERR_UPGRADE_REQUIRED', 'this endpoint speaks WebSocket: send an Upgrade request');
     if (deps.pages && (await deps.pages.handle(req, res, url))) return;
     sendError(res, 'ERR_NOT_FOUND', `no route ${req.method ?? 'GET'} ${path}`);

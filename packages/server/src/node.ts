@@ -82,6 +82,7 @@ export class SwitchboardNode implements NodeContext {
     const log = (this.log = runtime.logger ?? createLogger(this.nodeId, options.logLevel, runtime.logDestination));
     const metrics = (this.metrics = new NodeMetrics(this.nodeId));
     const confirms = metrics.brokerConfirm.labels(options.broker);
+    metrics.brokerConfirm.zero({ broker: options.broker });
     const engine = (this.engine = runtime.engine ?? createEngine(options, { log, brokerPublished: (s) => confirms.observe(s) }));
     const verifier = runtime.verifier ?? new TokenVerifier(options);
     this.hub = new Hub(engine.broker, metrics, log);

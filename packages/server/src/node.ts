@@ -286,10 +286,13 @@ export class SwitchboardNode implements NodeContext {
   drain(): Promise<void> {
     this.drained ??= (async () => {
       this.draining = true;
-      this.log.info({ sessions: this.sessions.size }, 'draining');
-      for (const session of [...this.sessions]) session.close(CloseCode.GOING_AWAY, 'node draining');
+      const { drainTimeoutMs, drainSpreadMs } = this.options;
+      // Leave a second of the budget for the last closes to be answered and for stopping.
+      const spreadMs = Math.min(drainSpreadMs, Math.max(0, drainTimeoutMs - 1000));
+      this.log.info({ sessions: this.sessions.size, spreadMs }, 'draining');
+      const deadline = Date.now() + Math.max(0, drainTimeoutMs - 500);
+      await closeSpread([...this.sessions], spreadMs, (session) => session.close(CloseCode.GOING_AWAY, 'node draining'));
       // Leave half a second of the budget for stopping, so the process exits within drainTimeoutMs.
-      const deadline = Date.now() + Math.max(0, this.options.drainTimeoutMs - 500);
       while (this.admission.openSockets > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       await this.stop();
     })();
@@ -314,5 +317,24 @@ export class SwitchboardNode implements NodeContext {
       this.log.info('stopped');
     })();
     return this.stopped;
+  }
+}
+
+/** Tick of {@link closeSpread}. */
+const SPREAD_TICK_MS = 20;
+
+/**
+ * Calls `close` on every item, evenly over `spreadMs` (all at once for 0): by each tick, the share
+ * of the items that the elapsed share of the window calls for. Resolves after the last.
+ */
+async function closeSpread<T>(items: readonly T[], spreadMs: number, close: (item: T) => void): Promise<void> {
+  const started = Date.now();
+  let done = 0;
+  for (;;) {
+    const elapsed = Date.now() - started;
+    const due = spreadMs <= 0 ? items.length : Math.min(items.length, Math.ceil((items.length * elapsed) / spreadMs));
+    while (done < due) close(items[done++]!);
+    if (done >= items.length) return;
+    await new Promise((r) => setTimeout(r, SPREAD_TICK_MS));
   }
 }

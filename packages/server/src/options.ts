@@ -194,6 +194,12 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(0),
     default: 10_000,
   },
+  drainSpreadMs: {
+    env: 'SWITCHBOARD_DRAIN_SPREAD_MS',
+    doc: 'On SIGTERM, the window over which sessions are closed with 1001, evenly, so that their clients do not all reconnect to the other nodes at once (at most `drainTimeoutMs` less 1 s; 0 closes every session at once).',
+    schema: z.coerce.number().int().min(0),
+    default: 2000,
+  },
   perMessageDeflate: {
     env: 'SWITCHBOARD_PER_MESSAGE_DEFLATE',
     doc: 'Negotiate permessage-deflate compression (CPU and memory per socket).',

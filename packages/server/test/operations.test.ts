@@ -227,3 +227,35 @@ describe('drain on SIGTERM (real CLI)', () => {
     }
   });
 });
+
+describe('drain spread (drainSpreadMs)', () => {
+  /** Drains a node holding `count` sessions; returns when each client saw its close, from the drain's start. */
+  async function closeTimes(count: number, drainSpreadMs: number): Promise<{ times: number[]; codes: Set<number>; tookMs: number }> {
+    const node = await startNode({ drainSpreadMs, drainTimeoutMs: 5000 });
+    const clients = await Promise.all(Array.from({ length: count }, (_, i) => TestClient.connect(node, `u${i}`)));
+    const started = Date.now();
+    const closes = clients.map((c) => c.waitClose().then(({ code }) => ({ code, at: Date.now() - started })));
+    await node.node.drain();
+    const tookMs = Date.now() - started;
+    const seen = await Promise.all(closes);
+    return { times: seen.map((s) => s.at).sort((a, b) => a - b), codes: new Set(seen.map((s) => s.code)), tookMs };
+  }
+
+  it('closes the sessions with 1001 evenly over the window, not all at once', async () => {
+    const { times, codes, tookMs } = await closeTimes(100, 1000);
+    assert.deepEqual([...codes], [1001]);
+    assert.ok(times.at(-1)! - times[0]! >= 700, `closes spread over ${times.at(-1)! - times[0]!} ms`);
+    // No tenth of the window carries more than a quarter of the closes.
+    for (let from = 0; from < 1000; from += 100) {
+      const inSlice = times.filter((t) => t >= from && t < from + 100).length;
+      assert.ok(inSlice <= 25, `${inSlice} closes between ${from} and ${from + 100} ms`);
+    }
+    assert.ok(tookMs < 5000, `drain took ${tookMs} ms`);
+  });
+
+  it('closes every session at once with a spread of 0', async () => {
+    const { times, codes } = await closeTimes(100, 0);
+    assert.deepEqual([...codes], [1001]);
+    assert.ok(times.at(-1)! - times[0]! < 300, `closes spread over ${times.at(-1)! - times[0]!} ms`);
+  });
+});

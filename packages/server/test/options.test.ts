@@ -44,6 +44,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   heartbeatIntervalMs: 'abc',
   handshakeTimeoutMs: 50,
   drainTimeoutMs: -1,
+  drainSpreadMs: -1,
   perMessageDeflate: 'sometimes',
   historySize: -1,
   historyTtlMs: 10,

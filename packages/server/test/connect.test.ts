@@ -327,7 +327,8 @@ describe('permessage-deflate', () => {
 
 describe('draining', () => {
   let node: TestNode;
-  before(async () => (node = await startNode({ drainTimeoutMs: 10_000 })));
+  // All at once: the spread of the closes is tested in operations.test.ts.
+  before(async () => (node = await startNode({ drainTimeoutMs: 10_000, drainSpreadMs: 0 })));
   after(() => node.stop());
 
   it('closes sessions with 1001, refuses new upgrades with 503 and turns /readyz 503', async () => {

@@ -1,0 +1,254 @@
+/**
+ * The actors of a chaos scenario: SDK clients that record what their app saw (for the checker),
+ * and a backend that publishes at a steady rate over HTTP and records what was acknowledged.
+ */
+import { Agent, request } from 'node:http';
+import WebSocket from 'ws';
+import { Switchboard } from '../packages/client/src/index.js';
+import { token } from '../packages/server/test/helpers.js';
+import type { Acked, ClientLog } from './checker.js';
+import { API_KEY } from './system.js';
+
+type Position = { epoch: string; offset: number };
+
+/** One SDK client (as an app uses it) and its log. */
+export class RecordingClient {
+  readonly log: ClientLog;
+  readonly sdk: Switchboard;
+  /** The last position the app had per channel (a message's, or the first welcome's). */
+  private readonly positions = new Map<string, Position>();
+  connected = false;
+
+  constructor(url: string, user: string, groups: string[]) {
+    this.log = { id: user, channels: groups.map((g) => `group:${g}`), seen: [], failures: [], drops: [] };
+    this.sdk = new Switchboard(url, {
+      token: () => token(user, { groups }),
+      WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+      backoff: (attempt) => Math.min(2000, 100 * 2 ** attempt) * Math.random(),
+    });
+    const { log, positions } = this;
+    this.sdk.events.on('message', (m) => {
+      log.seen.push({ channel: m.channel, epoch: m.epoch, offset: m.offset, at: Date.now() });
+      positions.set(m.channel, { epoch: m.epoch, offset: m.offset });
+    });
+    this.sdk.events.on('connected', (welcome) => {
+      this.connected = true;
+      const drop = log.drops.at(-1);
+      if (drop && drop.back === undefined) drop.back = Date.now();
+      for (const [channel, sub] of Object.entries(welcome.subscriptions)) {
+        if (!positions.has(channel)) positions.set(channel, { epoch: sub.epoch, offset: sub.offset });
+      }
+    });
+    this.sdk.events.on('disconnected', () => {
+      if (this.connected) log.drops.push({ at: Date.now(), back: undefined });
+      this.connected = false;
+    });
+    this.sdk.events.on('recovery-failed', (d) => {
+      log.failures.push({ channel: d.channel, from: positions.get(d.channel), to: { epoch: d.epoch, offset: d.offset }, at: Date.now() });
+      positions.set(d.channel, { epoch: d.epoch, offset: d.offset });
+    });
+  }
+
+  /** Resolves at the first welcome. */
+  async ready(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.connected) {
+      if (Date.now() > deadline) throw new Error(`${this.log.id} did not connect`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  close(): void {
+    this.sdk.disconnect();
+  }
+}
+
+/** Opens `count` recording clients in `group`, a few at a time. */
+export async function openClients(url: string, count: number, group: string, prefix = 'u'): Promise<RecordingClient[]> {
+  const clients: RecordingClient[] = [];
+  for (let i = 0; i < count; i += 20) {
+    const batch = Array.from({ length: Math.min(20, count - i) }, (_, j) => new RecordingClient(url, `${prefix}${i + j}`, [group]));
+    await Promise.all(batch.map((c) => c.ready()));
+    clients.push(...batch);
+  }
+  return clients;
+}
+
+const MAX_IN_FLIGHT = 32;
+
+/** A backend publishing to one channel at a steady rate, to any live node in turn. */
+export class Publisher {
+  readonly acked: Acked[] = [];
+  failed = 0;
+  /** How far the last tick was behind the rate (requests not sent for want of a free slot). */
+  behind = 0;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private turn = 0;
+
+  constructor(
+    private readonly nodes: () => { url: string }[],
+    private readonly channel: string,
+    private readonly perSecond: number,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Stops and waits for the requests in flight. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    this.close();
+  }
+
+  private async run(): Promise<void> {
+    const tickMs = 10;
+    const started = Date.now();
+    let sent = 0;
+    const inFlight = new Set<Promise<void>>();
+    while (this.running) {
+      const due = Math.floor(((Date.now() - started) * this.perSecond) / 1000);
+      // At most MAX_IN_FLIGHT requests at once: a system that falls behind gets a lower rate, not a pile-up.
+      for (; sent < due && inFlight.size < MAX_IN_FLIGHT; sent++) {
+        const p = this.publishOne(sent).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+      if (sent < due) this.behind = due - sent;
+      await new Promise((r) => setTimeout(r, tickMs));
+    }
+    await Promise.all(inFlight);
+  }
+
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
+
+  private async publishOne(seq: number): Promise<void> {
+    const nodes = this.nodes();
+    if (nodes.length === 0) return void this.failed++;
+    const node = nodes[this.turn++ % nodes.length]!;
+    const body = JSON.stringify({ channel: this.channel, topic: 'tick', data: { seq } });
+    const answer = await new Promise<{ status: number; text: string } | undefined>((resolve) => {
+      const req = request(
+        `${node.url}/v1/publish`,
+        {
+          method: 'POST',
+          agent: this.agent,
+          timeout: 5000,
+          headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+          res.on('error', () => resolve(undefined));
+        },
+      );
+      req.on('timeout', () => req.destroy());
+      req.on('error', () => resolve(undefined));
+      req.end(body);
+    });
+    // Refused, reset or timed out: not acknowledged, so not expected anywhere.
+    if (!answer || answer.status !== 200) return void this.failed++;
+    const { epoch, offset } = JSON.parse(answer.text) as { epoch: string; offset: number };
+    this.acked.push({ channel: this.channel, epoch, offset, at: Date.now() });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/**
+ * A backend publishing to one channel at a steady rate over a WebSocket of its own (a member of the
+ * channel's group, `?batch=1`), each publish with an `id` whose reply is the acknowledgement. When
+ * its node goes, it connects to another live node; what was in flight on the lost socket was never
+ * acknowledged, so it is expected nowhere.
+ */
+export class SocketPublisher {
+  readonly acked: Acked[] = [];
+  failed = 0;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private ws: WebSocket | undefined;
+  private readonly pending = new Map<number, true>();
+  private turn = 0;
+
+  constructor(
+    private readonly nodes: () => { wsUrl: string }[],
+    private readonly channel: string,
+    private readonly perSecond: number,
+  ) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+    // Let the last replies come.
+    const deadline = Date.now() + 3000;
+    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.failed += this.pending.size;
+    this.pending.clear();
+    this.ws?.terminate();
+  }
+
+  private async connect(): Promise<WebSocket | undefined> {
+    const nodes = this.nodes();
+    if (nodes.length === 0) return undefined;
+    const node = nodes[this.turn++ % nodes.length]!;
+    const group = this.channel.slice('group:'.length);
+    const ws = new WebSocket(`${node.wsUrl}?batch=1&token=${await token('chaos-publisher', { groups: [group] })}`);
+    const opened = await new Promise<boolean>((resolve) => {
+      ws.once('message', () => resolve(true)); // the welcome
+      ws.once('error', () => resolve(false));
+      ws.once('close', () => resolve(false));
+    });
+    if (!opened) return undefined;
+    ws.on('message', (data: Buffer) => {
+      for (const line of data.toString().split('\n')) {
+        if (!line.startsWith('{"type":"reply"')) continue;
+        const reply = JSON.parse(line) as { id: number; ok: boolean; epoch?: string; offset?: number };
+        if (!this.pending.delete(reply.id)) continue;
+        if (reply.ok && reply.epoch !== undefined && reply.offset !== undefined)
+          this.acked.push({ channel: this.channel, epoch: reply.epoch, offset: reply.offset, at: Date.now() });
+        else this.failed++;
+      }
+    });
+    ws.on('close', () => {
+      // Whatever was in flight on this socket will never be acknowledged.
+      this.failed += this.pending.size;
+      this.pending.clear();
+      if (this.ws === ws) this.ws = undefined;
+    });
+    ws.on('error', () => undefined);
+    return ws;
+  }
+
+  private async run(): Promise<void> {
+    const started = Date.now();
+    let sent = 0;
+    while (this.running) {
+      if (!this.ws) {
+        this.ws = await this.connect();
+        if (!this.ws) {
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+      }
+      const due = Math.floor(((Date.now() - started) * this.perSecond) / 1000);
+      const frames: string[] = [];
+      for (; sent < due && this.pending.size < MAX_IN_FLIGHT * 4; sent++) {
+        this.pending.set(sent, true);
+        frames.push(JSON.stringify({ type: 'publish', channel: this.channel, topic: 'tick', data: { seq: sent }, id: sent }));
+      }
+      for (const f of frames) this.ws.send(f);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * The chaos checker: what the publisher had acknowledged against what each client's app saw.
+ * Pure bookkeeping (no sockets), so its verdicts are unit-tested on made-up histories.
+ *
+ * Per client and in total:
+ * - **lost**: acknowledged on a channel the client is in, never seen, and not announced by a
+ *   `recovery-failed` covering it — the failure that must never happen;
+ * - **told-lost**: never seen, but a `recovery-failed` said so (the app was told to refetch);
+ * - **duplicated**: seen more than once by the app;
+ * - **out of order**: seen after a later offset of the same channel and epoch;
+ * - **catch-up**: for each time the client lost its connection, from the drop to the moment it had
+ *   seen every message acknowledged before it was back (its welcome).
+ */
+
+/** A publication the publisher got a 200 (or reply) for. */
+export interface Acked {
+  channel: string;
+  epoch: string;
+  offset: number;
+  /** When the acknowledgement came, ms. */
+  at: number;
+}
+
+/** What one client recorded. */
+export interface ClientLog {
+  id: string;
+  /** Channels it is in, from the start of the run. */
+  channels: readonly string[];
+  /** Every message the app was handed, in order. */
+  seen: { channel: string; epoch: string; offset: number; at: number }[];
+  /** Every `recovery-failed`: the position the client had, and the one the server gave instead. */
+  failures: { channel: string; from: { epoch: string; offset: number } | undefined; to: { epoch: string; offset: number }; at: number }[];
+  /** Every lost connection: when it dropped and when the next welcome came (undefined: never). */
+  drops: { at: number; back: number | undefined }[];
+}
+
+/** One client's verdict. */
+export interface ClientVerdict {
+  id: string;
+  expected: number;
+  seen: number;
+  lost: number;
+  toldLost: number;
+  duplicated: number;
+  outOfOrder: number;
+  /** Catch-up of each drop, ms (a drop never caught up is left out and counted in `neverCaughtUp`). */
+  catchUpMs: number[];
+  neverCaughtUp: number;
+  /** A few of the lost positions, for the report. */
+  lostSample: string[];
+}
+
+/** The whole run's verdict. */
+export interface Verdict {
+  clients: ClientVerdict[];
+  acked: number;
+  lost: number;
+  toldLost: number;
+  duplicated: number;
+  outOfOrder: number;
+  drops: number;
+  catchUpP50Ms: number | undefined;
+  catchUpP95Ms: number | undefined;
+  catchUpMaxMs: number | undefined;
+  neverCaughtUp: number;
+}
+
+const key = (channel: string, epoch: string, offset: number) => `${channel}|${epoch}|${offset}`;
+
+/** True when the failure announced that `m` would not be delivered. */
+function covers(f: ClientLog['failures'][number], m: Acked): boolean {
+  if (f.channel !== m.channel) return false;
+  const from = f.from;
+  if (f.to.epoch === m.epoch && m.offset <= f.to.offset) {
+    // In the epoch the client was moved to: everything up to the new position.
+    return !from || from.epoch !== m.epoch || m.offset > from.offset;
+  }
+  // In the epoch the client had: everything after its position (that epoch is gone for it).
+  return from !== undefined && from.epoch === m.epoch && from.epoch !== f.to.epoch && m.offset > from.offset;
+}
+
+/** Judges one client's log against what was acknowledged. */
+export function judgeClient(acked: readonly Acked[], log: ClientLog): ClientVerdict {
+  const mine = acked.filter((a) => log.channels.includes(a.channel));
+  const counts = new Map<string, number>();
+  const firstSeenAt = new Map<string, number>();
+  let outOfOrder = 0;
+  const last = new Map<string, { epoch: string; offset: number }>();
+  for (const s of log.seen) {
+    const k = key(s.channel, s.epoch, s.offset);
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+    if (!firstSeenAt.has(k)) firstSeenAt.set(k, s.at);
+    const prev = last.get(s.channel);
+    if (prev && prev.epoch === s.epoch && s.offset < prev.offset) outOfOrder++;
+    last.set(s.channel, { epoch: s.epoch, offset: s.offset });
+  }
+  let lost = 0;
+  let toldLost = 0;
+  const lostSample: string[] = [];
+  const missing: Acked[] = [];
+  for (const m of mine) {
+    if (counts.has(key(m.channel, m.epoch, m.offset))) continue;
+    missing.push(m);
+    if (log.failures.some((f) => covers(f, m))) toldLost++;
+    else {
+      lost++;
+      if (lostSample.length < 5) lostSample.push(`${m.channel}@${m.epoch}:${m.offset}`);
+    }
+  }
+  let duplicated = 0;
+  for (const n of counts.values()) duplicated += n - 1;
+  const catchUpMs: number[] = [];
+  let neverCaughtUp = 0;
+  for (const d of log.drops) {
+    if (d.back === undefined) {
+      neverCaughtUp++;
+      continue;
+    }
+    // Everything acknowledged before the client was back, and not announced as lost, must be seen.
+    let caughtUpAt = d.back;
+    let never = false;
+    for (const m of mine) {
+      if (m.at > d.back) continue;
+      const at = firstSeenAt.get(key(m.channel, m.epoch, m.offset));
+      if (at === undefined) {
+        if (!log.failures.some((f) => covers(f, m))) never = true;
+        continue;
+      }
+      if (at > caughtUpAt) caughtUpAt = at;
+    }
+    if (never) neverCaughtUp++;
+    else catchUpMs.push(Math.max(0, caughtUpAt - d.at));
+  }
+  return {
+    id: log.id,
+    expected: mine.length,
+    seen: log.seen.length,
+    lost,
+    toldLost,
+    duplicated,
+    outOfOrder,
+    catchUpMs,
+    neverCaughtUp,
+    lostSample,
+  };
+}
+
+function quantile(sorted: number[], q: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+/** Judges every client; sums and catch-up quantiles over all drops. */
+export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verdict {
+  const clients = logs.map((log) => judgeClient(acked, log));
+  const sum = (f: (c: ClientVerdict) => number) => clients.reduce((n, c) => n + f(c), 0);
+  const catchUps = clients.flatMap((c) => c.catchUpMs).sort((a, b) => a - b);
+  return {
+    clients,
+    acked: acked.length,
+    lost: sum((c) => c.lost),
+    toldLost: sum((c) => c.toldLost),
+    duplicated: sum((c) => c.duplicated),
+    outOfOrder: sum((c) => c.outOfOrder),
+    drops: logs.reduce((n, l) => n + l.drops.length, 0),
+    catchUpP50Ms: quantile(catchUps, 0.5),
+    catchUpP95Ms: quantile(catchUps, 0.95),
+    catchUpMaxMs: catchUps.at(-1),
+    neverCaughtUp: sum((c) => c.neverCaughtUp),
+  };
+}

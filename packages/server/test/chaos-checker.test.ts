@@ -1,0 +1,71 @@
+/**
+ * The chaos checker's verdicts on made-up histories: lost against told-lost (a recovery-failed
+ * in the same epoch, and one that moved the client to a new epoch), duplicates, order, catch-up.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { judge, judgeClient, type Acked, type ClientLog } from '../../../chaos/checker.js';
+
+const acked = (n: number, channel = 'group:g', epoch = 'e1', from = 1, at = 1000): Acked[] =>
+  Array.from({ length: n }, (_, i) => ({ channel, epoch, offset: from + i, at: at + i * 10 }));
+
+function log(partial: Partial<ClientLog>): ClientLog {
+  return { id: 'c', channels: ['group:g'], seen: [], failures: [], drops: [], ...partial };
+}
+
+const seen = (offsets: number[], epoch = 'e1', at = 5000) =>
+  offsets.map((offset, i) => ({ channel: 'group:g', epoch, offset, at: at + i }));
+
+describe('chaos checker', () => {
+  it('counts an acknowledged message never seen and never announced as lost', () => {
+    const v = judgeClient(acked(5), log({ seen: seen([1, 2, 4, 5]) }));
+    assert.deepEqual([v.expected, v.lost, v.toldLost, v.duplicated, v.outOfOrder], [5, 1, 0, 0, 0]);
+    assert.deepEqual(v.lostSample, ['group:g@e1:3']);
+  });
+
+  it('counts as told-lost what a recovery-failed covered, in the same epoch and across epochs', () => {
+    const sameEpoch = judgeClient(
+      acked(10),
+      log({
+        seen: seen([1, 2, 9, 10]),
+        failures: [{ channel: 'group:g', from: { epoch: 'e1', offset: 2 }, to: { epoch: 'e1', offset: 8 }, at: 3000 }],
+      }),
+    );
+    assert.deepEqual([sameEpoch.lost, sameEpoch.toldLost], [0, 6]);
+    const newEpoch = judgeClient(
+      [...acked(4), ...acked(3, 'group:g', 'e2')],
+      log({
+        seen: [...seen([1, 2]), ...seen([3], 'e2')],
+        failures: [{ channel: 'group:g', from: { epoch: 'e1', offset: 2 }, to: { epoch: 'e2', offset: 2 }, at: 3000 }],
+      }),
+    );
+    assert.deepEqual([newEpoch.lost, newEpoch.toldLost], [0, 4], 'e1:3-4 and e2:1-2');
+    // A failure on another channel covers nothing here.
+    const elsewhere = judgeClient(
+      acked(3),
+      log({ seen: seen([1]), failures: [{ channel: 'group:h', from: undefined, to: { epoch: 'e1', offset: 3 }, at: 3000 }] }),
+    );
+    assert.equal(elsewhere.lost, 2);
+  });
+
+  it('counts duplicates and out-of-order deliveries, and ignores channels the client is not in', () => {
+    const v = judgeClient([...acked(4), ...acked(3, 'group:other')], log({ seen: seen([1, 2, 2, 4, 3]) }));
+    assert.deepEqual([v.expected, v.lost, v.duplicated, v.outOfOrder], [4, 0, 1, 1]);
+  });
+
+  it('measures catch-up from a drop to the last message acknowledged before the client was back', () => {
+    // Acked at 1000…1090; the client dropped at 1025, was back at 1200, and saw 4-10 during 1300-1306.
+    const v = judgeClient(
+      acked(10),
+      log({ seen: [...seen([1, 2, 3], 'e1', 1001), ...seen([4, 5, 6, 7, 8, 9, 10], 'e1', 1300)], drops: [{ at: 1025, back: 1200 }] }),
+    );
+    assert.deepEqual(v.catchUpMs, [1306 - 1025]);
+    const never = judgeClient(acked(3), log({ seen: seen([1]), drops: [{ at: 1005, back: 1100 }] }));
+    assert.deepEqual([never.catchUpMs, never.neverCaughtUp], [[], 1]);
+  });
+
+  it('sums the clients and takes catch-up quantiles over every drop', () => {
+    const v = judge(acked(2), [log({ id: 'a', seen: seen([1, 2]), drops: [{ at: 1000, back: 1100 }] }), log({ id: 'b', seen: seen([1]) })]);
+    assert.deepEqual([v.acked, v.lost, v.drops, v.catchUpP95Ms], [2, 1, 1, 4001]);
+  });
+});

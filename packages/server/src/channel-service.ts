@@ -23,8 +23,21 @@ export interface ChannelServiceDeps {
 }
 
 /**
- * True when a subscriber at `since` can be brought up to date from `page` (read after
- * `since.offset`, at most `limit`): same epoch, nothing in between trimmed, not too far behind.
+ * Publications read per history round trip of a replay (recovery, inbox catch-up). A longer replay
+ * goes page by page, the next read once the socket has sent most of the last page, so that a
+ * reconnect after a busy minute neither holds megabytes nor trips the slow-consumer limit.
+ */
+export const RECOVERY_PAGE = 500;
+
+/** True when `publications` (one page) ends before `latest`, the channel's latest offset. */
+export function hasMore(publications: readonly Publication[], latest: number): boolean {
+  const last = publications[publications.length - 1];
+  return last !== undefined && last.offset < latest;
+}
+
+/**
+ * True when a subscriber at `since` can be brought up to date from the history `page` read after
+ * `since.offset`: same epoch, nothing in between trimmed, at most `limit` behind.
  */
 export function canRecover(since: StreamPosition, page: Pick<HistoryPage, 'epoch' | 'offset' | 'firstOffset'>, limit: number): boolean {
   return (
@@ -60,18 +73,32 @@ export class ChannelService implements Channels {
     return { epoch: result.pub.epoch, offset: result.pub.offset, duplicate: false };
   }
 
-  async recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }> {
+  async recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[]; more: boolean }> {
     const { history, maxRecoveryMessages: limit, metrics } = this.deps;
     try {
-      if (!since) return { state: await history.position(channel), replay: [] };
-      const page = await history.read(channel, since.offset, limit);
+      if (!since) return { state: await history.position(channel), replay: [], more: false };
+      const page = await history.read(channel, since.offset, Math.min(limit, RECOVERY_PAGE));
       const recovered = canRecover(since, page, limit);
       metrics.recoveries.inc({ recovered: String(recovered) });
-      return { state: { epoch: page.epoch, offset: page.offset, recovered }, replay: recovered ? page.publications : [] };
+      const replay = recovered ? page.publications : [];
+      return { state: { epoch: page.epoch, offset: page.offset, recovered }, replay, more: recovered && hasMore(replay, page.offset) };
     } catch (err) {
       this.failed(err, 'history read failed');
       throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable', { cause: err });
     }
+  }
+
+  async page(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }> {
+    let page;
+    try {
+      page = await this.deps.history.read(channel, since.offset, RECOVERY_PAGE);
+    } catch (err) {
+      this.failed(err, 'history read failed');
+      throw new SwitchboardError('ERR_UNAVAILABLE', 'history unavailable', { cause: err });
+    }
+    // The channel lost its history meanwhile: nothing more to replay from this epoch.
+    if (page.epoch !== since.epoch) return { publications: [], more: false };
+    return { publications: page.publications, more: hasMore(page.publications, page.offset) };
   }
 
   /**

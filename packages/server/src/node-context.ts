@@ -43,8 +43,13 @@ export interface Channels {
    * @throws SwitchboardError `unavailable` or `bad_frame`.
    */
   publish(channel: string, input: PublicationInput, source: PublishSource, key?: string): Promise<PublishOutcome>;
-  /** Where delivery of `channel` starts for a subscriber, and what to replay first. */
-  recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[] }>;
+  /**
+   * Where delivery of `channel` starts for a subscriber, and the first page of what to replay;
+   * `more` when further pages follow (read them with {@link page}).
+   */
+  recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[]; more: boolean }>;
+  /** The next page of a replay: publications after `since`, and whether more follow. */
+  page(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }>;
 }
 
 /** Presence changes of sessions, announced cluster-wide. */

@@ -3,7 +3,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { CloseCode } from '@switchboard/protocol';
 import { TokenVerifier, type Verifier } from './auth/token-verifier.js';
 import type { BrokerHandler } from './broker/broker.js';
-import { ChannelService } from './channel-service.js';
+import { ChannelService, RECOVERY_PAGE } from './channel-service.js';
 import { SessionMover } from './cluster/session-mover.js';
 import { createEngine, type Engine } from './engine.js';
 import { HttpApi } from './http/api.js';
@@ -119,7 +119,7 @@ export class SwitchboardNode implements NodeContext {
           history: engine.history,
           acks: engine.acks,
           receipts: new AppendThenPublish(engine.history, engine.broker),
-          pageSize: options.maxRecoveryMessages,
+          pageSize: RECOVERY_PAGE,
           metrics,
           log,
         })

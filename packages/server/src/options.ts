@@ -208,9 +208,9 @@ export const OPTION_SPECS = {
   },
   historySize: {
     env: 'SWITCHBOARD_HISTORY_SIZE',
-    doc: 'Publications kept per channel for recovery.',
+    doc: 'Publications kept per channel for recovery, at most (`historyTtlMs` bounds them by age). The default keeps 10 s of a channel at 1,000 msg/s, so clients that reconnect under load recover; the memory it costs is in the section below the table.',
     schema: z.coerce.number().int().min(0),
-    default: 200,
+    default: 10_000,
   },
   historyTtlMs: {
     env: 'SWITCHBOARD_HISTORY_TTL_MS',
@@ -294,9 +294,9 @@ export const OPTION_SPECS = {
   },
   maxRecoveryMessages: {
     env: 'SWITCHBOARD_MAX_RECOVERY_MESSAGES',
-    doc: 'Most publications replayed per channel on recovery; a bigger gap gives `recovered:false`.',
+    doc: 'Most publications replayed per channel on recovery (read 500 at a time, each page once the socket has sent the last); a bigger gap gives `recovered:false`.',
     schema: z.coerce.number().int().min(1),
-    default: 1000,
+    default: 10_000,
   },
   gatewayPolicy: {
     env: 'SWITCHBOARD_GATEWAY_POLICY',

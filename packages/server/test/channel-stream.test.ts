@@ -26,6 +26,9 @@ function harness(history: Publication[] = [], maxPending = 100) {
   let release: (() => void) | undefined;
   let failRepair = false;
   let holdRepair = false;
+  /** The socket is congested once this many frames are written, until `room()` is called. */
+  let roomFor = Infinity;
+  let wake: (() => void) | undefined;
   const stream = new ChannelStream(
     CHANNEL,
     {
@@ -48,6 +51,8 @@ function harness(history: Publication[] = [], maxPending = 100) {
       },
       overflow: () => void overflows++,
       gap: () => void gaps++,
+      congested: () => written.length >= roomFor,
+      roomy: () => new Promise<void>((r) => (wake = r)),
     },
     maxPending,
   );
@@ -63,6 +68,11 @@ function harness(history: Publication[] = [], maxPending = 100) {
       return gaps;
     },
     failRepairs: () => void (failRepair = true),
+    congestAfter: (n: number) => void (roomFor = n),
+    room: (n = Infinity) => {
+      roomFor = n;
+      wake?.();
+    },
     holdRepairs: () => void (holdRepair = true),
     release: () => release?.(),
     live: (...offsets: (number | [string, number])[]) => {
@@ -86,6 +96,24 @@ describe('ChannelStream', () => {
     h.stream.drain([pub('e1', 3), pub('e1', 4), pub('e1', 5)]);
     assert.deepEqual(h.written, e1(3, 4, 5, 6), 'replay and buffer overlapped on 4 and 5');
     assert.deepEqual(h.stream.position, { epoch: 'e1', offset: 6 });
+  });
+
+  it('pauses a replay while the socket is congested, buffering live publications, and goes on when it has room', async () => {
+    const h = harness();
+    h.congestAfter(2);
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([pub('e1', 1), pub('e1', 2), pub('e1', 3), pub('e1', 4)]);
+    assert.deepEqual(h.written, e1(1, 2), 'stopped at the congestion');
+    h.live(5);
+    assert.deepEqual(h.written, e1(1, 2), 'a live publication waits behind the replay');
+    h.room(3);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(h.written, e1(1, 2, 3), 'one more, then congested again');
+    h.room();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(h.written, e1(1, 2, 3, 4, 5), 'the rest of the replay, then the buffer');
+    h.live(6);
+    assert.deepEqual(h.written, e1(1, 2, 3, 4, 5, 6), 'live again');
   });
 
   const cases: { name: string; live: (number | [string, number])[]; history?: number[]; want: string[]; gaps?: number }[] = [

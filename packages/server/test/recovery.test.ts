@@ -457,3 +457,32 @@ describe('subscribe with since', () => {
     assert.deepEqual(dave.messages('group:wire'), [marker]);
   });
 });
+
+describe('paged recovery with the default limits', () => {
+  let node: TestNode;
+  const open: TestClient[] = [];
+  before(async () => (node = await startNode()));
+  after(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await node.stop();
+  });
+
+  it('replays 2,500 messages of 2 KB (5 MB, five times the outbound limit) in pages: all of them, once, in order, then live', async () => {
+    const claims = { groups: ['paged'] };
+    const first = await TestClient.connect(node, 'pager', claims);
+    const pos = positionOf(first, 'group:paged');
+    await first.close();
+    const text = 'x'.repeat(2048);
+    for (let i = 0; i < 2500; i += 50)
+      await Promise.all(Array.from({ length: 50 }, (_, j) => publish(node, 'group:paged', { n: i + j, text })));
+
+    const back = await TestClient.connect(node, 'pager', claims, resumeQuery({ 'group:paged': pos }));
+    open.push(back);
+    assert.deepEqual(welcomeOf(back).subscriptions['group:paged'], { epoch: pos.epoch, offset: 2500, recovered: true });
+    await back.waitMessages(2500, 'group:paged', 20_000);
+    const marker = await barrier(node, back, 'group:paged');
+    assert.deepEqual(offsets(back.messages('group:paged')), range(1, 2501), 'every offset once, in order, then the marker');
+    assert.equal(marker.offset, 2501);
+    assert.equal(back.closeCode, undefined, 'not cut as a slow consumer');
+  });
+});

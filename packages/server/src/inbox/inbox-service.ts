@@ -83,13 +83,6 @@ export class InboxService {
     }, 'inbox unavailable');
   }
 
-  /** The next page of a catch-up: publications after `since`, and whether more follow. */
-  async page(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }> {
-    const page = await this.deps.history.read(channel, since.offset, this.deps.pageSize);
-    if (page.epoch !== since.epoch) return { publications: [], more: false };
-    return { publications: page.publications, more: hasMore(page.publications, page.offset, this.deps.pageSize) };
-  }
-
   /**
    * `user` has handled everything in its inbox up to `position`. Receipts go out first, then the
    * ack is stored: a failure between the two leaves the ack where it was, and the client's retry

@@ -10,8 +10,12 @@ export interface StreamSink {
   writeMessage(frame: Buffer): void;
   /** Reads what the client missed on `channel` after `since` from history (gap repair). */
   repair(channel: string, since: StreamPosition): Promise<Publication[]>;
-  /** The next page of an inbox catch-up after `since`, and whether more follow. */
+  /** The next page of a replay (a recovery, an inbox catch-up) after `since`, and whether more follow. */
   nextPage(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }>;
+  /** True when the socket holds enough unsent: a replay waits for {@link roomy} before writing more. */
+  congested(): boolean;
+  /** Resolves once the socket has room again (or the session is gone). */
+  roomy(): Promise<void>;
   /** Too much is buffered while waiting for history: the session is a slow consumer. */
   overflow(): void;
   /** A live gap was found and is being repaired (for the metric). */
@@ -61,23 +65,32 @@ export class ChannelStream {
 
   /**
    * Writes `replay`, then what was buffered meanwhile, skipping what was already written; then
-   * live. With `more` (an inbox catch-up longer than a page), live publications stay buffered while
+   * live. With `more` (a replay longer than a page), live publications stay buffered while
    * the next page is read, and so on until the last.
    */
   drain(replay: readonly Publication[], more = false): void {
-    const pending = this.pending ?? [];
-    this.pending = null;
     if (this.stopped) return;
-    for (const pub of replay) this.write(pub.epoch, pub.offset, Buffer.from(messageFrame(pub)));
+    // Live publications keep waiting in `pending` until the whole replay is written.
+    const pending = (this.pending ??= []);
+    for (let i = 0; i < replay.length; i++) {
+      if (i > 0 && this.sink.congested()) {
+        // A long replay goes as fast as the client reads, never past the outbound limit.
+        const rest = replay.slice(i);
+        void this.sink.roomy().then(() => this.drain(rest, more));
+        return;
+      }
+      const pub = replay[i]!;
+      this.write(pub.epoch, pub.offset, Buffer.from(messageFrame(pub)));
+    }
     if (more) {
-      this.pending = pending;
       this.sink.nextPage(this.channel, this.position).then(
         (page) => this.drain(page.publications, page.more),
-        // History unreachable: go on with what arrived; the rest stays in the inbox, unacked.
+        // History unreachable: go on with what arrived (the rest of an inbox stays unacked).
         () => this.drain([]),
       );
       return;
     }
+    this.pending = null;
     for (const p of pending) this.write(p.epoch, p.offset, p.frame);
   }
 

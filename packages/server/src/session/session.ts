@@ -23,6 +23,8 @@ const SLOW_CONSUMER_GRACE_MS = 5000;
 
 /** Session ids: unique cluster-wide, no random bytes drawn per connection. */
 const nextSessionId = uniqueIds('s-');
+/** How often a paged replay looks whether the socket has room for the next page. */
+const PAGE_WAIT_MS = 10;
 
 /** A client frame that arrived before the session existed (while its token was verified). */
 export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
@@ -146,14 +148,14 @@ export class Session implements HubMember, FrameTarget, StreamSink {
           return { state: { ...start.position, acked: start.acked }, flush: () => stream.drain(start.replay, start.more) };
         }
         // Both reads at once: one round trip with Redis (pipelined), two in parallel with PostgreSQL.
-        const [{ state, replay }, held] = await Promise.all([this.ctx.channels.recover(channel, since), inbox.acked(channel)]);
+        const [{ state, replay, more }, held] = await Promise.all([this.ctx.channels.recover(channel, since), inbox.acked(channel)]);
         stream.begin(state.recovered ? since : state);
         const acked = held && held.epoch === state.epoch ? Math.min(held.offset, state.offset) : 0;
-        return { state: { ...state, acked }, flush: () => stream.drain(replay) };
+        return { state: { ...state, acked }, flush: () => stream.drain(replay, more) };
       }
-      const { state, replay } = await this.ctx.channels.recover(channel, since);
+      const { state, replay, more } = await this.ctx.channels.recover(channel, since);
       stream.begin(state.recovered ? since! : state);
-      return { state, flush: () => stream.drain(replay) };
+      return { state, flush: () => stream.drain(replay, more) };
     } catch (err) {
       this.detach(channel);
       throw err;
@@ -186,12 +188,22 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     }
   }
 
-  /** @internal StreamSink: the next page of the inbox catch-up. */
+  /** @internal StreamSink: a quarter of the outbound limit is unsent (a replay waits). */
+  congested(): boolean {
+    return this.ws.bufferedAmount + this.batchBytes > this.ctx.sessionOptions.maxOutboundBytes / 4;
+  }
+
+  /** @internal StreamSink */
+  async roomy(): Promise<void> {
+    while (!this.closed && this.congested()) await new Promise((r) => setTimeout(r, PAGE_WAIT_MS));
+  }
+
+  /** @internal StreamSink: the next page of a replay (a recovery or the inbox catch-up). */
   async nextPage(channel: string, since: StreamPosition): Promise<{ publications: Publication[]; more: boolean }> {
     try {
-      return await this.ctx.inbox!.page(channel, since);
+      return await this.ctx.channels.page(channel, since);
     } catch (err) {
-      this.ctx.log.warn({ err, session: this.id, channel }, 'inbox catch-up failed: history unreachable, going live');
+      this.ctx.log.warn({ err, session: this.id, channel }, 'replay failed: history unreachable, going live');
       throw err;
     }
   }

@@ -73,7 +73,10 @@ export class ChannelService implements Channels {
     return { epoch: result.pub.epoch, offset: result.pub.offset, duplicate: false };
   }
 
-  async recover(channel: string, since: StreamPosition | undefined): Promise<{ state: SubscriptionState; replay: Publication[]; more: boolean }> {
+  async recover(
+    channel: string,
+    since: StreamPosition | undefined,
+  ): Promise<{ state: SubscriptionState; replay: Publication[]; more: boolean }> {
     const { history, maxRecoveryMessages: limit, metrics } = this.deps;
     try {
       if (!since) return { state: await history.position(channel), replay: [], more: false };

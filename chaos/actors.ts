@@ -17,13 +17,28 @@ export class RecordingClient {
   readonly sdk: Switchboard;
   /** The last position the app had per channel (a message's, or the first welcome's). */
   private readonly positions = new Map<string, Position>();
+  /** The SDK's sockets, the newest last (so a scenario can kill the current one under it). */
+  private readonly sockets: WebSocket[] = [];
   connected = false;
 
-  constructor(url: string, user: string, groups: string[]) {
-    this.log = { id: user, channels: groups.map((g) => `group:${g}`), seen: [], failures: [], drops: [] };
+  /**
+   * @param personal also judge the user's own channel (`user:<id>`), which every session is in
+   */
+  constructor(url: string, user: string, groups: string[], personal = false) {
+    const channels = groups.map((g) => `group:${g}`);
+    if (personal) channels.push(`user:${user}`);
+    this.log = { id: user, channels, seen: [], failures: [], drops: [], starts: {} };
+    const sockets = this.sockets;
+    class Tracked extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, protocols);
+        sockets.push(this);
+        if (sockets.length > 2) sockets.shift();
+      }
+    }
     this.sdk = new Switchboard(url, {
       token: () => token(user, { groups }),
-      WebSocket: WebSocket as unknown as typeof globalThis.WebSocket,
+      WebSocket: Tracked as unknown as typeof globalThis.WebSocket,
       backoff: (attempt) => Math.min(2000, 100 * 2 ** attempt) * Math.random(),
     });
     const { log, positions } = this;
@@ -36,7 +51,9 @@ export class RecordingClient {
       const drop = log.drops.at(-1);
       if (drop && drop.back === undefined) drop.back = Date.now();
       for (const [channel, sub] of Object.entries(welcome.subscriptions)) {
-        if (!positions.has(channel)) positions.set(channel, { epoch: sub.epoch, offset: sub.offset });
+        if (positions.has(channel)) continue;
+        positions.set(channel, { epoch: sub.epoch, offset: sub.offset });
+        log.starts![channel] = { epoch: sub.epoch, offset: sub.offset };
       }
     });
     this.sdk.events.on('disconnected', () => {
@@ -58,16 +75,37 @@ export class RecordingClient {
     }
   }
 
+  /** Resets the current connection under the SDK (as a network drop would); the SDK reconnects. */
+  dropConnection(): void {
+    this.sockets.at(-1)?.terminate();
+  }
+
+  /** Leaves for good: what comes after is not expected of this client. */
+  leave(): void {
+    this.log.leftAt = Date.now();
+    this.close();
+  }
+
   close(): void {
     this.sdk.disconnect();
   }
 }
 
 /** Opens `count` recording clients in `group`, a few at a time. */
-export async function openClients(url: string, count: number, group: string, prefix = 'u'): Promise<RecordingClient[]> {
+export async function openClients(
+  url: string,
+  count: number,
+  group: string | ((i: number) => string),
+  prefix = 'u',
+  personal = false,
+): Promise<RecordingClient[]> {
   const clients: RecordingClient[] = [];
+  const groupOf = typeof group === 'string' ? () => group : group;
   for (let i = 0; i < count; i += 20) {
-    const batch = Array.from({ length: Math.min(20, count - i) }, (_, j) => new RecordingClient(url, `${prefix}${i + j}`, [group]));
+    const batch = Array.from(
+      { length: Math.min(20, count - i) },
+      (_, j) => new RecordingClient(url, `${prefix}${i + j}`, [groupOf(i + j)], personal),
+    );
     await Promise.all(batch.map((c) => c.ready()));
     clients.push(...batch);
   }
@@ -162,9 +200,10 @@ export class Publisher {
 }
 
 /**
- * A backend publishing to one channel at a steady rate over a WebSocket of its own (a member of the
- * channel's group, `?batch=1`), each publish with an `id` whose reply is the acknowledgement. When
- * its node goes, it connects to another live node; what was in flight on the lost socket was never
+ * A backend publishing at a steady rate over a WebSocket of its own (`?batch=1`, a member of the
+ * groups it publishes to), each publication with an `id` whose reply is the acknowledgement: to one
+ * channel, or to the channel `target(seq)` names (`user:<id>` goes out as a `send`). When its node
+ * goes, it connects to another live node; what was in flight on the lost socket was never
  * acknowledged, so it is expected nowhere.
  */
 export class SocketPublisher {
@@ -173,14 +212,24 @@ export class SocketPublisher {
   private running = false;
   private loop: Promise<void> | undefined;
   private ws: WebSocket | undefined;
-  private readonly pending = new Map<number, true>();
+  /** Publications in flight: id → channel. */
+  private readonly pending = new Map<number, string>();
   private turn = 0;
+  private readonly target: (seq: number) => string;
+  private readonly groups: string[];
 
   constructor(
     private readonly nodes: () => { wsUrl: string }[],
-    private readonly channel: string,
+    target: string | ((seq: number) => string),
     private readonly perSecond: number,
-  ) {}
+    options: { groups?: string[]; data?: (seq: number) => unknown } = {},
+  ) {
+    this.target = typeof target === 'string' ? () => target : target;
+    this.groups = options.groups ?? (typeof target === 'string' && target.startsWith('group:') ? [target.slice('group:'.length)] : []);
+    if (options.data) this.data = options.data;
+  }
+
+  private readonly data: (seq: number) => unknown = (seq) => ({ seq });
 
   start(): void {
     this.running = true;
@@ -202,8 +251,7 @@ export class SocketPublisher {
     const nodes = this.nodes();
     if (nodes.length === 0) return undefined;
     const node = nodes[this.turn++ % nodes.length]!;
-    const group = this.channel.slice('group:'.length);
-    const ws = new WebSocket(`${node.wsUrl}?batch=1&token=${await token('chaos-publisher', { groups: [group] })}`);
+    const ws = new WebSocket(`${node.wsUrl}?batch=1&token=${await token('chaos-publisher', { groups: this.groups })}`);
     const opened = await new Promise<boolean>((resolve) => {
       ws.once('message', () => resolve(true)); // the welcome
       ws.once('error', () => resolve(false));
@@ -214,9 +262,11 @@ export class SocketPublisher {
       for (const line of data.toString().split('\n')) {
         if (!line.startsWith('{"type":"reply"')) continue;
         const reply = JSON.parse(line) as { id: number; ok: boolean; epoch?: string; offset?: number };
-        if (!this.pending.delete(reply.id)) continue;
+        const channel = this.pending.get(reply.id);
+        if (channel === undefined) continue;
+        this.pending.delete(reply.id);
         if (reply.ok && reply.epoch !== undefined && reply.offset !== undefined)
-          this.acked.push({ channel: this.channel, epoch: reply.epoch, offset: reply.offset, at: Date.now() });
+          this.acked.push({ channel, epoch: reply.epoch, offset: reply.offset, at: Date.now() });
         else this.failed++;
       }
     });
@@ -228,6 +278,15 @@ export class SocketPublisher {
     });
     ws.on('error', () => undefined);
     return ws;
+  }
+
+  private frame(seq: number): string {
+    const channel = this.target(seq);
+    this.pending.set(seq, channel);
+    const data = this.data(seq);
+    return channel.startsWith('user:')
+      ? JSON.stringify({ type: 'send', to: channel.slice('user:'.length), topic: 'tick', data, id: seq })
+      : JSON.stringify({ type: 'publish', channel, topic: 'tick', data, id: seq });
   }
 
   private async run(): Promise<void> {
@@ -243,10 +302,7 @@ export class SocketPublisher {
       }
       const due = Math.floor(((Date.now() - started) * this.perSecond) / 1000);
       const frames: string[] = [];
-      for (; sent < due && this.pending.size < MAX_IN_FLIGHT * 4; sent++) {
-        this.pending.set(sent, true);
-        frames.push(JSON.stringify({ type: 'publish', channel: this.channel, topic: 'tick', data: { seq: sent }, id: sent }));
-      }
+      for (; sent < due && this.pending.size < MAX_IN_FLIGHT * 16; sent++) frames.push(this.frame(sent));
       for (const f of frames) this.ws.send(f);
       await new Promise((r) => setTimeout(r, 10));
     }

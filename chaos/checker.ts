@@ -32,7 +32,17 @@ export interface ClientLog {
   failures: { channel: string; from: { epoch: string; offset: number } | undefined; to: { epoch: string; offset: number }; at: number }[];
   /** Every lost connection: when it dropped and when the next welcome came (undefined: never). */
   drops: { at: number; back: number | undefined }[];
+  /**
+   * Where the client started in each channel (its first welcome): only later offsets of that epoch,
+   * or another epoch, are expected of it. Absent: everything acknowledged is.
+   */
+  starts?: Record<string, { epoch: string; offset: number }>;
+  /** When the client left for good: what was acknowledged after `leftAt − LEAVE_GRACE_MS` is not expected. */
+  leftAt?: number;
 }
+
+/** Time a message may still be on its way to a client that leaves (its last moments are not judged). */
+export const LEAVE_GRACE_MS = 2000;
 
 /** One client's verdict. */
 export interface ClientVerdict {
@@ -79,9 +89,35 @@ function covers(f: ClientLog['failures'][number], m: Acked): boolean {
   return from !== undefined && from.epoch === m.epoch && from.epoch !== f.to.epoch && m.offset > from.offset;
 }
 
-/** Judges one client's log against what was acknowledged. */
-export function judgeClient(acked: readonly Acked[], log: ClientLog): ClientVerdict {
-  const mine = acked.filter((a) => log.channels.includes(a.channel));
+/** What `log`'s client had to see of `acked`: its channels, after its start, before it left. */
+function expectedOf(acked: readonly Acked[] | ReadonlyMap<string, readonly Acked[]>, log: ClientLog): Acked[] {
+  const byChannel = acked instanceof Map ? acked : indexByChannel(acked as readonly Acked[]);
+  const until = log.leftAt === undefined ? Infinity : log.leftAt - LEAVE_GRACE_MS;
+  const mine: Acked[] = [];
+  for (const channel of log.channels) {
+    const start = log.starts?.[channel];
+    for (const a of byChannel.get(channel) ?? []) {
+      if (a.at > until) continue;
+      if (start && a.epoch === start.epoch && a.offset <= start.offset) continue;
+      mine.push(a);
+    }
+  }
+  return mine;
+}
+
+function indexByChannel(acked: readonly Acked[]): Map<string, Acked[]> {
+  const byChannel = new Map<string, Acked[]>();
+  for (const a of acked) {
+    const list = byChannel.get(a.channel);
+    if (list) list.push(a);
+    else byChannel.set(a.channel, [a]);
+  }
+  return byChannel;
+}
+
+/** Judges one client's log against what was acknowledged (all of it, or indexed by channel). */
+export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readonly Acked[]>, log: ClientLog): ClientVerdict {
+  const mine = expectedOf(acked, log);
   const counts = new Map<string, number>();
   const firstSeenAt = new Map<string, number>();
   let outOfOrder = 0;
@@ -152,7 +188,8 @@ function quantile(sorted: number[], q: number): number | undefined {
 
 /** Judges every client; sums and catch-up quantiles over all drops. */
 export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verdict {
-  const clients = logs.map((log) => judgeClient(acked, log));
+  const byChannel = indexByChannel(acked);
+  const clients = logs.map((log) => judgeClient(byChannel, log));
   const sum = (f: (c: ClientVerdict) => number) => clients.reduce((n, c) => n + f(c), 0);
   const catchUps = clients.flatMap((c) => c.catchUpMs).sort((a, b) => a - b);
   return {

@@ -3,9 +3,12 @@
  * publishes at a steady rate from a backend, injects its fault, lets the clients settle, and hands
  * the checker's verdict back with what it measured of its own.
  */
-import { openClients, SocketPublisher as Publisher, type RecordingClient } from './actors.js';
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { token } from '../packages/server/test/helpers.js';
+import { openClients, RecordingClient, SocketPublisher as Publisher } from './actors.js';
 import { judge, type Verdict } from './checker.js';
-import { System, type BrokerName } from './system.js';
+import { API_KEY, System, type BrokerName } from './system.js';
 
 /** What a scenario returns. */
 export interface Outcome {
@@ -47,13 +50,63 @@ async function settle(clients: RecordingClient[], publisher: Publisher, ms: numb
   }
 }
 
+/** Resident memory of a process, MiB (Linux). */
+function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A counter's value summed over its series whose labels include `labels`, from a node's /metrics. */
+async function metric(url: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } })).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    if (labels && !line.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Samples the peak resident memory of some processes until stopped. */
+function peakMemory(pids: () => (number | undefined)[]): { stop(): number[]; start: number[] } {
+  const start = pids().map(rssMiB);
+  const peak = [...start];
+  const timer = setInterval(() => pids().forEach((pid, i) => (peak[i] = Math.max(peak[i] ?? 0, rssMiB(pid)))), 250);
+  return {
+    start,
+    stop: () => {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
 /** Runs `fault` on a fresh system with `count` clients while a backend publishes at `rate`. */
 async function withTraffic(
   ctx: ScenarioContext,
-  opts: { clients: number; rate: number; beforeMs: number; afterMs: number; env?: Record<string, string>; privateRedis?: boolean },
+  opts: {
+    clients: number;
+    rate: number;
+    beforeMs: number;
+    afterMs: number;
+    env?: Record<string, string>;
+    privateRedis?: boolean;
+    proxiedNode?: string;
+  },
   fault: (system: System, clients: RecordingClient[]) => Promise<Record<string, number | string>>,
 ): Promise<Outcome> {
-  const system = new System({ broker: ctx.broker, env: opts.env ?? {}, privateRedis: opts.privateRedis ?? false });
+  const system = new System({
+    broker: ctx.broker,
+    env: opts.env ?? {},
+    privateRedis: opts.privateRedis ?? false,
+    ...(opts.proxiedNode ? { proxiedNode: opts.proxiedNode } : {}),
+  });
   await system.start();
   let clients: RecordingClient[] = [];
   try {
@@ -179,4 +232,209 @@ export const SCENARIOS: Scenario[] = [
         return { awayMs: 2000 };
       }),
   },
+  {
+    id: 'R5',
+    title: '100 clients that stop reading while 8 KB messages pour into their group',
+    guarantee:
+      'each stalled client is cut with 4008 once it holds the outbound limit; the nodes’ memory stays bounded; the clients that read lose nothing',
+    brokers: ALL,
+    quick: false,
+    run: (ctx) =>
+      withTraffic(ctx, { clients: 20, rate: 200, beforeMs: 1000, afterMs: 1000 }, async (system) => {
+        const stalled = ctx.quick ? 30 : 100;
+        const sockets: WebSocket[] = [];
+        for (let i = 0; i < stalled; i++) {
+          const ws = new WebSocket(`${system.gatewayWsUrl}?token=${await token(`slow${i}`, { groups: ['slow'] })}`);
+          ws.on('error', () => undefined);
+          await new Promise<void>((resolve, reject) => {
+            ws.once('message', () => resolve());
+            ws.once('close', () => reject(new Error(`stalled client ${i} was refused`)));
+          });
+          (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+          sockets.push(ws);
+        }
+        const nodes = system.live();
+        const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
+        const cutBefore = (await Promise.all(nodes.map((n) => metric(n.url, 'switchboard_closes_total', 'code="4008"')))).reduce(
+          (a, b) => a + b,
+        );
+        const flood = new Publisher(() => system.live(), 'group:slow', 60, { data: () => 'x'.repeat(8 * 1024) });
+        const started = Date.now();
+        flood.start();
+        let cut = 0;
+        try {
+          await system.untilAsync(
+            async () => {
+              const now = await Promise.all(nodes.map((n) => metric(n.url, 'switchboard_closes_total', 'code="4008"')));
+              cut = now.reduce((a, b) => a + b) - cutBefore;
+              return cut >= stalled;
+            },
+            90_000,
+            `the ${stalled} stalled clients to be cut`,
+          );
+        } finally {
+          await flood.stop();
+          for (const ws of sockets) ws.terminate();
+        }
+        const peak = memory.stop();
+        const growth = peak.map((p, i) => p - memory.start[i]!);
+        return {
+          stalled,
+          cut4008: cut,
+          allCutMs: Date.now() - started,
+          floodMessages: flood.acked.length,
+          nodeRssGrowthMaxMiB: Math.round(Math.max(...growth.slice(0, -1))),
+          gatewayRssGrowthMiB: Math.round(growth.at(-1)!),
+        };
+      }),
+  },
+  {
+    id: 'R8a',
+    title: 'half-open clients: the network between clients and gateway goes silent for 8 s (heartbeat 2 s)',
+    guarantee:
+      'the nodes drop the silent sessions by their heartbeat, the SDK gives up on its silent socket and reconnects once the network is back; nothing lost, nothing twice',
+    brokers: ALL,
+    quick: false,
+    run: (ctx) =>
+      withTraffic(
+        ctx,
+        { clients: 30, rate: 200, beforeMs: 1000, afterMs: 2000, env: { SWITCHBOARD_HEARTBEAT_INTERVAL_MS: '2000' } },
+        async (system, clients) => {
+          const nodes = system.live();
+          const sessions = async () => (await Promise.all(nodes.map((n) => metric(n.url, 'switchboard_sessions')))).reduce((a, b) => a + b);
+          const before = await sessions();
+          system.proxy.blackhole();
+          await sleep(8000);
+          // The publisher's own session is not behind the proxy.
+          const during = await sessions();
+          system.proxy.pass();
+          const started = Date.now();
+          await system.until(() => clients.every((c) => c.connected), 20_000, 'every client to be back');
+          return { silentMs: 8000, sessionsBefore: before, sessionsAfter8s: during, allBackMs: Date.now() - started };
+        },
+      ),
+  },
+  {
+    id: 'R8b',
+    title: 'a blackholed node: its links go silent for 10 s while it runs on (heartbeat 2 s)',
+    guarantee:
+      'the gateway takes the node out on a failed probe, its clients reconnect through the gateway to the others and resume; nothing lost, nothing twice',
+    brokers: ALL,
+    quick: false,
+    run: (ctx) =>
+      withTraffic(
+        ctx,
+        { clients: 30, rate: 200, beforeMs: 1000, afterMs: 2000, env: { SWITCHBOARD_HEARTBEAT_INTERVAL_MS: '2000' }, proxiedNode: 'c2' },
+        async (system, clients) => {
+          system.nodeProxy!.blackhole();
+          const started = Date.now();
+          let outAfterMs = -1;
+          while (Date.now() - started < 10_000) {
+            if (outAfterMs < 0 && !(await system.gatewayNodes()).includes('c2')) outAfterMs = Date.now() - started;
+            await sleep(100);
+          }
+          const movedClients = clients.filter((c) => c.log.drops.length > 0).length;
+          const backBeforeUnblock = clients.every((c) => c.connected);
+          system.nodeProxy!.pass();
+          await system.until(() => clients.every((c) => c.connected), 20_000, 'every client to be back');
+          await system.untilAsync(async () => (await system.gatewayNodes()).includes('c2'), 15_000, 'the gateway to take c2 back');
+          return { blackholedMs: 10_000, gatewayOutAfterMs: outAfterMs, movedClients, allBackWhileBlackholed: String(backBeforeUnblock) };
+        },
+      ),
+  },
+  {
+    id: 'R7',
+    title: 'soak: 5,000 connections, 2,000 msg/s (95 % to users, 5 % to groups of 50), 20 % of clients churning per minute, 5 minutes',
+    guarantee:
+      'every acknowledged message reaches every live session of its user or group once, in order, across churn (dropped connections resume, new users start where they joined); memory holds steady',
+    brokers: ALL,
+    quick: false,
+    run: (ctx) => soak(ctx),
+  },
 ];
+
+/** R7: a steady mixed load on thousands of clients, a fifth of them churning each minute. */
+async function soak(ctx: ScenarioContext): Promise<Outcome> {
+  const count = ctx.quick ? 1000 : 5000;
+  const minutes = ctx.quick ? 1 : 5;
+  const rate = 2000;
+  const groups = 100;
+  const system = new System({
+    broker: ctx.broker,
+    env: { SWITCHBOARD_RATE_LIMIT_PER_SECOND: '100000', SWITCHBOARD_RATE_LIMIT_BURST: '100000' },
+  });
+  await system.start();
+  const all: RecordingClient[] = [];
+  try {
+    const live = await openClients(system.gatewayWsUrl, count, (i) => `g${i % groups}`, 'u', true);
+    all.push(...live);
+    const users = live.map((c) => c.log.id);
+    const publisher = new Publisher(
+      () => system.live(),
+      (seq) => (seq % 20 === 0 ? `group:g${(seq / 20) % groups}` : `user:${users[(seq * 7919) % users.length]}`),
+      rate,
+      { groups: Array.from({ length: groups }, (_, g) => `g${g}`) },
+    );
+    const nodes = system.live();
+    const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
+    publisher.start();
+    const started = Date.now();
+    const churnPerSecond = (count * 0.2) / 60;
+    let churnDebt = 0;
+    let dropped = 0;
+    let replaced = 0;
+    let fresh = 0;
+    const midRss: number[][] = [];
+    while (Date.now() - started < minutes * 60_000) {
+      await sleep(1000);
+      if (midRss.length === 0 && Date.now() - started >= minutes * 30_000) midRss.push(nodes.map((n) => rssMiB(n.child.pid)));
+      churnDebt += churnPerSecond;
+      for (; churnDebt >= 1; churnDebt--) {
+        const i = Math.floor(Math.random() * live.length);
+        const victim = live[i]!;
+        if (!victim.connected) continue;
+        if ((dropped + replaced) % 2 === 0) {
+          // A network drop: the SDK reconnects and resumes.
+          victim.dropConnection();
+          dropped++;
+        } else {
+          // A user leaves for good; a new one arrives in the same group.
+          victim.leave();
+          const group = victim.log.channels.find((c) => c.startsWith('group:'))!.slice('group:'.length);
+          const newcomer = new RecordingClient(system.gatewayWsUrl, `n${fresh++}`, [group], true);
+          all.push(newcomer);
+          live[i] = newcomer;
+          users[i] = newcomer.log.id;
+          replaced++;
+        }
+      }
+    }
+    await publisher.stop();
+    // Every client back, and time for the last deliveries and replays.
+    await system.until(() => live.every((c) => c.connected), 30_000, 'every client to be connected').catch(() => undefined);
+    await sleep(5000);
+    const peak = memory.stop();
+    const end = nodes.map((n) => rssMiB(n.child.pid));
+    return {
+      verdict: judge(
+        publisher.acked,
+        all.map((c) => c.log),
+      ),
+      unacknowledged: publisher.failed,
+      notes: {
+        connections: count,
+        minutes,
+        droppedConnections: dropped,
+        usersReplaced: replaced,
+        nodeRssStartMiB: Math.round(Math.max(...memory.start.slice(0, -1))),
+        nodeRssMidMiB: Math.round(Math.max(...(midRss[0] ?? [0]))),
+        nodeRssEndMiB: Math.round(Math.max(...end)),
+        nodeRssPeakMiB: Math.round(Math.max(...peak.slice(0, -1))),
+        gatewayRssPeakMiB: Math.round(peak.at(-1)!),
+      },
+    };
+  } finally {
+    for (const c of all) c.close();
+    await system.stop();
+  }
+}

@@ -82,6 +82,12 @@ export interface SystemOptions {
   env?: Record<string, string>;
   /** Run the cluster on a private redis-server (so a scenario may restart it). */
   privateRedis?: boolean;
+  /**
+   * Put this node behind a TCP proxy of its own (its advertised URL is the proxy's), so a scenario
+   * can blackhole it: the gateway's probes and upgrades and its clients' links go silent while the
+   * node itself runs on, with its Redis and broker.
+   */
+  proxiedNode?: string;
 }
 
 /** Three nodes, a gateway and a client proxy. */
@@ -92,6 +98,8 @@ export class System {
   /** What the gateway wrote on stderr (its banner, warnings), for an error message. */
   private gatewayErr = '';
   readonly proxy: TcpProxy;
+  /** The proxy in front of {@link SystemOptions.proxiedNode}. */
+  nodeProxy: TcpProxy | undefined;
   nodes: NodeProcess[] = [];
   redis: PrivateServer | undefined;
   broker: PrivateServer | undefined;
@@ -102,6 +110,11 @@ export class System {
   /** The URL clients connect to (through the proxy). */
   get wsUrl(): string {
     return `ws://127.0.0.1:${this.proxy.port}/ws`;
+  }
+
+  /** The gateway's own URL (no proxy: for thousands of clients, whose proxy would double the descriptors). */
+  get gatewayWsUrl(): string {
+    return `ws://127.0.0.1:${this.gatewayPort}/ws`;
   }
 
   /** The nodes still running. */
@@ -131,7 +144,20 @@ export class System {
       env.AMQP_URL = `amqp://guest:guest@127.0.0.1:${this.broker.port}`;
     }
     this.cluster = new Cluster(env);
-    this.nodes = await Promise.all(['c1', 'c2', 'c3'].map((id) => this.cluster.start(id)));
+    let proxiedPort = 0;
+    const proxied = this.options.proxiedNode;
+    if (proxied) {
+      this.nodeProxy = new TcpProxy(() => proxiedPort);
+      await this.nodeProxy.start();
+    }
+    this.nodes = await Promise.all(
+      ['c1', 'c2', 'c3'].map(async (id) => {
+        if (id !== proxied) return this.cluster.start(id);
+        const node = await this.cluster.start(id, { SWITCHBOARD_PUBLIC_URL: `http://127.0.0.1:${this.nodeProxy!.port}` });
+        proxiedPort = node.port;
+        return node;
+      }),
+    );
     this.gatewayPort = await freePort();
     this.gateway = spawn(process.execPath, [BIN, 'gateway', '--port', String(this.gatewayPort), '--node-id', 'chaos-gw'], {
       env: {
@@ -192,6 +218,7 @@ export class System {
 
   async stop(): Promise<void> {
     await this.proxy.stop();
+    await this.nodeProxy?.stop();
     if (this.gateway && this.gateway.exitCode === null) {
       const exited = new Promise((r) => this.gateway.once('exit', r));
       this.gateway.kill('SIGTERM');

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { judge, judgeClient, type Acked, type ClientLog } from '../../../chaos/checker.js';
+import { judge, judgeClient, LEAVE_GRACE_MS, type Acked, type ClientLog } from '../../../chaos/checker.js';
 
 const acked = (n: number, channel = 'group:g', epoch = 'e1', from = 1, at = 1000): Acked[] =>
   Array.from({ length: n }, (_, i) => ({ channel, epoch, offset: from + i, at: at + i * 10 }));
@@ -67,5 +67,33 @@ describe('chaos checker', () => {
   it('sums the clients and takes catch-up quantiles over every drop', () => {
     const v = judge(acked(2), [log({ id: 'a', seen: seen([1, 2]), drops: [{ at: 1000, back: 1100 }] }), log({ id: 'b', seen: seen([1]) })]);
     assert.deepEqual([v.acked, v.lost, v.drops, v.catchUpP95Ms], [2, 1, 1, 4001]);
+  });
+
+  it('expects of a client that joined late only what came after its start, in that epoch or a later one', () => {
+    const history = [...acked(10), ...acked(2, 'group:g', 'e2')];
+    const late = judgeClient(
+      history,
+      log({ starts: { 'group:g': { epoch: 'e1', offset: 6 } }, seen: [...seen([7, 8, 9, 10]), ...seen([1, 2], 'e2')] }),
+    );
+    assert.deepEqual([late.expected, late.lost], [6, 0]);
+    const missedOne = judgeClient(history, log({ starts: { 'group:g': { epoch: 'e1', offset: 6 } }, seen: seen([7, 9, 10]) }));
+    assert.deepEqual([missedOne.expected, missedOne.lost, missedOne.lostSample], [6, 3, ['group:g@e1:8', 'group:g@e2:1', 'group:g@e2:2']]);
+  });
+
+  it('does not expect of a client that left what was acknowledged in its last moments', () => {
+    // acked(10) is acknowledged at 1000, 1010 … 1090; the client left at 1050 + the grace.
+    const v = judgeClient(acked(10), log({ leftAt: 1050 + LEAVE_GRACE_MS, seen: seen([1, 2, 3, 4]) }));
+    assert.deepEqual([v.expected, v.lost, v.lostSample], [6, 2, ['group:g@e1:5', 'group:g@e1:6']]);
+  });
+
+  it('judges the same whether given the acknowledgements as a list or indexed by channel', () => {
+    const history = [...acked(5), ...acked(5, 'user:c')];
+    const l = log({ channels: ['group:g', 'user:c'], seen: seen([1, 2, 3]) });
+    const byChannel = new Map([
+      ['group:g', history.slice(0, 5)],
+      ['user:c', history.slice(5)],
+    ]);
+    assert.deepEqual(judgeClient(history, l), judgeClient(byChannel, l));
+    assert.equal(judgeClient(history, l).lost, 7);
   });
 });

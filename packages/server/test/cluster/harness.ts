@@ -53,7 +53,9 @@ export class Cluster {
     child.stdout!.resume();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + 15_000;
-    while (!err.includes(`on http://127.0.0.1:${port}`)) {
+    // The banner names the node's advertised URL: its own, or the public one it was given.
+    const banner = `on ${env.SWITCHBOARD_PUBLIC_URL ?? this.env.SWITCHBOARD_PUBLIC_URL ?? `http://127.0.0.1:${port}`}`;
+    while (!err.includes(banner)) {
       if (child.exitCode !== null || Date.now() > deadline) {
         child.kill('SIGKILL');
         throw new Error(`node ${id} did not start (exit ${child.exitCode}): ${err}`);

@@ -256,6 +256,9 @@ export class RabbitMqTransport implements Transport {
       // A dead peer is noticed in about 20 s rather than 2 min (a `?heartbeat=` in the URL wins).
       heartbeat: 10,
       frameMax: 131_072,
+      // Nagle's algorithm held each publish behind the previous one's TCP ack (RabbitMQ delays its
+      // acks up to 40 ms): back-to-back publishes were confirmed 40 ms apart, ~25 a second.
+      noDelay: true,
       retryLow: 100,
       retryHigh: this.o.reconnectMaxMs,
     });

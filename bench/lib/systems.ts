@@ -494,6 +494,8 @@ export class ServerEnv {
         // per-node guards that exist to stop abusive ones, so the limits measured are the server's.
         SWITCHBOARD_RATE_LIMIT_PER_SECOND: '1000000',
         SWITCHBOARD_RATE_LIMIT_BURST: '1000000',
+        // The routing scenario looks up /v1/route as fast as it can from one address.
+        SWITCHBOARD_HTTP_RATE_LIMIT_PER_SECOND: '0',
         SWITCHBOARD_MAX_CONNECTIONS_PER_USER: '100000',
         SWITCHBOARD_MAX_CONNECTIONS: '1000000',
         SWITCHBOARD_HANDSHAKE_TIMEOUT_MS: '60000',

@@ -37,7 +37,8 @@ export const ERRORS = {
   ERR_RATE_LIMITED: {
     code: 'rate_limited',
     status: 429,
-    description: 'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped.',
+    description:
+      'The session sent frames faster than `rateLimitPerSecond` allows; the frame was dropped. Over HTTP: the address sent `/v1` requests faster than `httpRateLimitPerSecond`, or failed authentication more than `httpAuthFailuresBurst` times; `Retry-After` says when to retry.',
   },
   ERR_UPGRADE_REQUIRED: {
     code: 'bad_frame',

@@ -28,6 +28,8 @@ export class NodeMetrics {
   readonly inboxUnackedAtConnect: Histogram;
   readonly webhookEvents: Counter<'type' | 'outcome'>;
   readonly webhookLatency: Histogram;
+  /** `/v1` requests answered 429, by reason (http-limits.ts). */
+  readonly httpRejected: Counter<'reason'>;
   /**
    * Frames and publications are counted in plain numbers per label on the hot path (prom-client
    * hashes the labels on every `inc`) and handed to their counters when scraped.
@@ -149,6 +151,13 @@ export class NodeMetrics {
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 1, 2.5, 5, 10],
       registers,
     });
+    this.httpRejected = new Counter({
+      name: 'switchboard_http_rejected_total',
+      help: '`/v1` requests answered 429, by reason: rate_limited (over httpRateLimitPerSecond), auth_failures (the address failed authentication too often)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['rate_limited', 'auth_failures']) this.httpRejected.inc({ reason }, 0);
     this.deliveryLag = new Histogram({
       name: 'switchboard_delivery_lag_seconds',
       help: "From a publication's ts to its write to this node's sockets (once per publication per delivering node: the cross-node lag)",

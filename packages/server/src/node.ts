@@ -7,6 +7,7 @@ import { ChannelService, RECOVERY_PAGE } from './channel-service.js';
 import { SessionMover } from './cluster/session-mover.js';
 import { createEngine, type Engine } from './engine.js';
 import { HttpApi } from './http/api.js';
+import { HttpLimits } from './http/http-limits.js';
 import { InboxService } from './inbox/inbox-service.js';
 import { AppendThenPublish } from './publish/publication-path.js';
 import { isUserChannel } from './history/retention.js';
@@ -63,6 +64,7 @@ export class SwitchboardNode implements NodeContext {
   private readonly admission: Admission;
   private readonly mover: SessionMover;
   private readonly server: Server;
+  private readonly httpLimits: HttpLimits;
   /** The live nodes' ring with their URLs, for `GET /v1/route` (the same ring as `engine.ring`). */
   private readonly routes = new NodeRing();
   private readonly startedAt = Date.now();
@@ -174,7 +176,8 @@ export class SwitchboardNode implements NodeContext {
       },
       metrics: metrics.registry,
     };
-    const routes = nodeRoutes({ probes, api, pages, wsPath: options.wsPath, log });
+    const limits = (this.httpLimits = new HttpLimits(options, { log, rejected: (reason) => metrics.httpRejected.inc({ reason }) }));
+    const routes = nodeRoutes({ probes, api, limits, pages, wsPath: options.wsPath, log });
     this.server = createServer({ handshakeTimeoutMs: options.handshakeTimeoutMs }, routes, log);
     this.server.on('upgrade', this.admission.handleUpgrade);
   }
@@ -308,6 +311,7 @@ export class SwitchboardNode implements NodeContext {
       this.mover.stop();
       await this.webhooks?.stop();
       clearInterval(this.loadReport);
+      this.httpLimits.close();
       for (const unwatch of this.unwatch) unwatch();
       this.admission.terminateAll();
       for (const session of [...this.sessions]) await session.dispose();

@@ -124,7 +124,7 @@ export const OPTION_SPECS = {
   },
   allowedOrigins: {
     env: 'SWITCHBOARD_ALLOWED_ORIGINS',
-    doc: 'Comma-separated exact origins allowed to open a socket. Empty: any origin.',
+    doc: 'Comma-separated origins allowed to open a socket, compared as RFC 6454 says: scheme and host without regard to case, the default port (443, 80) the same as none; nothing else is loosened (no subdomains, paths or trailing dots). Empty: any origin.',
     schema: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'origins look like https://example.com (no path)')),
     default: [] as string[],
   },
@@ -151,6 +151,30 @@ export const OPTION_SPECS = {
     doc: 'Rejected frames (net of 10% of the rate forgiven per second) before the session is closed with 4029.',
     schema: z.coerce.number().int().min(1),
     default: 50,
+  },
+  httpRateLimitPerSecond: {
+    env: 'SWITCHBOARD_HTTP_RATE_LIMIT_PER_SECOND',
+    doc: "`/v1` requests per second one client address may make (token bucket refill); over it, HTTP 429 `rate_limited` with `Retry-After`. Behind the gateway or a balancer the address is the proxy's. `/healthz`, `/readyz` and `/metrics` are never limited. 0 turns the limit off.",
+    schema: z.coerce.number().min(0),
+    default: 2000,
+  },
+  httpRateLimitBurst: {
+    env: 'SWITCHBOARD_HTTP_RATE_LIMIT_BURST',
+    doc: 'Bucket size: `/v1` requests one client address may make at once. 0 turns the limit off.',
+    schema: z.coerce.number().int().min(0),
+    default: 4000,
+  },
+  httpAuthFailuresPerSecond: {
+    env: 'SWITCHBOARD_HTTP_AUTH_FAILURES_PER_SECOND',
+    doc: 'Failed authentications (a `/v1` answer 401: missing or wrong API key, or a bad client token on `/v1/route`) one client address is allowed per second once its `httpAuthFailuresBurst` is spent; while it has none left, every `/v1` request from it gets 429, even with the right key. Always on, so the API key cannot be guessed quickly.',
+    schema: z.coerce.number().positive(),
+    default: 1,
+  },
+  httpAuthFailuresBurst: {
+    env: 'SWITCHBOARD_HTTP_AUTH_FAILURES_BURST',
+    doc: 'Failed authentications one client address may make at once before it is answered 429.',
+    schema: z.coerce.number().int().min(1),
+    default: 30,
   },
   maxSubscriptions: {
     env: 'SWITCHBOARD_MAX_SUBSCRIPTIONS',

@@ -37,6 +37,10 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   rateLimitPerSecond: 0,
   rateLimitBurst: 0,
   rateLimitMaxRejected: 0,
+  httpRateLimitPerSecond: -1,
+  httpRateLimitBurst: 2.5,
+  httpAuthFailuresPerSecond: 0,
+  httpAuthFailuresBurst: 0,
   maxSubscriptions: 2,
   maxConnectionsPerUser: 0,
   maxConnections: 0,
@@ -86,6 +90,10 @@ describe('resolveOptions defaults', () => {
     assert.equal(o.maxPayloadBytes, 65_536);
     assert.equal(o.rateLimitPerSecond, 100);
     assert.equal(o.rateLimitBurst, 200);
+    assert.equal(o.httpRateLimitPerSecond, 2000);
+    assert.equal(o.httpRateLimitBurst, 4000);
+    assert.equal(o.httpAuthFailuresPerSecond, 1);
+    assert.equal(o.httpAuthFailuresBurst, 30);
     assert.equal(o.heartbeatIntervalMs, 25_000);
     assert.equal(o.maxOutboundBytes, 1_048_576);
     assert.equal(o.drainTimeoutMs, 10_000);

@@ -88,6 +88,25 @@ describe('TokenBucket', () => {
     clock.advance(1);
     assert.equal(bucket.take(), true);
   });
+
+  it('says how long until the next token without taking it (waitMs), and when it is full again (isFull)', () => {
+    const clock = fakeClock();
+    const bucket = new TokenBucket(4, 2, clock.now);
+    assert.equal(bucket.waitMs(), 0);
+    assert.equal(bucket.isFull(), true);
+    takeMany(bucket, 2);
+    assert.equal(bucket.isFull(), false);
+    assert.equal(bucket.waitMs(), 250, 'one token at 4/s');
+    assert.equal(bucket.waitMs(), 250, 'asking takes nothing');
+    clock.advance(100);
+    assert.equal(bucket.waitMs(), 150);
+    clock.advance(150);
+    assert.equal(bucket.waitMs(), 0);
+    assert.equal(bucket.isFull(), false, 'one of two tokens');
+    clock.advance(250);
+    assert.equal(bucket.isFull(), true);
+    assert.equal(takeMany(bucket, 3), 2);
+  });
 });
 
 describe('FrameRateLimiter', () => {

@@ -4,6 +4,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { readPem } from '../auth/pem.js';
 import { TokenVerifier } from '../auth/token-verifier.js';
 import { ApiKeyCheck } from '../http/api-key.js';
+import { HttpLimits, type HttpLimitsOptions } from '../http/http-limits.js';
 import { sendError, sendJson, sendThrown } from '../http/respond.js';
 import { answerProbe, closeServer, createServer, listen, requestUrl } from '../http/server-kit.js';
 import { serveAdmin } from '../http/admin-pages.js';
@@ -20,8 +21,11 @@ import { GatewayMetrics } from './metrics.js';
 import { HashPolicy, createPolicy, type PolicyName } from './policy.js';
 import { UpgradeProxy } from './upgrade-proxy.js';
 
-/** How a gateway runs. Built from the node options' table by {@link gatewayOptions}. */
-export interface GatewayOptions {
+/**
+ * How a gateway runs. Built from the node options' table by {@link gatewayOptions}. The HTTP limits
+ * apply to `/v1` per address of the gateway's clients.
+ */
+export interface GatewayOptions extends HttpLimitsOptions {
   /** Id in logs and metrics. */
   id: string;
   port: number;
@@ -75,6 +79,10 @@ export function gatewayOptions(options: NodeOptions): GatewayOptions {
     probeIntervalMs: options.gatewayProbeIntervalMs,
     handshakeTimeoutMs: options.handshakeTimeoutMs,
     maxPayloadBytes: options.maxPayloadBytes,
+    httpRateLimitPerSecond: options.httpRateLimitPerSecond,
+    httpRateLimitBurst: options.httpRateLimitBurst,
+    httpAuthFailuresPerSecond: options.httpAuthFailuresPerSecond,
+    httpAuthFailuresBurst: options.httpAuthFailuresBurst,
     logLevel: options.logLevel,
   };
 }
@@ -94,6 +102,7 @@ export interface GatewayRuntime {
  * checks a WebSocket upgrade's token once and proxies the upgrade to a node picked by policy
  * (`hash`, `round-robin`, `least-conn`), as raw bytes. HTTP calls go to any live node, except
  * `/healthz`, `/readyz`, `/metrics`, `GET /v1/route`, `GET /v1/openapi.json` and `/admin`, which the gateway answers itself.
+ * `/v1` calls are held to the HTTP limits per client address, and a wrong API key is refused here.
  */
 export class Gateway {
   readonly log: Logger;
@@ -103,6 +112,7 @@ export class Gateway {
   private readonly upgrades: UpgradeProxy;
   private readonly http: HttpProxy;
   private readonly apiKey: ApiKeyCheck;
+  private readonly limits: HttpLimits;
   private readonly verifier: TokenVerifier;
   private readonly routePolicy = new HashPolicy();
   private readonly registry: Registry;
@@ -133,6 +143,8 @@ export class Gateway {
       throw new Error('tlsCert and tlsKey go together: give both or neither');
     this.secure = options.tlsCert !== undefined;
     this.apiKey = new ApiKeyCheck(options.apiKey);
+    const rejected = this.metrics.httpRejected;
+    this.limits = new HttpLimits(options, { log: this.log, rejected: (reason) => rejected.inc({ reason }) });
     this.upgrades = new UpgradeProxy({
       wsPath: options.wsPath,
       allowedOrigins: options.allowedOrigins,
@@ -205,6 +217,7 @@ export class Gateway {
       this.health.stop();
       this.upgrades.closeAll();
       this.http.close();
+      this.limits.close();
       await closeServer(this.server);
       if (this.redis) {
         await this.registry.close().catch(() => undefined);
@@ -232,9 +245,22 @@ export class Gateway {
       metrics: this.metrics.registry,
     };
     if (await answerProbe(path, res, probes)) return;
+    if (path.startsWith('/v1/')) return this.limits.serve(req, res, () => this.v1(req, res, url));
+    if ((path === '/admin' || path.startsWith('/admin/')) && (await serveAdmin(req, res, url))) return;
+    await this.http.forward(req, res);
+  }
+
+  /**
+   * A `/v1` call, within the per-address limits. With the API key, the gateway refuses a wrong one
+   * itself: a guesser then never reaches the nodes, which would count the failures against the
+   * gateway's own address and block every caller behind it.
+   */
+  private async v1(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const path = url.pathname;
     if (path === '/v1/route' && req.method === 'GET') return this.route(req, res, url);
     if (path === '/v1/openapi.json' && req.method === 'GET') return sendJson(res, 200, openApiDocument());
-    if ((path === '/admin' || path.startsWith('/admin/')) && (await serveAdmin(req, res, url))) return;
+    if (this.apiKey.configured && !this.apiKey.allows(req))
+      return sendError(res, 'ERR_UNAUTHORIZED', 'missing or wrong API key (Authorization: Bearer <key>)');
     await this.http.forward(req, res);
   }
 

@@ -11,6 +11,8 @@ export class GatewayMetrics {
   readonly nodeUp: Gauge<'target'>;
   /** HTTP requests forwarded to a node, by status class (`2xx` … or `error`). */
   readonly httpForwarded: Counter<'status'>;
+  /** `/v1` requests answered 429 by the gateway, by reason: `rate_limited`, `auth_failures`. */
+  readonly httpRejected: Counter<'reason'>;
 
   constructor(gatewayId: string, collectDefaults = true) {
     this.registry.setDefaultLabels({ gateway: gatewayId });
@@ -40,5 +42,12 @@ export class GatewayMetrics {
       labelNames: ['status'],
       registers,
     });
+    this.httpRejected = new Counter({
+      name: 'switchboard_gateway_http_rejected_total',
+      help: '`/v1` requests answered 429 per client address, by reason: rate_limited, auth_failures',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of ['rate_limited', 'auth_failures']) this.httpRejected.inc({ reason }, 0);
   }
 }

@@ -74,7 +74,11 @@ export class UpgradeProxy {
         log.info({ reason: result.reason }, 'token rejected at the gateway');
         // Like a node: complete the upgrade, send no welcome, close with 4001 so a browser can
         // tell a bad token from a network fault.
-        this.wss.handleUpgrade(req, socket, head, (ws) => ws.close(CloseCode.UNAUTHORIZED, result.reason));
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+          // A bad frame from the client now is an 'error' event (ws closes the socket itself); unheard it would throw.
+          ws.on('error', () => undefined);
+          ws.close(CloseCode.UNAUTHORIZED, result.reason);
+        });
         return;
       }
       this.forward(req, socket, head, result.user, new Set());

@@ -48,8 +48,14 @@ function jsonRequest(id: string) {
 
 const KEYED = [{ apiKey: [] }];
 
+/** 429 of every `/v1` route: the caller's address is over its HTTP limits (http-limits.ts). */
+function rateLimited(): Record<string, unknown> {
+  const retryAfter = { description: 'Seconds to wait before retrying', schema: { type: 'integer', minimum: 1 } };
+  return { '429': { ...body(ERRORS.ERR_RATE_LIMITED.description, 'Error'), headers: { 'Retry-After': retryAfter } } };
+}
+
 function paths(): Record<string, Record<string, Operation>> {
-  const common = errors('ERR_UNAUTHORIZED', 'ERR_UNAVAILABLE', 'ERR_INTERNAL');
+  const common = { ...errors('ERR_UNAUTHORIZED', 'ERR_UNAVAILABLE', 'ERR_INTERNAL'), ...rateLimited() };
   return {
     '/v1/publish': {
       post: {
@@ -140,7 +146,7 @@ function paths(): Record<string, Record<string, Operation>> {
         operationId: 'openapi',
         summary: 'This document',
         security: [],
-        responses: { '200': { description: 'OpenAPI 3.1', content: { [JSON_TYPE]: { schema: { type: 'object' } } } } },
+        responses: { '200': { description: 'OpenAPI 3.1', content: { [JSON_TYPE]: { schema: { type: 'object' } } } }, ...rateLimited() },
       },
     },
     '/healthz': {

@@ -1,11 +1,13 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isUtf8 } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import { ERRORS, SwitchboardError, errorBody, type ErrorName } from '../errors.js';
 
-/** Writes a JSON body with `status`. */
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** Writes a JSON body with `status` (and any extra `headers`). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
+    ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
@@ -13,9 +15,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
-/** Writes the catalog error `name` as `{"error":{code,message}}`. */
-export function sendError(res: ServerResponse, name: ErrorName, message: string): void {
-  sendJson(res, ERRORS[name].status, { error: { code: ERRORS[name].code, message } });
+/** Writes the catalog error `name` as `{"error":{code,message}}` (with any extra `headers`, e.g. `retry-after`). */
+export function sendError(res: ServerResponse, name: ErrorName, message: string, headers?: Record<string, string>): void {
+  sendJson(res, ERRORS[name].status, { error: { code: ERRORS[name].code, message } }, headers);
 }
 
 /** Writes any thrown value as an error body; unknown errors become 500 `internal`. */
@@ -40,6 +42,9 @@ export function rejectUpgrade(socket: Duplex, name: ErrorName, message: string):
  */
 export async function readJsonBody(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
   const body = await readBody(req, limit);
+  // Decoding would turn bad bytes into U+FFFD and publish what the sender never wrote (a text
+  // frame with them closes 1007 for the same reason).
+  if (!isUtf8(body)) throw new SwitchboardError('ERR_BAD_FRAME', 'body is not valid UTF-8');
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));

@@ -14,9 +14,16 @@ export interface ServerKitOptions {
   tls?: { cert: string; key: string };
 }
 
+/** The answer to a request Node's parser gave up on, as Node's own default handler chooses it; else 400. */
+const CLIENT_ERROR_STATUS: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
 /**
  * The HTTP server node and gateway share: request timeouts, a handler whose failure is logged and
- * answered 500 `internal` (never an unhandled rejection), and 400 for malformed requests.
+ * answered 500 `internal` (never an unhandled rejection), and 400 for malformed requests (431 for
+ * headers over Node's 16 KB, 408 for a request head not sent within `handshakeTimeoutMs`).
  */
 export function createServer(
   options: ServerKitOptions,
@@ -38,8 +45,8 @@ export function createServer(
   const server = options.tls
     ? createHttpsServer({ ...serverOptions, ...options.tls }, onRequest)
     : createHttpServer(serverOptions, onRequest);
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable) socket.end(`HTTP/1.1 ${CLIENT_ERROR_STATUS[err.code ?? ''] ?? '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
     socket.destroy();
     log.debug({ err: err.message }, 'client error');
   });

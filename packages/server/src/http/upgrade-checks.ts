@@ -46,8 +46,24 @@ export function checkUpgrade(req: IncomingMessage, rules: UpgradeRules): Admitte
   const refusal = rules.refusal();
   if (refusal !== undefined) return { ok: false, error: 'ERR_UNAVAILABLE', message: refusal, reason: 'unavailable' };
   const origin = req.headers.origin;
-  if (rules.allowedOrigins.length > 0 && origin !== undefined && !rules.allowedOrigins.includes(origin)) {
+  if (rules.allowedOrigins.length > 0 && origin !== undefined && !isAllowedOrigin(origin, rules.allowedOrigins)) {
     return { ok: false, error: 'ERR_FORBIDDEN', message: 'origin not allowed', reason: 'origin' };
   }
   return { ok: true, url, token: url.searchParams.get('token') ?? bearerToken(req) };
+}
+
+/**
+ * Whether `origin` is the same origin (RFC 6454 §5) as one of `allowed`: scheme and host compare
+ * without regard to ASCII case, and `https://h:443` / `http://h:80` are `https://h` / `http://h`.
+ * Nothing else is normalized, so a path, userinfo, a trailing dot, `null` or two joined `Origin`
+ * headers never equal an entry (entries are `scheme://host[:port]`).
+ */
+function isAllowedOrigin(origin: string, allowed: readonly string[]): boolean {
+  const key = originKey(origin);
+  return allowed.some((entry) => originKey(entry) === key);
+}
+
+function originKey(origin: string): string {
+  const lower = origin.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+  return lower.replace(/^(https:\/\/[^/:@]+):443$|^(http:\/\/[^/:@]+):80$/, '$1$2');
 }

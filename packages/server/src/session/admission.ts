@@ -100,6 +100,9 @@ export class Admission {
   private track(ws: WebSocket): void {
     this.sockets.add(ws);
     ws.on('close', () => this.sockets.delete(ws));
+    // A protocol violation before the session listens (while the token is checked, or after a
+    // 4001/1008 close) is an 'error' event: ws closes the socket itself, but unheard it would throw.
+    ws.on('error', () => undefined);
   }
 
   /** Closes every upgraded socket at once (the node is stopping). */

@@ -5,8 +5,11 @@
  *   npm run chaos -- --quick                 the CI subset (Redis broker), under three minutes
  *   npm run chaos -- --only R1,R4 --broker nats
  *   npm run chaos -- --report chaos/results/latest.json
+ *   npm run chaos -- --markdown /tmp/tables.md    a table per scenario, as in docs/reliability.md
+ *   npm run chaos -- --from a.json,b.json --markdown /tmp/tables.md
+ *                                           no run: the tables of saved reports (a later row wins)
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SCENARIOS, type Outcome } from './scenarios.js';
@@ -18,6 +21,8 @@ const { values } = parseArgs({
     only: { type: 'string' },
     broker: { type: 'string' },
     report: { type: 'string' },
+    markdown: { type: 'string' },
+    from: { type: 'string' },
   },
 });
 
@@ -43,7 +48,15 @@ interface Row {
 const rows: Row[] = [];
 const fmt = (n: number | undefined) => (n === undefined ? '–' : String(Math.round(n)));
 
-for (const scenario of chosen) {
+for (const file of values.from?.split(',') ?? []) {
+  for (const row of (JSON.parse(readFileSync(file, 'utf8')) as { rows: Row[] }).rows) {
+    const at = rows.findIndex((r) => r.scenario === row.scenario && r.broker === row.broker);
+    if (at >= 0) rows[at] = row;
+    else rows.push(row);
+  }
+}
+
+for (const scenario of values.from ? [] : chosen) {
   for (const broker of brokers.filter((b) => scenario.brokers.includes(b))) {
     const started = Date.now();
     process.stdout.write(`${scenario.id} on ${broker}: ${scenario.title} … `);
@@ -78,6 +91,38 @@ for (const r of rows) {
   console.log(
     `| ${r.scenario} | ${r.broker} | ${v.acked} | ${r.outcome.unacknowledged} | ${v.lost} | ${v.toldLost} | ${v.duplicated} | ${v.outOfOrder} | ${v.drops} | ${fmt(v.catchUpP50Ms)} / ${fmt(v.catchUpP95Ms)} / ${fmt(v.catchUpMaxMs)} | ${notes} |`,
   );
+}
+
+if (values.markdown) {
+  const sections: string[] = [];
+  for (const scenario of chosen) {
+    const mine = rows.filter((r) => r.scenario === scenario.id);
+    if (mine.length === 0) continue;
+    const lines = [
+      `### ${scenario.id}: ${scenario.title}`,
+      '',
+      `*Guarantee:* ${scenario.guarantee}.`,
+      '',
+      '| broker | acknowledged | refused | lost | told-lost | duplicated | out of order | drops | catch-up p50 / p95 / max (ms) | measured |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ];
+    for (const r of mine) {
+      if (!r.outcome) {
+        lines.push(`| ${r.broker} | error: ${r.error} |`);
+        continue;
+      }
+      const v = r.outcome.verdict;
+      const notes = Object.entries(r.outcome.notes)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ');
+      lines.push(
+        `| ${r.broker} | ${v.acked} | ${r.outcome.unacknowledged} | **${v.lost}** | ${v.toldLost} | **${v.duplicated}** | ${v.outOfOrder} | ${v.drops} | ${fmt(v.catchUpP50Ms)} / ${fmt(v.catchUpP95Ms)} / ${fmt(v.catchUpMaxMs)} | ${notes} |`,
+      );
+    }
+    sections.push(lines.join('\n'));
+  }
+  mkdirSync(dirname(values.markdown), { recursive: true });
+  writeFileSync(values.markdown, sections.join('\n\n') + '\n');
 }
 
 if (values.report) {

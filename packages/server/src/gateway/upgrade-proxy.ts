@@ -76,7 +76,7 @@ export class UpgradeProxy {
         // tell a bad token from a network fault.
         this.wss.handleUpgrade(req, socket, head, (ws) => {
           // A bad frame from the client now is an 'error' event (ws closes the socket itself); unheard it would throw.
-          ws.on('error', () => undefined);
+          ws.on('error', (err) => log.debug({ err: err.message }, 'protocol error on a refused socket: closed'));
           ws.close(CloseCode.UNAUTHORIZED, result.reason);
         });
         return;

@@ -102,7 +102,7 @@ export class Admission {
     ws.on('close', () => this.sockets.delete(ws));
     // A protocol violation before the session listens (while the token is checked, or after a
     // 4001/1008 close) is an 'error' event: ws closes the socket itself, but unheard it would throw.
-    ws.on('error', () => undefined);
+    ws.on('error', (err) => this.deps.log.debug({ err: err.message }, 'protocol error before the session: socket closed'));
   }
 
   /** Closes every upgraded socket at once (the node is stopping). */

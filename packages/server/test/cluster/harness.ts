@@ -18,6 +18,8 @@ export interface NodeProcess extends TestNode {
   port: number;
   child: ChildProcess;
   stderr: () => string;
+  /** What it logged on stdout, from its start (kept only with `SWITCHBOARD_LOG_LEVEL` debug or trace). */
+  stdout: () => string;
   /** SIGKILL, no drain: the node's leases must expire for the cluster to notice. */
   kill9(): Promise<void>;
 }
@@ -50,7 +52,11 @@ export class Cluster {
     });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.stdout!.resume();
+    // Its log lines, kept when a test asked for the verbose levels (at warn they are dropped).
+    let out = '';
+    const level = env.SWITCHBOARD_LOG_LEVEL ?? this.env.SWITCHBOARD_LOG_LEVEL;
+    if (level === 'debug' || level === 'trace') child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    else child.stdout!.resume();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + 15_000;
     // The banner names the node's advertised URL: its own, or the public one it was given.
@@ -71,6 +77,7 @@ export class Cluster {
       wsUrl: `ws://127.0.0.1:${port}/ws`,
       logs: [],
       stderr: () => err,
+      stdout: () => out,
       stop: async () => {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
         await exited;

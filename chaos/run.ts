@@ -48,6 +48,16 @@ interface Row {
 const rows: Row[] = [];
 const fmt = (n: number | undefined) => (n === undefined ? '–' : String(Math.round(n)));
 
+/** A row's figures as table cells, from "acknowledged" to "measured"; `strong` bolds lost and duplicated. */
+function cells(outcome: Outcome, strong: boolean): string {
+  const v = outcome.verdict;
+  const b = (n: number) => (strong ? `**${n}**` : String(n));
+  const notes = Object.entries(outcome.notes)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  return `${v.acked} | ${outcome.unacknowledged} | ${b(v.lost)} | ${v.toldLost} | ${b(v.duplicated)} | ${v.outOfOrder} | ${v.drops} | ${fmt(v.catchUpP50Ms)} / ${fmt(v.catchUpP95Ms)} / ${fmt(v.catchUpMaxMs)} | ${notes}`;
+}
+
 for (const file of values.from?.split(',') ?? []) {
   for (const row of (JSON.parse(readFileSync(file, 'utf8')) as { rows: Row[] }).rows) {
     const at = rows.findIndex((r) => r.scenario === row.scenario && r.broker === row.broker);
@@ -84,13 +94,7 @@ for (const r of rows) {
     console.log(`| ${r.scenario} | ${r.broker} | error: ${r.error} |`);
     continue;
   }
-  const v = r.outcome.verdict;
-  const notes = Object.entries(r.outcome.notes)
-    .map(([k, n]) => `${k} ${n}`)
-    .join(', ');
-  console.log(
-    `| ${r.scenario} | ${r.broker} | ${v.acked} | ${r.outcome.unacknowledged} | ${v.lost} | ${v.toldLost} | ${v.duplicated} | ${v.outOfOrder} | ${v.drops} | ${fmt(v.catchUpP50Ms)} / ${fmt(v.catchUpP95Ms)} / ${fmt(v.catchUpMaxMs)} | ${notes} |`,
-  );
+  console.log(`| ${r.scenario} | ${r.broker} | ${cells(r.outcome, false)} |`);
 }
 
 if (values.markdown) {
@@ -111,13 +115,7 @@ if (values.markdown) {
         lines.push(`| ${r.broker} | error: ${r.error} |`);
         continue;
       }
-      const v = r.outcome.verdict;
-      const notes = Object.entries(r.outcome.notes)
-        .map(([k, n]) => `${k} ${n}`)
-        .join(', ');
-      lines.push(
-        `| ${r.broker} | ${v.acked} | ${r.outcome.unacknowledged} | **${v.lost}** | ${v.toldLost} | **${v.duplicated}** | ${v.outOfOrder} | ${v.drops} | ${fmt(v.catchUpP50Ms)} / ${fmt(v.catchUpP95Ms)} / ${fmt(v.catchUpMaxMs)} | ${notes} |`,
-      );
+      lines.push(`| ${r.broker} | ${cells(r.outcome, true)} |`);
     }
     sections.push(lines.join('\n'));
   }

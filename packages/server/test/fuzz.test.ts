@@ -19,7 +19,7 @@ import { MAX_DATA_DEPTH } from '../src/publication.js';
 import { TestClient, api, sleep, startNode, type Frame, type TestNode } from './helpers.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_128);
-const RUNS = 1000;
+const RUNS = 10_000;
 const MAX_PAYLOAD = 65_536;
 /** Generous: the machine is shared, an answer normally takes well under 10 ms. */
 const ANSWER_TIMEOUT_MS = 5000;

@@ -222,8 +222,9 @@ export class SocketPublisher {
     private readonly nodes: () => { wsUrl: string }[],
     target: string | ((seq: number) => string),
     private readonly perSecond: number,
-    options: { groups?: string[]; data?: (seq: number) => unknown } = {},
+    options: { groups?: string[]; data?: (seq: number) => unknown; firstNode?: number } = {},
   ) {
+    this.turn = options.firstNode ?? 0;
     this.target = typeof target === 'string' ? () => target : target;
     this.groups = options.groups ?? (typeof target === 'string' && target.startsWith('group:') ? [target.slice('group:'.length)] : []);
     if (options.data) this.data = options.data;

@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SCENARIOS, type Outcome } from './scenarios.js';
-import type { BrokerName } from './system.js';
+import { stopAll, type BrokerName } from './system.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,6 +25,14 @@ const { values } = parseArgs({
     from: { type: 'string' },
   },
 });
+
+// Interrupted (Ctrl-C, a timeout's SIGTERM): stop the nodes, the gateway and the private servers first.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.log(`\n${signal}: stopping the system under test`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
 
 const quick = values.quick ?? false;
 const brokers: BrokerName[] = values.broker

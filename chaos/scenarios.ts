@@ -369,15 +369,25 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     const live = await openClients(system.gatewayWsUrl, count, (i) => `g${i % groups}`, 'u', true);
     all.push(...live);
     const users = live.map((c) => c.log.id);
-    const publisher = new Publisher(
-      () => system.live(),
-      (seq) => (seq % 20 === 0 ? `group:g${(seq / 20) % groups}` : `user:${users[(seq * 7919) % users.length]}`),
-      rate,
-      { groups: Array.from({ length: groups }, (_, g) => `g${g}`) },
+    // Several backend sockets: a session handles its frames one at a time, in order, so one
+    // socket publishes at most one publication per round trip to history and the broker.
+    const sockets = 8;
+    const publishers = Array.from(
+      { length: sockets },
+      (_, k) =>
+        new Publisher(
+          () => system.live(),
+          (local) => {
+            const seq = local * sockets + k;
+            return seq % 20 === 0 ? `group:g${(seq / 20) % groups}` : `user:${users[(seq * 7919) % users.length]}`;
+          },
+          rate / sockets,
+          { groups: Array.from({ length: groups }, (_, g) => `g${g}`), firstNode: k },
+        ),
     );
     const nodes = system.live();
     const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
-    publisher.start();
+    for (const p of publishers) p.start();
     const started = Date.now();
     const churnPerSecond = (count * 0.2) / 60;
     let churnDebt = 0;
@@ -390,7 +400,9 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
       if (midRss.length === 0 && Date.now() - started >= minutes * 30_000) midRss.push(nodes.map((n) => rssMiB(n.child.pid)));
       churnDebt += churnPerSecond;
       for (; churnDebt >= 1; churnDebt--) {
-        const i = Math.floor(Math.random() * live.length);
+        // A client that is connected now (one still reconnecting from its own churn is passed over).
+        let i = Math.floor(Math.random() * live.length);
+        for (let tries = 0; !live[i]!.connected && tries < 100; tries++) i = Math.floor(Math.random() * live.length);
         const victim = live[i]!;
         if (!victim.connected) continue;
         if ((dropped + replaced) % 2 === 0) {
@@ -409,7 +421,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         }
       }
     }
-    await publisher.stop();
+    await Promise.all(publishers.map((p) => p.stop()));
     // Every client back, and time for the last deliveries and replays.
     await system.until(() => live.every((c) => c.connected), 30_000, 'every client to be connected').catch(() => undefined);
     await sleep(5000);
@@ -417,12 +429,13 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     const end = nodes.map((n) => rssMiB(n.child.pid));
     return {
       verdict: judge(
-        publisher.acked,
+        publishers.flatMap((p) => p.acked),
         all.map((c) => c.log),
       ),
-      unacknowledged: publisher.failed,
+      unacknowledged: publishers.reduce((n, p) => n + p.failed, 0),
       notes: {
         connections: count,
+        publishedPerSecond: Math.round(publishers.reduce((n, p) => n + p.acked.length, 0) / (minutes * 60)),
         minutes,
         droppedConnections: dropped,
         usersReplaced: replaced,

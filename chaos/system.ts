@@ -75,6 +75,14 @@ export class TcpProxy {
   }
 }
 
+/** Systems started and not yet stopped, for {@link stopAll}. */
+const running = new Set<System>();
+
+/** Stops every running system (a run interrupted by a signal leaves no process behind). */
+export async function stopAll(): Promise<void> {
+  await Promise.allSettled([...running].map((s) => s.stop()));
+}
+
 /** Options of a system. */
 export interface SystemOptions {
   broker: BrokerName;
@@ -122,7 +130,18 @@ export class System {
     return this.nodes.filter((n) => n.child.exitCode === null && n.child.signalCode === null);
   }
 
+  /** Starts it all; on a failure, stops whatever had started and throws. */
   async start(): Promise<void> {
+    running.add(this);
+    try {
+      await this.startAll();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  private async startAll(): Promise<void> {
     const env: Record<string, string> = {
       SWITCHBOARD_PRESENCE_TTL_MS: '3000',
       SWITCHBOARD_RATE_LIMIT_PER_SECOND: '10000',
@@ -217,6 +236,7 @@ export class System {
   }
 
   async stop(): Promise<void> {
+    running.delete(this);
     await this.proxy.stop();
     await this.nodeProxy?.stop();
     if (this.gateway && this.gateway.exitCode === null) {

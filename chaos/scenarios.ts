@@ -398,7 +398,8 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     while (Date.now() - started < minutes * 60_000) {
       await sleep(1000);
       if (midRss.length === 0 && Date.now() - started >= minutes * 30_000) midRss.push(nodes.map((n) => rssMiB(n.child.pid)));
-      churnDebt += churnPerSecond;
+      // Due by the clock, not by turns of this loop (a turn takes longer than its second under load).
+      churnDebt = Math.floor(((Date.now() - started) / 1000) * churnPerSecond) - (dropped + replaced);
       for (; churnDebt >= 1; churnDebt--) {
         // A client that is connected now (one still reconnecting from its own churn is passed over).
         let i = Math.floor(Math.random() * live.length);

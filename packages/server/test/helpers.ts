@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { after, before } from 'node:test';
 import WebSocket from 'ws';
 import { SignJWT } from 'jose';
-import { SwitchboardNode, resolveOptions, type NodeOptionsInput } from '../src/index.js';
+import { SwitchboardNode, createEngine, resolveOptions, type Engine, type NodeOptionsInput } from '../src/index.js';
 import { eventually } from './support/eventually.js';
 import { logSink } from './support/log-sink.js';
 
@@ -23,12 +23,20 @@ export interface TestNode {
 }
 
 /** Starts a node on an ephemeral port with test secrets; `options` override the defaults. */
-export async function startNode(options: NodeOptionsInput = {}, mode: 'dev' | 'start' | 'node' = 'node'): Promise<TestNode> {
+export async function startNode(
+  options: NodeOptionsInput = {},
+  mode: 'dev' | 'start' | 'node' = 'node',
+  /** Changes the engine built from the options before the node gets it (a test's own publication path, say). */
+  editEngine?: (engine: Engine) => void,
+): Promise<TestNode> {
   const { lines: logs, stream: sink } = logSink();
-  const node = new SwitchboardNode(
-    resolveOptions({ port: 0, jwtSecret: SECRET, apiKey: API_KEY, logLevel: 'info', nodeId: 'n-test', ...options }),
-    { mode, logDestination: sink },
-  );
+  const resolved = resolveOptions({ port: 0, jwtSecret: SECRET, apiKey: API_KEY, logLevel: 'info', nodeId: 'n-test', ...options });
+  let engine: Engine | undefined;
+  if (editEngine) {
+    engine = createEngine(resolved);
+    editEngine(engine);
+  }
+  const node = new SwitchboardNode(resolved, { mode, logDestination: sink, engine });
   const { url } = await node.start();
   return { node, url, wsUrl: url.replace(/^http/, 'ws') + (node.options.wsPath ?? '/ws'), logs, stop: () => node.stop() };
 }

@@ -22,7 +22,9 @@ export type AppendOnceResult =
 /**
  * Per-channel bounded stream of publications with dense offsets and an epoch.
  * Offsets start at 1 and grow by exactly 1 per append within an epoch; the epoch changes when the
- * channel's history is lost, so that a client is never silently handed a gap.
+ * channel's history is lost, so that a client is never silently handed a gap. Appends called on
+ * one instance without waiting for each other get a channel's offsets in call order (a session's
+ * pipelined publications rely on it).
  */
 export interface History {
   /** Appends and assigns the next offset. Rejects when the store is unreachable. */

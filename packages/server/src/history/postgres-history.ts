@@ -71,6 +71,8 @@ export class PostgresHistory implements History {
   private closed = false;
   /** Appends of this turn, sent together once the turn's I/O is done. */
   private pending: Pending[] = [];
+  /** True while a batch is being appended; appends meanwhile wait for the next batch. */
+  private sending = false;
 
   constructor(private readonly options: PostgresHistoryOptions) {
     this.pool = options.pool;
@@ -185,16 +187,29 @@ export class PostgresHistory implements History {
 
   private run(channel: string, input: PublicationInput, key: string | undefined): Promise<AppendOnceResult> {
     return new Promise((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(this.flush);
+      if (this.pending.length === 0 && !this.sending) setImmediate(this.flush);
       this.pending.push({ channel, input, key, resolve, reject });
     });
   }
 
-  /** Sends the turn's appends: one call per {@link MAX_BATCH}. */
+  /**
+   * Sends the appends that wait, one batch (of at most {@link MAX_BATCH}) at a time, until none is
+   * left. One batch in flight per node: batches on several pool connections could commit out of
+   * order, and a channel's offsets must follow the order the appends were called in (a session's
+   * pipelined publications). Appends made while a batch is out go together in the next one.
+   */
   private readonly flush = (): void => {
-    const all = this.pending;
-    this.pending = [];
-    for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(all.slice(i, i + MAX_BATCH));
+    if (this.sending) return;
+    this.sending = true;
+    void (async () => {
+      while (this.pending.length > 0) {
+        const batch = this.pending.slice(0, MAX_BATCH);
+        this.pending = this.pending.slice(MAX_BATCH);
+        // send() answers every append of its batch, failures included; a throw would stop the loop.
+        await this.send(batch).catch((err: unknown) => batch.forEach((p) => p.reject(err)));
+      }
+      this.sending = false;
+    })();
   };
 
   private async send(batch: Pending[]): Promise<void> {

@@ -6,7 +6,9 @@ import { messageFrame, type Publication, type PublicationInput } from '../public
 /**
  * How a publication leaves a node: appended to its channel's history (which gives it its offset),
  * then handed to the broker. Resolves once both are done — the store's reply and the broker's
- * confirm — so a sender's `reply` or HTTP 200 means the message is kept and on its way.
+ * confirm — so a sender's `reply` or HTTP 200 means the message is kept and on its way. The path
+ * takes a publication before `publish` first awaits, so publications called one after the other
+ * get a channel's offsets in call order without waiting for each other's answers.
  */
 export interface PublicationPath {
   /**

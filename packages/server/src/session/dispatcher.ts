@@ -5,6 +5,8 @@ import {
   type ClientFrame,
   type ErrorCode,
   type FrameId,
+  type PublishFrame,
+  type SendFrame,
   type ServerFrame,
   type StreamPosition,
   type SubscriptionState,
@@ -36,6 +38,34 @@ const BAD_FRAME = ERRORS.ERR_BAD_FRAME.code;
 const INBOX_OFF = 'the inbox is off on this server: acks and receipts need SWITCHBOARD_INBOX=on';
 const FORBIDDEN = ERRORS.ERR_FORBIDDEN.code;
 
+/** The answer to a publication without an `id` that succeeded: nothing is sent, nothing is built. */
+const UNANSWERED: ReplyResult = { ok: true };
+
+/**
+ * Checks a `send` or `publish` frame and hands it to the publication path; resolves with its
+ * answer (never rejects). The publication is taken before this returns — no await comes first
+ * — so one session's publications reach the store in the order it sent them, and each channel's
+ * offsets follow that order ({@link PublicationPath}). A frame without an `id` that succeeded
+ * answers {@link UNANSWERED}, which `reply` sends nothing for.
+ */
+export async function answerPublication(session: FrameTarget, frame: SendFrame | PublishFrame, ctx: NodeContext): Promise<ReplyResult> {
+  try {
+    let channel: string;
+    if (frame.type === 'send') {
+      if (frame.receipt && !ctx.inbox) return { ok: false, code: BAD_FRAME, message: INBOX_OFF };
+      // The parser checked `to` (a user id), and anyone may write to a user's channel.
+      channel = userChannel(frame.to);
+    } else {
+      const checked = checkChannel(session, frame.channel, publishDenial);
+      if ('ok' in checked) return checked;
+      channel = frame.channel;
+    }
+    return await publish(session, channel, frame, ctx);
+  } catch (err) {
+    return failure(session, frame, ctx, err);
+  }
+}
+
 /**
  * Carries out one client frame for a session and answers it. Every frame with an `id` gets exactly
  * one `reply`; failures without an `id` get an `error` frame.
@@ -44,12 +74,8 @@ export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx:
   try {
     switch (frame.type) {
       case 'send':
-        if (frame.receipt && !ctx.inbox) return session.reply(frame.id, { ok: false, code: BAD_FRAME, message: INBOX_OFF });
-        // The parser checked `to` (a user id), and anyone may write to a user's channel.
-        return await publish(session, userChannel(frame.to), frame, ctx);
       case 'publish':
-        if (!resolveChannel(session, frame.channel, frame.id, publishDenial)) return;
-        return await publish(session, frame.channel, frame, ctx);
+        return session.reply(frame.id, await answerPublication(session, frame, ctx));
       case 'subscribe':
         return await subscribe(session, frame, ctx);
       case 'unsubscribe': {
@@ -89,50 +115,51 @@ export async function handleFrame(session: FrameTarget, frame: ClientFrame, ctx:
       }
     }
   } catch (err) {
-    if (err instanceof SwitchboardError) return session.reply(frame.id, { ok: false, code: err.code, message: err.message });
-    ctx.log.error({ err, session: session.id, type: frame.type }, 'frame failed');
-    session.reply(frame.id, { ok: false, code: ERRORS.ERR_INTERNAL.code, message: 'internal error' });
+    session.reply(frame.id, failure(session, frame, ctx, err));
   }
+}
+
+/** The answer to a frame that threw: its own code for a SwitchboardError, else `internal` (logged). */
+function failure(session: FrameTarget, frame: ClientFrame, ctx: NodeContext, err: unknown): ReplyResult {
+  if (err instanceof SwitchboardError) return { ok: false, code: err.code, message: err.message };
+  ctx.log.error({ err, session: session.id, type: frame.type }, 'frame failed');
+  return { ok: false, code: ERRORS.ERR_INTERNAL.code, message: 'internal error' };
+}
+
+type Denial = (identity: Identity, channel: string, ref: ChannelRef) => string | undefined;
+type Refusal = Extract<ReplyResult, { ok: false }>;
+
+/** `channel` parsed, or why it cannot be used: an invalid name (`bad_frame`) or what `denial` says of the token (`forbidden`). */
+function checkChannel(session: FrameTarget, channel: string, denial?: Denial): ChannelRef | Refusal {
+  const ref = parseChannel(channel);
+  if (!ref) return { ok: false, code: BAD_FRAME, message: `invalid channel "${channel.slice(0, 140)}"` };
+  const denied = denial?.(session.identity, channel, ref);
+  return denied ? { ok: false, code: FORBIDDEN, message: denied } : ref;
 }
 
 /**
  * Parses `channel` and checks `denial` for it; answers the frame (and returns `undefined`) when the
  * name is invalid (`bad_frame`) or the token does not allow it (`forbidden`).
  */
-function resolveChannel(
-  session: FrameTarget,
-  channel: string,
-  id: FrameId | undefined,
-  denial?: (identity: Identity, channel: string, ref: ChannelRef) => string | undefined,
-): ChannelRef | undefined {
-  const ref = parseChannel(channel);
-  if (!ref) {
-    session.reply(id, { ok: false, code: BAD_FRAME, message: `invalid channel "${channel.slice(0, 140)}"` });
+function resolveChannel(session: FrameTarget, channel: string, id: FrameId | undefined, denial?: Denial): ChannelRef | undefined {
+  const checked = checkChannel(session, channel, denial);
+  if ('ok' in checked) {
+    session.reply(id, checked);
     return undefined;
   }
-  const denied = denial?.(session.identity, channel, ref);
-  if (denied) {
-    session.reply(id, { ok: false, code: FORBIDDEN, message: denied });
-    return undefined;
-  }
-  return ref;
+  return checked;
 }
 
 /** Publishes into `channel`, which the caller has checked (its name, and that this session may write to it). */
-async function publish(
-  session: FrameTarget,
-  channel: string,
-  frame: Extract<ClientFrame, { type: 'send' | 'publish' }>,
-  ctx: NodeContext,
-): Promise<void> {
+async function publish(session: FrameTarget, channel: string, frame: SendFrame | PublishFrame, ctx: NodeContext): Promise<ReplyResult> {
   // `from` comes from the verified token, never from the frame; the idempotency key is scoped to the sender.
   const key = frame.key === undefined ? undefined : `u:${session.user}:${frame.key}`;
   const input: PublicationInput = { from: session.user, topic: frame.topic, data: frame.data, ts: Date.now() };
   if (frame.type === 'send' && frame.receipt) input.receipt = true;
   const outcome = await ctx.channels.publish(channel, input, 'ws', key);
-  if (frame.id === undefined) return; // nothing to answer: the reply objects are not even built
+  if (frame.id === undefined) return UNANSWERED; // nothing to answer: the reply objects are not even built
   const { epoch, offset } = outcome;
-  session.reply(frame.id, outcome.duplicate ? { ok: true, epoch, offset, duplicate: true } : { ok: true, epoch, offset });
+  return outcome.duplicate ? { ok: true, epoch, offset, duplicate: true } : { ok: true, epoch, offset };
 }
 
 async function subscribe(session: FrameTarget, frame: Extract<ClientFrame, { type: 'subscribe' }>, ctx: NodeContext): Promise<void> {

@@ -1,6 +1,15 @@
 import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
-import { CloseCode, userChannel, type FrameId, type ServerFrame, type StreamPosition, type SubscriptionState } from '@switchboard/protocol';
+import {
+  CloseCode,
+  userChannel,
+  type FrameId,
+  type PublishFrame,
+  type SendFrame,
+  type ServerFrame,
+  type StreamPosition,
+  type SubscriptionState,
+} from '@switchboard/protocol';
 import type { Identity } from '../auth/token-verifier.js';
 import type { BrokerMessage } from '../broker/broker.js';
 import { ERRORS } from '../errors.js';
@@ -10,7 +19,7 @@ import type { NodeContext } from '../node-context.js';
 import type { Publication } from '../publication.js';
 import { ChannelStream, type StreamSink } from './channel-stream.js';
 import { corkUntilNextTick, flushAfterThisLoop } from './cork.js';
-import { handleFrame, type FrameTarget, type ReplyResult } from './dispatcher.js';
+import { answerPublication, handleFrame, type FrameTarget, type ReplyResult } from './dispatcher.js';
 import { parseClientFrame } from './frame-parser.js';
 import { FrameRateLimiter } from './rate-limiter.js';
 
@@ -26,12 +35,18 @@ const nextSessionId = uniqueIds('s-');
 /** How often a paged replay looks whether the socket has room for the next page. */
 const PAGE_WAIT_MS = 10;
 
+/**
+ * Publications one session may have in flight: taken by the store, not yet answered. The next
+ * frame is read meanwhile, so one socket is not held to one publication per store round trip.
+ */
+export const PUBLICATIONS_IN_FLIGHT = 64;
+
 /** A client frame that arrived before the session existed (while its token was verified). */
 export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
 
 /**
  * One authenticated WebSocket connection. It owns the socket's inbound path (rate limit, parse,
- * one frame at a time in arrival order) and outbound path (frames held until `welcome`, batching,
+ * frames taken in arrival order, publications pipelined) and outbound path (frames held until `welcome`, batching,
  * corking, the outbound buffer limit); each channel's exactly-once delivery is a {@link ChannelStream}.
  */
 export class Session implements HubMember, FrameTarget, StreamSink {
@@ -45,6 +60,10 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   private readonly streams = new Map<string, ChannelStream>();
   private readonly limiter: FrameRateLimiter;
   private inbox: Promise<void>;
+  /** Settles once the reply of the last publication taken is written (replies go out in frame order). */
+  private answered: Promise<void> = Promise.resolve();
+  /** The replies of the publications in flight, oldest first (at most {@link PUBLICATIONS_IN_FLIGHT}). */
+  private readonly inFlight: Promise<void>[] = [];
   private markStarted!: () => void;
   private closed = false;
   private batch: Buffer[] | null = null;
@@ -319,11 +338,33 @@ export class Session implements HubMember, FrameTarget, StreamSink {
       this.reply(parsed.id, { ok: false, code: ERRORS.ERR_BAD_FRAME.code, message: parsed.message });
       return;
     }
-    // One frame at a time, in arrival order: replies and publications keep the client's order.
+    // Frames are taken in arrival order, and replies keep it. A publication is handed to the store
+    // and the next frame taken without waiting for the answer; any other frame waits for the
+    // publications before it to be answered, then is carried out alone.
+    const frame = parsed.frame;
+    if (frame.type === 'send' || frame.type === 'publish') {
+      this.inbox = this.inbox.then(() => this.pipeline(frame));
+      return;
+    }
     this.inbox = this.inbox.then(async () => {
       if (this.closed) return;
-      await handleFrame(this, parsed.frame, this.ctx);
+      await this.answered;
+      await handleFrame(this, frame, this.ctx);
     });
+  }
+
+  /**
+   * Takes one publication: the store has it when `answerPublication` returns, so offsets follow the
+   * frames' order; its reply is written after the replies of earlier publications. Waits only
+   * when {@link PUBLICATIONS_IN_FLIGHT} are unanswered.
+   */
+  private async pipeline(frame: SendFrame | PublishFrame): Promise<void> {
+    if (this.closed) return;
+    const answer = answerPublication(this, frame, this.ctx);
+    const written = this.answered.then(() => answer).then((result) => this.reply(frame.id, result));
+    this.answered = written;
+    this.inFlight.push(written);
+    if (this.inFlight.length >= PUBLICATIONS_IN_FLIGHT) await this.inFlight.shift();
   }
 
   private rateLimited(): ReplyResult {

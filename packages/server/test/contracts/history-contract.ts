@@ -209,6 +209,25 @@ export function historyContract(open: OpenHistories): void {
     assert.equal(later.pub.offset, 2);
   });
 
+  it('gives appends called without waiting offsets in call order, across event-loop turns', async () => {
+    // A session's pipelined publications: the next is called before the last is answered.
+    const h = await one();
+    const calls: Promise<{ offset: number }>[] = [];
+    for (let i = 0; i < 300; i++) {
+      calls.push(
+        i % 4 === 0
+          ? h.appendOnce('group:o', input(i), `k${i}`).then((r) => (r.duplicate ? r.position : r.pub))
+          : h.append('group:o', input(i)),
+      );
+      if (i % 20 === 19) await new Promise((r) => setImmediate(r));
+    }
+    const offsets = (await Promise.all(calls)).map((p) => p.offset);
+    assert.deepEqual(
+      offsets,
+      Array.from({ length: 300 }, (_, i) => i + 1),
+    );
+  });
+
   it('gives concurrent appends from two nodes distinct dense offsets in one epoch', async () => {
     const [a, b] = await open(DEFAULT_LIMITS, 2);
     const pubs = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a! : b!).append('group:hot', input(i))));

@@ -140,7 +140,7 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     if (log.failures.some((f) => covers(f, m))) toldLost++;
     else {
       lost++;
-      if (lostSample.length < 5) lostSample.push(`${m.channel}@${m.epoch}:${m.offset}`);
+      if (lostSample.length < 5) lostSample.push(`${m.channel}@${m.epoch}:${m.offset} (${lostContext(log, m)})`);
     }
   }
   let duplicated = 0;
@@ -179,6 +179,20 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     neverCaughtUp,
     lostSample,
   };
+}
+
+/** Where a lost message stood in its client's life: how long before it left, the last offset it saw there. */
+function lostContext(log: ClientLog, m: Acked): string {
+  const parts: string[] = [];
+  if (log.leftAt !== undefined) parts.push(`acked ${Math.round(log.leftAt - m.at)} ms before the client left`);
+  else parts.push('client stayed');
+  const last = log.seen.filter((s) => s.channel === m.channel).at(-1);
+  parts.push(
+    last ? `last seen there ${last.epoch}:${last.offset} at ${Math.round(last.at - m.at)} ms after the ack` : 'nothing seen there',
+  );
+  const drop = log.drops.find((d) => d.at <= m.at + 10_000 && (d.back === undefined || d.back >= m.at - 10_000));
+  if (drop) parts.push(`a drop ${Math.round(drop.at - m.at)} ms from the ack`);
+  return parts.join(', ');
 }
 
 function quantile(sorted: number[], q: number): number | undefined {

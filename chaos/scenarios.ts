@@ -369,8 +369,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     const live = await openClients(system.gatewayWsUrl, count, (i) => `g${i % groups}`, 'u', true);
     all.push(...live);
     const users = live.map((c) => c.log.id);
-    // Several backend sockets: a session handles its frames one at a time, in order, so one
-    // socket publishes at most one publication per round trip to history and the broker.
+    // Several backend sockets, as a backend has (one per worker), each with publications in flight.
     const sockets = 8;
     const publishers = Array.from(
       { length: sockets },

@@ -5,6 +5,8 @@
  * Loopback only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { API_KEY, SECRET } from '../packages/server/test/helpers.js';
@@ -237,6 +239,14 @@ export class System {
 
   async stop(): Promise<void> {
     running.delete(this);
+    const logDir = process.env.CHAOS_LOG_DIR;
+    if (logDir) {
+      // What the processes logged (warn and above), for reading after a failed scenario.
+      mkdirSync(logDir, { recursive: true });
+      const tag = `${this.options.broker}-${Date.now()}`;
+      for (const node of this.nodes) writeFileSync(join(logDir, `${tag}-${node.id}.log`), node.stdout() + node.stderr());
+      writeFileSync(join(logDir, `${tag}-gateway.log`), this.gatewayErr);
+    }
     await this.proxy.stop();
     await this.nodeProxy?.stop();
     if (this.gateway && this.gateway.exitCode === null) {

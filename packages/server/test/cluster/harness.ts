@@ -18,7 +18,7 @@ export interface NodeProcess extends TestNode {
   port: number;
   child: ChildProcess;
   stderr: () => string;
-  /** What it logged on stdout, from its start (kept only with `SWITCHBOARD_LOG_LEVEL` debug or trace). */
+  /** What it logged on stdout, from its start (not kept at `SWITCHBOARD_LOG_LEVEL` info). */
   stdout: () => string;
   /** SIGKILL, no drain: the node's leases must expire for the cluster to notice. */
   kill9(): Promise<void>;
@@ -52,10 +52,11 @@ export class Cluster {
     });
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    // Its log lines, kept when a test asked for the verbose levels (at warn they are dropped).
+    // Its log lines, kept unless the level is info (one line per session would pile up): at warn,
+    // what went wrong; at debug or trace, what a test asked for.
     let out = '';
-    const level = env.SWITCHBOARD_LOG_LEVEL ?? this.env.SWITCHBOARD_LOG_LEVEL;
-    if (level === 'debug' || level === 'trace') child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const level = env.SWITCHBOARD_LOG_LEVEL ?? this.env.SWITCHBOARD_LOG_LEVEL ?? 'warn';
+    if (level !== 'info') child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     else child.stdout!.resume();
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + 15_000;

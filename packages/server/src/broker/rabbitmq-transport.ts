@@ -184,11 +184,11 @@ export class RabbitMqTransport implements Transport {
     const key = this.routingKey(to);
     const state = this.keys.get(key);
     if (state === true) return;
-    if (state) return state;
+    if (state) return this.awaitBind(state);
     const ch = this.topo;
     if (!this.ready || !ch) throw this.unavailable('bind');
     this.stale.delete(key);
-    const op = this.within(ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey: key }), 'queue.bind').then(
+    const op = ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey: key }).then(
       () => {
         if (this.keys.get(key) === op) this.keys.set(key, true);
       },
@@ -200,7 +200,9 @@ export class RabbitMqTransport implements Transport {
       },
     );
     this.keys.set(key, op);
-    return op;
+    // The caller stops waiting after confirmTimeoutMs; the bind goes on, and a caller that asks
+    // again meanwhile waits for this one instead of sending RabbitMQ another.
+    return this.awaitBind(op);
   }
 
   async unbind(to: Destination): Promise<void> {
@@ -236,6 +238,13 @@ export class RabbitMqTransport implements Transport {
     } catch (err) {
       throw this.unavailable('publish', err);
     }
+  }
+
+  /** A bind in flight, waited for at most `confirmTimeoutMs` (it goes on after that). */
+  private awaitBind(op: Promise<void>): Promise<void> {
+    return this.within(op, 'queue.bind').catch((err: unknown) => {
+      throw err instanceof SwitchboardError ? err : this.unavailable('bind', err);
+    });
   }
 
   /** `op`, or a rejection once it has taken `confirmTimeoutMs`: a broker that stops answering is an error, not a wait. */

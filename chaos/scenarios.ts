@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { token } from '../packages/server/test/helpers.js';
 import { openClients, RecordingClient, SocketPublisher as Publisher } from './actors.js';
-import { judge, type Verdict } from './checker.js';
+import { judge, type Acked, type ClientLog, type Verdict } from './checker.js';
 import { API_KEY, System, type BrokerName } from './system.js';
 
 /** What a scenario returns. */
@@ -353,6 +353,30 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
+/** The latest acknowledged position of each channel. */
+function latestAcked(acked: readonly Acked[]): Map<string, Acked> {
+  const latest = new Map<string, Acked>();
+  for (const a of acked) {
+    const last = latest.get(a.channel);
+    if (!last || a.at > last.at) latest.set(a.channel, a);
+  }
+  return latest;
+}
+
+/** True when the client has seen the latest acknowledged position of each of its channels. */
+function hasSeenLatest(log: ClientLog, latest: ReadonlyMap<string, Acked>): boolean {
+  return log.channels.every((channel) => {
+    const last = latest.get(channel);
+    if (!last) return true;
+    // From the end: the latest message seen on the channel is the one to compare.
+    for (let i = log.seen.length - 1; i >= 0; i--) {
+      const s = log.seen[i]!;
+      if (s.channel === channel) return s.epoch !== last.epoch || s.offset >= last.offset;
+    }
+    return false;
+  });
+}
+
 /** R7: a steady mixed load on thousands of clients, a fifth of them churning each minute. */
 async function soak(ctx: ScenarioContext): Promise<Outcome> {
   const count = ctx.quick ? 1000 : 5000;
@@ -422,9 +446,13 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
       }
     }
     await Promise.all(publishers.map((p) => p.stop()));
-    // Every client back, and time for the last deliveries and replays.
+    // Every client back, and time for the last deliveries and replays: until each live client has
+    // seen the latest acknowledged offset of each of its channels, at most 30 s (what is still
+    // missing then is judged). A fixed pause judged a replay that outlasted it as a loss.
     await system.until(() => live.every((c) => c.connected), 30_000, 'every client to be connected').catch(() => undefined);
-    await sleep(5000);
+    const latest = latestAcked(publishers.flatMap((p) => p.acked));
+    await system.until(() => live.every((c) => hasSeenLatest(c.log, latest)), 30_000, 'the last deliveries').catch(() => undefined);
+    await sleep(500);
     const peak = memory.stop();
     const end = nodes.map((n) => rssMiB(n.child.pid));
     return {

@@ -62,8 +62,10 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   private inbox: Promise<void>;
   /** Settles once the reply of the last publication taken is written (replies go out in frame order). */
   private answered: Promise<void> = Promise.resolve();
-  /** The replies of the publications in flight, oldest first (at most {@link PUBLICATIONS_IN_FLIGHT}). */
-  private readonly inFlight: Promise<void>[] = [];
+  /** Publications taken and not yet answered (at most {@link PUBLICATIONS_IN_FLIGHT}). */
+  private unanswered = 0;
+  /** Wakes the frame queue when the window was full and an answer made room. */
+  private room: (() => void) | undefined;
   private markStarted!: () => void;
   private closed = false;
   private batch: Buffer[] | null = null;
@@ -361,10 +363,22 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   private async pipeline(frame: SendFrame | PublishFrame): Promise<void> {
     if (this.closed) return;
     const answer = answerPublication(this, frame, this.ctx);
-    const written = this.answered.then(() => answer).then((result) => this.reply(frame.id, result));
-    this.answered = written;
-    this.inFlight.push(written);
-    if (this.inFlight.length >= PUBLICATIONS_IN_FLIGHT) await this.inFlight.shift();
+    this.unanswered++;
+    this.answered = this.answered
+      .then(() => answer)
+      .then((result) => {
+        // Never rejects: the next reply and every later frame wait on this chain.
+        try {
+          this.reply(frame.id, result);
+        } catch (err) {
+          this.ctx.log.error({ err, session: this.id }, 'reply failed');
+        }
+        this.unanswered--;
+        const room = this.room;
+        this.room = undefined;
+        room?.();
+      });
+    if (this.unanswered >= PUBLICATIONS_IN_FLIGHT) await new Promise<void>((resolve) => (this.room = resolve));
   }
 
   private rateLimited(): ReplyResult {

@@ -7,40 +7,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import type { NodeOptionsInput } from '../src/index.js';
 import { API_KEY, TestClient, api, sleep, startNode, type Frame, type TestNode } from './helpers.js';
-import { RedisFixture, deletePrefix, redisSkip } from './redis-helpers.js';
-import { PostgresDatabase, postgresSkip } from './support/postgres.js';
+import { historyStores } from './support/history-stores.js';
 
-interface Store {
-  name: string;
-  skip?: string | undefined;
-  /** Node options for this store; called once per suite, after `setUp`. */
-  options: () => NodeOptionsInput;
-  setUp?: () => Promise<void>;
-  tearDown?: () => Promise<void>;
-}
-
-const redis = new RedisFixture();
-const REDIS_PREFIX = `sbtest:in:${randomUUID().slice(0, 8)}:`;
-const db = new PostgresDatabase();
-const STORES: Store[] = [
-  { name: 'memory', options: () => ({}) },
-  {
-    name: 'Redis',
-    skip: redisSkip,
-    // A prefix of the node's own (at most 32 characters), deleted afterwards.
-    options: () => ({ engine: 'redis', redisPrefix: REDIS_PREFIX }),
-    tearDown: async () => deletePrefix(await redis.client(), REDIS_PREFIX),
-  },
-  {
-    name: 'PostgreSQL',
-    skip: postgresSkip,
-    options: () => ({ history: 'postgres', databaseUrl: db.url }),
-    setUp: () => db.create(false),
-    tearDown: () => db.drop(),
-  },
-];
+const STORES = historyStores('in');
 
 /** A fresh pair of user ids per test, so tests on one node do not see each other's inboxes. */
 function users(): { alice: string; bob: string } {
@@ -69,7 +39,6 @@ for (const store of STORES) {
       await Promise.all(open.map((c) => c.close()));
       await node?.stop();
       await store.tearDown?.();
-      await redis.cleanup();
     });
 
     it('hands a device without a position everything after the ack, in order, once; a second device nothing acked', async () => {

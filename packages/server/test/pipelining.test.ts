@@ -8,12 +8,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import type { NodeOptionsInput, PublicationPath } from '../src/index.js';
+import type { PublicationPath } from '../src/index.js';
 import { PUBLICATIONS_IN_FLIGHT } from '../src/session/session.js';
 import { TestClient, sleep, startNode, type Frame, type TestNode } from './helpers.js';
 import { eventually } from './support/eventually.js';
-import { RedisFixture, deletePrefix, redisSkip } from './redis-helpers.js';
-import { PostgresDatabase, postgresSkip } from './support/postgres.js';
+import { historyStores } from './support/history-stores.js';
 
 /** A publication path that takes each publication at once but answers only when the test says. */
 class HeldAnswers implements PublicationPath {
@@ -129,33 +128,7 @@ describe('publication pipelining (held answers)', () => {
   });
 });
 
-interface Store {
-  name: string;
-  skip?: string | undefined;
-  options: () => NodeOptionsInput;
-  setUp?: () => Promise<void>;
-  tearDown?: () => Promise<void>;
-}
-
-const redis = new RedisFixture();
-const REDIS_PREFIX = `sbtest:pl:${randomUUID().slice(0, 8)}:`;
-const db = new PostgresDatabase();
-const STORES: Store[] = [
-  { name: 'memory', options: () => ({}) },
-  {
-    name: 'Redis',
-    skip: redisSkip,
-    options: () => ({ engine: 'redis', redisPrefix: REDIS_PREFIX }),
-    tearDown: async () => deletePrefix(await redis.client(), REDIS_PREFIX),
-  },
-  {
-    name: 'PostgreSQL',
-    skip: postgresSkip,
-    options: () => ({ history: 'postgres', databaseUrl: db.url }),
-    setUp: () => db.create(false),
-    tearDown: () => db.drop(),
-  },
-];
+const STORES = historyStores('pl');
 
 for (const store of STORES) {
   describe(`publication pipelining on ${store.name}`, { skip: store.skip }, () => {
@@ -167,7 +140,6 @@ for (const store of STORES) {
     after(async () => {
       await node?.stop();
       await store.tearDown?.();
-      await redis.cleanup();
     });
 
     it('keeps the order of 1,000 publications sent without waiting, over two channels, across turns', async () => {

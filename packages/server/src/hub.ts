@@ -20,34 +20,57 @@ interface ChannelEntry {
   /** Serialises broker subscribe/unsubscribe for the channel. */
   op: Promise<void>;
   subscribed: boolean;
+  /** Set while the channel has no member and keeps its subscription for the linger time. */
+  linger: NodeJS.Timeout | undefined;
 }
 
 /**
  * The node's local channel table: which sessions are in which channel. It reference-counts broker
  * subscriptions (interest routing: the node receives only channels with a local subscriber) and
  * fans out what the broker delivers: the same serialised frame to every local recipient.
+ *
+ * A channel whose last member left keeps its subscription for `lingerMs` before it is dropped: a
+ * session that comes back within it (a dropped connection resuming, a page reloaded, which the
+ * gateway's `hash` policy sends to the same node) finds the channel received and costs the broker
+ * no unsubscribe and subscribe. On RabbitMQ each is a durable binding change, about a millisecond
+ * of the broker's time and serialised; churn of thousands of sessions made them the bottleneck.
  */
 export class Hub {
   private readonly channels = new Map<string, ChannelEntry>();
+  private stopped = false;
 
+  /** @param lingerMs how long a channel without members stays subscribed (`SWITCHBOARD_CHANNEL_LINGER_MS`); 0 drops it at once. */
   constructor(
     private readonly broker: Broker,
     private readonly metrics: NodeMetrics,
     private readonly log: Logger,
+    private readonly lingerMs = 0,
   ) {}
 
-  /** Channels with a local member. */
+  /** Channels this node receives: those with a local member and those lingering after their last one left. */
   get size(): number {
     return this.channels.size;
+  }
+
+  /** Cancels the lingering subscriptions' timers (the node is stopping; closing the broker drops the subscriptions). */
+  stop(): void {
+    this.stopped = true;
+    for (const entry of this.channels.values()) {
+      clearTimeout(entry.linger);
+      entry.linger = undefined;
+    }
   }
 
   /** Adds `member` to `channel`; resolves once the broker delivers the channel to this node. */
   async add(channel: string, member: HubMember): Promise<void> {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { members: new Set(), op: Promise.resolve(), subscribed: false };
+      entry = { members: new Set(), op: Promise.resolve(), subscribed: false, linger: undefined };
       this.channels.set(channel, entry);
       this.metrics.localChannels.set(this.channels.size);
+    } else if (entry.linger) {
+      clearTimeout(entry.linger);
+      entry.linger = undefined;
     }
     entry.members.add(member);
     const e = entry;
@@ -64,10 +87,25 @@ export class Hub {
     await e.op;
   }
 
-  /** Removes `member` from `channel`; the broker subscription goes when the last member leaves. */
+  /** Removes `member` from `channel`; the broker subscription goes `lingerMs` after the last member left, unless one came back. */
   remove(channel: string, member: HubMember): void {
     const entry = this.channels.get(channel);
     if (!entry || !entry.members.delete(member) || entry.members.size > 0) return;
+    if (this.lingerMs > 0 && !this.stopped) {
+      clearTimeout(entry.linger);
+      entry.linger = setTimeout(() => {
+        entry.linger = undefined;
+        this.release(channel, entry);
+      }, this.lingerMs);
+      // A lingering subscription does not keep the process alive.
+      entry.linger.unref();
+      return;
+    }
+    this.release(channel, entry);
+  }
+
+  /** Drops the broker subscription of `entry`, which has no member, and the entry itself, unless a member came back meanwhile. */
+  private release(channel: string, entry: ChannelEntry): void {
     entry.op = entry.op
       .catch(() => undefined)
       .then(async () => {

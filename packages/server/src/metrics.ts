@@ -110,7 +110,11 @@ export class NodeMetrics {
       help: 'Times the link to the broker came back after it was lost, with every subscription restored',
       registers,
     });
-    this.localChannels = new Gauge({ name: 'switchboard_local_channels', help: 'Channels with at least one local subscriber', registers });
+    this.localChannels = new Gauge({
+      name: 'switchboard_local_channels',
+      help: 'Channels this node receives: with a local subscriber, or one that left within the linger time',
+      registers,
+    });
     this.recoveries = new Counter({
       name: 'switchboard_recoveries_total',
       help: 'Channel recoveries by outcome',

@@ -87,7 +87,7 @@ export class SwitchboardNode implements NodeContext {
     metrics.brokerConfirm.zero({ broker: options.broker });
     const engine = (this.engine = runtime.engine ?? createEngine(options, { log, brokerPublished: (s) => confirms.observe(s) }));
     const verifier = runtime.verifier ?? new TokenVerifier(options);
-    this.hub = new Hub(engine.broker, metrics, log);
+    this.hub = new Hub(engine.broker, metrics, log, options.channelLingerMs);
     this.sessions = new SessionTable(metrics, log);
     const webhooks = (this.webhooks =
       options.webhookUrl && options.webhookSecret
@@ -309,6 +309,7 @@ export class SwitchboardNode implements NodeContext {
       this.sessions.stopHeartbeat();
       this.presence.stop();
       this.mover.stop();
+      this.hub.stop();
       await this.webhooks?.stop();
       clearInterval(this.loadReport);
       this.httpLimits.close();

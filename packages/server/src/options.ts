@@ -92,6 +92,12 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(0),
     default: 5_000,
   },
+  channelLingerMs: {
+    env: 'SWITCHBOARD_CHANNEL_LINGER_MS',
+    doc: "How long a node keeps receiving a channel after its last local session left it: a session that comes back within it (a reconnect, a page reload; the gateway's `hash` policy brings it to the same node) costs the broker no unsubscribe and subscribe. 0: dropped at once.",
+    schema: z.coerce.number().int().min(0).max(600_000),
+    default: 5_000,
+  },
   redisUrl: {
     env: 'REDIS_URL',
     doc: 'Redis for engine/broker `redis`. Secret parts (password) are never logged.',

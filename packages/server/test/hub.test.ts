@@ -103,10 +103,10 @@ class FakeMember implements HubMember {
   }
 }
 
-function setup(): { hub: Hub; broker: FakeBroker; metrics: NodeMetrics } {
+function setup(lingerMs = 0): { hub: Hub; broker: FakeBroker; metrics: NodeMetrics } {
   const broker = new FakeBroker();
   const metrics = new NodeMetrics('t', false);
-  const hub = new Hub(broker, metrics, pino({ level: 'silent' }));
+  const hub = new Hub(broker, metrics, pino({ level: 'silent' }), lingerMs);
   broker.sink = hub.onBrokerMessage;
   return { hub, broker, metrics };
 }
@@ -238,6 +238,87 @@ describe('Hub', () => {
       assert.ok(broker.subscribed.has('user:a'));
       assert.deepEqual(reached(hub, 'user:a', [a]), [a]);
       assert.deepEqual(reached(hub, 'group:ops', [a]), []);
+    });
+  });
+
+  describe('lingering subscriptions (a channel kept lingerMs after its last member left)', () => {
+    /** Resolves once `check` holds, polling; rejects after 5 s. */
+    async function until(check: () => boolean, what: string): Promise<void> {
+      for (const end = Date.now() + 5000; !check();) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    }
+
+    it('keeps the channel subscribed for a member that comes back within the linger: no unsubscribe, no second subscribe', async () => {
+      const { hub, broker } = setup(60_000);
+      const first = new FakeMember('a');
+      await hub.add('user:a', first);
+      hub.remove('user:a', first);
+      await settle();
+      assert.deepEqual(broker.calls, ['subscribe user:a'], 'still subscribed after the last member left');
+      assert.equal(hub.size, 1, 'the lingering channel counts as received');
+      broker.deliver('user:a', message(1));
+      assert.deepEqual(first.delivered, [], 'a member that left gets nothing');
+
+      const back = new FakeMember('a');
+      await hub.add('user:a', back);
+      broker.deliver('user:a', message(2));
+      assert.deepEqual(
+        back.delivered.map((d) => d.offset),
+        [2],
+      );
+      assert.deepEqual(broker.calls, ['subscribe user:a']);
+      hub.stop();
+    });
+
+    it('drops the subscription and the channel once the linger has passed without a member', async () => {
+      const { hub, broker, metrics } = setup(30);
+      const [a, b] = [new FakeMember('a'), new FakeMember('b')];
+      await hub.add('group:ops', a);
+      await hub.add('group:ops', b);
+      hub.remove('group:ops', a);
+      hub.remove('group:ops', b);
+      await until(() => broker.calls.length === 2, 'the unsubscribe');
+      assert.deepEqual(broker.calls, ['subscribe group:ops', 'unsubscribe group:ops']);
+      await until(() => hub.size === 0, 'the channel to go');
+      assert.equal((await metrics.localChannels.get()).values[0]?.value, 0);
+    });
+
+    it('starts the linger again each time the channel is left: one unsubscribe, after the last leave', async () => {
+      const { hub, broker } = setup(40);
+      const a = new FakeMember('a');
+      await hub.add('user:a', a);
+      for (let i = 0; i < 3; i++) {
+        hub.remove('user:a', a);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        await hub.add('user:a', a);
+      }
+      hub.remove('user:a', a);
+      await until(() => broker.calls.length === 2, 'the unsubscribe');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(broker.calls, ['subscribe user:a', 'unsubscribe user:a'], 'the earlier lingers were cancelled');
+    });
+
+    it('subscribes again for a member that comes after the linger ran out', async () => {
+      const { hub, broker } = setup(20);
+      const a = new FakeMember('a');
+      await hub.add('user:a', a);
+      hub.remove('user:a', a);
+      await until(() => hub.size === 0, 'the channel to go');
+      await hub.add('user:a', a);
+      assert.deepEqual(broker.calls, ['subscribe user:a', 'unsubscribe user:a', 'subscribe user:a']);
+      assert.deepEqual(reached(hub, 'user:a', [a]), [a]);
+    });
+
+    it('stops its timers when the node stops', async () => {
+      const { hub, broker } = setup(20);
+      const a = new FakeMember('a');
+      await hub.add('user:a', a);
+      hub.remove('user:a', a);
+      hub.stop();
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.deepEqual(broker.calls, ['subscribe user:a'], 'closing the broker drops the subscription; the hub sends nothing after stop');
     });
   });
 

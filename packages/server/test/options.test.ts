@@ -27,6 +27,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   broker: 'carrier-pigeon',
   routing: 'random',
   moveWindowMs: -1,
+  channelLingerMs: -5,
   redisUrl: 'http://127.0.0.1:6379',
   amqpUrl: 'http://127.0.0.1:5672',
   natsUrl: 'redis://127.0.0.1:4222',

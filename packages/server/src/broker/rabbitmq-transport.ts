@@ -35,6 +35,12 @@ export interface RabbitMqTransportOptions {
   reconnectMaxMs?: number;
   /** How long `connect` (and `start`) waits for RabbitMQ. @default 5000 */
   connectTimeoutMs?: number;
+  /**
+   * Channels for binds and unbinds, each routing key always on the same one (so its bind and
+   * unbind keep their order). A channel has one method in flight at a time, and each answer waits
+   * for a turn of this node's event loop: on a busy node, one channel did ~5 binds a second. @default 16
+   */
+  topologyChannels?: number;
 }
 
 /**
@@ -55,6 +61,10 @@ export interface RabbitMqTransportOptions {
  * RabbitMQ throttles a publishing connection by no longer reading from it, which on a shared
  * connection also held back the consumer's acks and `queue.bind` — under the 5,000-connection soak
  * every delivery stopped at the prefetch limit and new sessions waited forever for their bind.
+ * Binds and unbinds have a connection of their own too, spread over `topologyChannels` channels:
+ * a channel has one method in flight, and each answer waits for a turn of this node's event
+ * loop, so on one channel a busy node bound about 5 keys a second and its sessions' binds queued
+ * for seconds, while RabbitMQ itself answered another client's binds in milliseconds.
  * A node id is one process: its first start deletes a queue an earlier run left (if unconsumed),
  * and it consumes exclusively, so a second process with the same id fails to start.
  */
@@ -67,18 +77,19 @@ export class RabbitMqTransport implements Transport {
   private readonly o: Required<RabbitMqTransportOptions>;
   /** The URL without its password: the only form that goes into messages. */
   private readonly where: string;
-  /** Topology, consuming and acks. */
+  /** Consuming and acks. */
   private conn: Connection | undefined;
   /** Publishing only (see the class comment). */
   private pubConn: Connection | undefined;
+  /** Declares, binds and unbinds (see the class comment). */
+  private topoConn: Connection | undefined;
   private handler: TransportHandler | undefined;
   /**
-   * Consuming and acks. Topology (declares, binds) has a channel of its own, `topo`: a channel
-   * handles its methods one at a time, so a bind sent behind a prefetch-full of acks waited for
-   * them all. `pub` publishes in confirm mode, so a failed publish cannot close the consumer.
+   * Consuming and acks (`ch`), topology (`topo`, on a connection of its own) and publishing in
+   * confirm mode (`pub`, so a failed publish cannot close the consumer).
    */
   private ch: Channel | undefined;
-  private topo: Channel | undefined;
+  private topo: Channel[] = [];
   private pub: Channel | undefined;
   /** The latest delivery handled and not yet acked, on `ch`; acked with `multiple` once per event-loop turn. */
   private ackDue: { ch: Channel; tag: number } | undefined;
@@ -115,6 +126,7 @@ export class RabbitMqTransport implements Transport {
       confirmTimeoutMs: options.confirmTimeoutMs ?? 2000,
       reconnectMaxMs: options.reconnectMaxMs ?? 5000,
       connectTimeoutMs: options.connectTimeoutMs ?? AMQP_CONNECT_TIMEOUT_MS,
+      topologyChannels: Math.max(1, options.topologyChannels ?? 16),
     };
     this.where = redactAmqpUrl(options.url);
     this.exchange = `${this.o.prefix}cluster`;
@@ -125,9 +137,9 @@ export class RabbitMqTransport implements Transport {
     return !this.closed && this.up && this.connected && this.pub?.active === true;
   }
 
-  /** Both connections are up. */
+  /** The three connections are up. */
   private get connected(): boolean {
-    return this.conn?.ready === true && this.pubConn?.ready === true;
+    return this.conn?.ready === true && this.pubConn?.ready === true && this.topoConn?.ready === true;
   }
 
   /** The routing key of a destination. */
@@ -148,16 +160,19 @@ export class RabbitMqTransport implements Transport {
    */
   async connect(): Promise<void> {
     if (this.closed) throw new Error('transport closed');
-    const conn = (this.conn ??= this.open('consume'));
-    const pubConn = (this.pubConn ??= this.open('publish'));
-    if (conn.ready && pubConn.ready) return;
+    const conns = [
+      (this.conn ??= this.open('consume')),
+      (this.pubConn ??= this.open('publish')),
+      (this.topoConn ??= this.open('topology')),
+    ];
+    if (conns.every((c) => c.ready)) return;
     try {
-      await Promise.all([conn.onConnect(this.o.connectTimeoutMs, true), pubConn.onConnect(this.o.connectTimeoutMs, true)]);
+      await Promise.all(conns.map((c) => c.onConnect(this.o.connectTimeoutMs, true)));
     } catch {
       // close() took them already: the client's close() on a closing connection never resolves.
-      if (this.conn !== conn) throw new Error('transport closed');
-      this.conn = this.pubConn = undefined;
-      await Promise.allSettled([conn.close(), pubConn.close()]);
+      if (this.conn !== conns[0]) throw new Error('transport closed');
+      this.conn = this.pubConn = this.topoConn = undefined;
+      await Promise.allSettled(conns.map((c) => c.close()));
       throw new BrokerUnreachableError(
         `RabbitMQ is not reachable at ${this.where} (AMQP_URL) after ${this.o.connectTimeoutMs} ms: ${this.lastError || 'no answer'}. To fix: ${HINT}`,
       );
@@ -185,7 +200,7 @@ export class RabbitMqTransport implements Transport {
     const state = this.keys.get(key);
     if (state === true) return;
     if (state) return this.awaitBind(state);
-    const ch = this.topo;
+    const ch = this.topoFor(key);
     if (!this.ready || !ch) throw this.unavailable('bind');
     this.stale.delete(key);
     const op = ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey: key }).then(
@@ -208,10 +223,10 @@ export class RabbitMqTransport implements Transport {
   async unbind(to: Destination): Promise<void> {
     const key = this.routingKey(to);
     if (!this.keys.delete(key)) return;
-    const ch = this.topo;
+    const ch = this.topoFor(key);
     if (this.up && ch?.active) {
       try {
-        // After any bind in flight for it: one channel runs its methods in order.
+        // After any bind in flight for it: the key's channel runs its methods in order.
         await this.within(ch.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey: key }), 'queue.unbind');
         return;
       } catch {
@@ -267,24 +282,28 @@ export class RabbitMqTransport implements Transport {
     this.up = false;
     this.handler = undefined;
     clearTimeout(this.retryTimer);
-    const { ch, topo, pub, conn, pubConn } = this;
+    const { ch, topo, pub, conn, pubConn, topoConn } = this;
     const keys = [...this.keys.keys()];
     this.keys.clear();
     this.stale.clear();
     const dropped = Promise.all([
       this.consumerTag && ch?.active ? ch.basicCancel(this.consumerTag) : undefined,
-      ...(topo?.active ? keys.map((routingKey) => topo.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey })) : []),
+      ...keys.map((routingKey) => {
+        const c = this.topoFor(routingKey);
+        return c?.active ? c.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey }) : undefined;
+      }),
     ]);
     await Promise.race([dropped, new Promise((resolve) => setTimeout(resolve, 2000).unref())]).catch(() => undefined);
-    this.ch = this.topo = this.pub = this.conn = this.pubConn = undefined;
-    await Promise.allSettled([ch?.close(), topo?.close(), pub?.close()]);
-    await Promise.allSettled([conn?.close(), pubConn?.close()]);
+    this.ch = this.pub = this.conn = this.pubConn = this.topoConn = undefined;
+    this.topo = [];
+    await Promise.allSettled([ch?.close(), ...topo.map((c) => c.close()), pub?.close()]);
+    await Promise.allSettled([conn?.close(), pubConn?.close(), topoConn?.close()]);
   }
 
-  private open(role: 'consume' | 'publish'): Connection {
+  private open(role: 'consume' | 'publish' | 'topology'): Connection {
     const conn = new Connection({
       url: this.o.url,
-      connectionName: role === 'consume' ? `switchboard:${this.o.nodeId}` : `switchboard:${this.o.nodeId}:publish`,
+      connectionName: role === 'consume' ? `switchboard:${this.o.nodeId}` : `switchboard:${this.o.nodeId}:${role}`,
       connectionTimeout: this.o.connectTimeoutMs,
       acquireTimeout: this.o.connectTimeoutMs,
       // A dead peer is noticed in about 20 s rather than 2 min (a `?heartbeat=` in the URL wins).
@@ -328,9 +347,10 @@ export class RabbitMqTransport implements Transport {
   }
 
   private async setup(first: boolean): Promise<void> {
-    const { conn, pubConn } = this;
-    if (!conn || !pubConn || this.closed) throw new Error('transport closed');
-    const topo = (this.topo = await conn.acquire());
+    const { conn, pubConn, topoConn } = this;
+    if (!conn || !pubConn || !topoConn || this.closed) throw new Error('transport closed');
+    const topo = await topoConn.acquire();
+    this.topo = [topo];
     await topo.exchangeDeclare({ exchange: this.exchange, type: 'direct', durable: true });
     if (first) {
       // A queue left by an earlier run of this node id holds bindings and messages of sessions
@@ -344,22 +364,27 @@ export class RabbitMqTransport implements Transport {
       durable: true,
       arguments: { 'x-expires': this.o.queueExpiresMs, 'x-max-length': this.o.maxBacklog },
     });
-    const bind = (routingKey: string) => topo.queueBind({ queue: this.queue, exchange: this.exchange, routingKey });
-    for (const [key, state] of this.keys) if (state === true) await bind(key);
-    for (const key of this.stale) {
-      if (!this.keys.has(key)) await topo.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey: key });
-      this.stale.delete(key);
-    }
+    for (let i = 1; i < this.o.topologyChannels; i++) this.topo.push(await topoConn.acquire());
+    const on = (key: string) => this.topoFor(key)!;
+    const restored = [...this.keys].filter(([, state]) => state === true).map(([key]) => key);
+    const stale = [...this.stale];
+    await Promise.all([
+      ...restored.map((routingKey) => on(routingKey).queueBind({ queue: this.queue, exchange: this.exchange, routingKey })),
+      ...stale
+        .filter((key) => !this.keys.has(key))
+        .map((routingKey) => on(routingKey).queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey })),
+    ]);
+    for (const key of stale) this.stale.delete(key);
     const ch = (this.ch = await conn.acquire());
     await ch.basicQos({ prefetchCount: this.o.prefetch });
     // Exclusive: a second process with this node id would otherwise share the deliveries.
     this.consumerTag = (await ch.basicConsume({ queue: this.queue, exclusive: true }, (msg) => this.deliver(ch, msg))).consumerTag;
     const pub = (this.pub = await pubConn.acquire());
     await pub.confirmSelect();
-    if (!ch.active || !topo.active || !pub.active || this.closed) throw new Error('channel closed during setup');
+    if (!ch.active || !this.topo.every((c) => c.active) || !pub.active || this.closed) throw new Error('channel closed during setup');
     ch.once('close', () => this.lost(ch, 'channel closed'));
     ch.once('basic.cancel', () => this.lost(ch, `consumer of ${this.queue} cancelled by RabbitMQ (queue deleted?)`));
-    topo.once('close', () => this.lost(topo, 'topology channel closed'));
+    for (const c of this.topo) c.once('close', () => this.lost(c, 'topology channel closed'));
     pub.once('close', () => this.lost(pub, 'publisher channel closed'));
     this.up = true;
     if (this.linkDown) {
@@ -397,7 +422,7 @@ export class RabbitMqTransport implements Transport {
   };
 
   private lost(ch: Channel, detail: string): void {
-    if (this.closed || (ch !== this.ch && ch !== this.topo && ch !== this.pub)) return;
+    if (this.closed || (ch !== this.ch && !this.topo.includes(ch) && ch !== this.pub)) return;
     const connectionUp = this.connected;
     this.dropChannels();
     if (!this.linkDown) {
@@ -418,10 +443,19 @@ export class RabbitMqTransport implements Transport {
   private dropChannels(): void {
     const { ch, topo, pub } = this;
     this.up = false;
-    this.ch = this.topo = this.pub = undefined;
+    this.ch = this.pub = undefined;
+    this.topo = [];
     this.ackDue = undefined;
     this.consumerTag = '';
-    for (const c of [ch, topo, pub]) if (c?.active) void c.close().catch(() => undefined);
+    for (const c of [ch, ...topo, pub]) if (c?.active) void c.close().catch(() => undefined);
+  }
+
+  /** The topology channel of `key` (none while the link is down). */
+  private topoFor(key: string): Channel | undefined {
+    if (this.topo.length <= 1) return this.topo[0];
+    let h = 0;
+    for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
+    return this.topo[(h >>> 0) % this.topo.length];
   }
 
   private backoff(): number {

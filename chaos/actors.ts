@@ -11,6 +11,19 @@ import { API_KEY } from './system.js';
 
 type Position = { epoch: string; offset: number };
 
+/**
+ * One copy of each channel name and epoch for every log entry: the soak records over a million
+ * deliveries, and each parsed frame brings strings of its own, which made the load generator's heap
+ * (and its pauses for garbage collection) grow with every message.
+ */
+const interned = new Map<string, string>();
+function intern(text: string): string {
+  const known = interned.get(text);
+  if (known !== undefined) return known;
+  interned.set(text, text);
+  return text;
+}
+
 /** One SDK client (as an app uses it) and its log. */
 export class RecordingClient {
   readonly log: ClientLog;
@@ -43,7 +56,7 @@ export class RecordingClient {
     });
     const { log, positions } = this;
     this.sdk.events.on('message', (m) => {
-      log.seen.push({ channel: m.channel, epoch: m.epoch, offset: m.offset, at: Date.now() });
+      log.seen.push({ channel: intern(m.channel), epoch: intern(m.epoch), offset: m.offset, at: Date.now() });
       positions.set(m.channel, { epoch: m.epoch, offset: m.offset });
     });
     this.sdk.events.on('connected', (welcome) => {
@@ -267,7 +280,7 @@ export class SocketPublisher {
         if (channel === undefined) continue;
         this.pending.delete(reply.id);
         if (reply.ok && reply.epoch !== undefined && reply.offset !== undefined)
-          this.acked.push({ channel, epoch: reply.epoch, offset: reply.offset, at: Date.now() });
+          this.acked.push({ channel: intern(channel), epoch: intern(reply.epoch), offset: reply.offset, at: Date.now() });
         else this.failed++;
       }
     });

@@ -14,6 +14,7 @@ export interface HubMember {
 }
 
 const TS_FIELD = Buffer.from('"ts":');
+const SETTLED: Promise<void> = Promise.resolve();
 
 interface ChannelEntry {
   members: Set<HubMember>;
@@ -65,7 +66,7 @@ export class Hub {
   async add(channel: string, member: HubMember): Promise<void> {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { members: new Set(), op: Promise.resolve(), subscribed: false, linger: undefined };
+      entry = { members: new Set(), op: SETTLED, subscribed: false, linger: undefined };
       this.channels.set(channel, entry);
       this.metrics.localChannels.set(this.channels.size);
     } else if (entry.linger) {
@@ -76,13 +77,17 @@ export class Hub {
     const e = entry;
     if (!e.subscribed) {
       // After a failed subscribe (broker down) the chain goes on: the next add tries again.
-      e.op = e.op
+      const op = (e.op = e.op
         .catch(() => undefined)
         .then(async () => {
           if (e.subscribed || e.members.size === 0) return;
           await this.broker.subscribe(channel);
           e.subscribed = true;
-        });
+        }));
+      await op;
+      // Nothing queued after it: the channel keeps a shared settled promise, not its own.
+      if (e.op === op) e.op = SETTLED;
+      return;
     }
     await e.op;
   }

@@ -3,10 +3,24 @@ import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserS
 
 const USER_PREFIX = 'user:';
 
+/**
+ * A user's sessions in one channel: the member itself while there is one (most users, in their
+ * own channel always), a map by session id from the second on — an idle connection keeps no map.
+ */
+type Sessions = PresenceMember | Map<string, PresenceMember>;
+
+function count(sessions: Sessions): number {
+  return sessions instanceof Map ? sessions.size : 1;
+}
+
+function members(sessions: Sessions): Iterable<PresenceMember> {
+  return sessions instanceof Map ? sessions.values() : [sessions];
+}
+
 /** Presence in process memory. Several nodes in one process may share one instance. */
 export class MemoryPresenceStore implements PresenceStore {
-  /** channel → user → session → member */
-  private readonly channels = new Map<string, Map<string, Map<string, PresenceMember>>>();
+  /** channel → user → that user's sessions there */
+  private readonly channels = new Map<string, Map<string, Sessions>>();
   private closed = false;
 
   get ready(): boolean {
@@ -16,18 +30,32 @@ export class MemoryPresenceStore implements PresenceStore {
   async add(channel: string, member: PresenceMember): Promise<boolean> {
     let users = this.channels.get(channel);
     if (!users) this.channels.set(channel, (users = new Map()));
-    let sessions = users.get(member.user);
-    const first = !sessions;
-    if (!sessions) users.set(member.user, (sessions = new Map()));
-    sessions.set(member.session, member);
-    return first;
+    const sessions = users.get(member.user);
+    if (!sessions) {
+      users.set(member.user, member);
+      return true;
+    }
+    if (sessions instanceof Map) sessions.set(member.session, member);
+    else if (sessions.session !== member.session)
+      users.set(
+        member.user,
+        new Map([
+          [sessions.session, sessions],
+          [member.session, member],
+        ]),
+      );
+    else users.set(member.user, member);
+    return false;
   }
 
   async remove(channel: string, member: PresenceMember): Promise<boolean> {
     const users = this.channels.get(channel);
     const sessions = users?.get(member.user);
-    if (!users || !sessions || !sessions.delete(member.session)) return false;
-    if (sessions.size > 0) return false;
+    if (!users || !sessions) return false;
+    if (sessions instanceof Map) {
+      if (!sessions.delete(member.session)) return false;
+      if (sessions.size > 0) return false;
+    } else if (sessions.session !== member.session) return false;
     users.delete(member.user);
     if (users.size === 0) this.channels.delete(channel);
     return true;
@@ -38,15 +66,15 @@ export class MemoryPresenceStore implements PresenceStore {
     if (!users) return [];
     return [...users].map(([user, sessions]) => ({
       user,
-      sessions: sessions.size,
-      nodes: [...new Set([...sessions.values()].map((m) => m.node))].sort(),
+      sessions: count(sessions),
+      nodes: [...new Set([...members(sessions)].map((m) => m.node))].sort(),
     }));
   }
 
   async sessions(user: string): Promise<UserSession[]> {
     const sessions = this.channels.get(userChannel(user))?.get(user);
     if (!sessions) return [];
-    return [...sessions.values()].map(({ session, node, since }) => ({ session, node, since }));
+    return [...members(sessions)].map(({ session, node, since }) => ({ session, node, since }));
   }
 
   async online(limit: number): Promise<{ users: string[]; more: boolean }> {

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import {
   CloseCode,
   userChannel,
@@ -41,6 +41,16 @@ const PAGE_WAIT_MS = 10;
  */
 export const PUBLICATIONS_IN_FLIGHT = 64;
 
+/** Settled from the start: what a session waits on before anything is in flight. */
+const SETTLED: Promise<void> = Promise.resolve();
+const NOOP = (): void => undefined;
+
+/**
+ * The session of each socket, for the socket listeners: one function per event for every socket
+ * instead of four closures per session (an idle connection is mostly such per-socket state).
+ */
+const sessionOf = new WeakMap<WebSocket, Session>();
+
 /** A client frame that arrived before the session existed (while its token was verified). */
 export type HeldFrame = readonly [data: Buffer, isBinary: boolean];
 
@@ -58,10 +68,11 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   /** Set by the heartbeat sweep, cleared when the peer shows life. */
   alive = true;
   private readonly streams = new Map<string, ChannelStream>();
-  private readonly limiter: FrameRateLimiter;
+  /** Made at the first frame: an idle connection never needs one (a new limiter is a full one). */
+  private limiter: FrameRateLimiter | undefined;
   private inbox: Promise<void>;
   /** Settles once the reply of the last publication taken is written (replies go out in frame order). */
-  private answered: Promise<void> = Promise.resolve();
+  private answered: Promise<void> = SETTLED;
   /** Publications taken and not yet answered (at most {@link PUBLICATIONS_IN_FLIGHT}). */
   private unanswered = 0;
   /** Wakes the frame queue when the window was full and an answer made room. */
@@ -84,15 +95,32 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   ) {
     this.user = identity.user;
     this.ownChannel = userChannel(identity.user);
-    const o = ctx.sessionOptions;
-    this.limiter = new FrameRateLimiter(o.rateLimitPerSecond, o.rateLimitBurst, o.rateLimitMaxRejected);
     // Frames that arrive before `welcome` wait here until the session has started.
     this.inbox = new Promise((resolve) => (this.markStarted = resolve));
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    ws.on('pong', () => (this.alive = true));
-    ws.on('close', () => void this.dispose());
-    ws.on('error', (err) => ctx.log.debug({ err, session: this.id }, 'socket error'));
+    sessionOf.set(ws, this);
+    ws.on('message', Session.onSocketMessage);
+    ws.on('pong', Session.onSocketPong);
+    ws.on('close', Session.onSocketClose);
+    ws.on('error', Session.onSocketError);
     for (const [data, isBinary] of early) this.onMessage(data, isBinary);
+  }
+
+  private static onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+    sessionOf.get(this)?.onMessage(data as Buffer, isBinary);
+  }
+
+  private static onSocketPong(this: WebSocket): void {
+    const session = sessionOf.get(this);
+    if (session) session.alive = true;
+  }
+
+  private static onSocketClose(this: WebSocket): void {
+    void sessionOf.get(this)?.dispose();
+  }
+
+  private static onSocketError(this: WebSocket, err: Error): void {
+    const session = sessionOf.get(this);
+    session?.ctx.log.debug({ err, session: session.id }, 'socket error');
   }
 
   /** Channels this session is subscribed to. */
@@ -148,6 +176,8 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     for (const flush of flushes) flush();
     for (const frame of held) this.sendRaw(frame);
     this.markStarted();
+    // The resolver is spent: let it go with what it holds.
+    this.markStarted = NOOP;
   }
 
   /**
@@ -307,7 +337,8 @@ export class Session implements HubMember, FrameTarget, StreamSink {
   private onMessage(data: Buffer, isBinary: boolean): void {
     this.alive = true;
     if (this.closed) return;
-    const verdict = this.limiter.check();
+    const o = this.ctx.sessionOptions;
+    const verdict = (this.limiter ??= new FrameRateLimiter(o.rateLimitPerSecond, o.rateLimitBurst, o.rateLimitMaxRejected)).check();
     if (verdict === 'close') {
       this.close(CloseCode.RATE_LIMITED, 'rate limit exceeded');
       return;

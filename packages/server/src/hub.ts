@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { StreamPosition } from '@switchboard/protocol';
 import type { Broker, BrokerMessage } from './broker/broker.js';
 import type { NodeMetrics } from './metrics.js';
 
@@ -11,7 +12,12 @@ export interface HubMember {
   sendRaw(frame: string | Buffer): void;
   /** Close the session (cluster-wide disconnect). */
   close(code: number, reason: string): void;
+  /** The channel's latest position in history: a member behind it fetches what it missed. */
+  catchUp(channel: string, latest: StreamPosition): void;
 }
+
+/** Channels whose latest position is read at once by {@link Hub.catchUp}. */
+const CATCH_UP_BATCH = 500;
 
 const TS_FIELD = Buffer.from('"ts":');
 const SETTLED: Promise<void> = Promise.resolve();
@@ -128,6 +134,37 @@ export class Hub {
         this.metrics.engineErrors.inc({ component: 'broker' });
         this.log.warn({ err, channel }, 'broker unsubscribe failed');
       });
+  }
+
+  /**
+   * After the broker's link came back: reads the latest position of every channel with a local
+   * member (`latest`, from history; `CATCH_UP_BATCH` at a time) and hands it to the members, so
+   * that what the broker lost meanwhile reaches them without waiting for the channel's next
+   * publication. A channel whose read fails is logged and left to gap repair.
+   */
+  async catchUp(latest: (channel: string) => Promise<StreamPosition>): Promise<void> {
+    const channels = [...this.channels].filter(([, entry]) => entry.members.size > 0).map(([channel]) => channel);
+    for (let i = 0; i < channels.length; i += CATCH_UP_BATCH) {
+      await Promise.all(
+        channels.slice(i, i + CATCH_UP_BATCH).map(async (channel) => {
+          let position: StreamPosition;
+          try {
+            position = await latest(channel);
+          } catch (err) {
+            this.metrics.engineErrors.inc({ component: 'history' });
+            this.log.warn({ err, channel }, 'catch-up after the broker link came back: history unreachable; gap repair will fill it');
+            return;
+          }
+          for (const member of this.channels.get(channel)?.members ?? []) {
+            try {
+              member.catchUp(channel, position);
+            } catch (err) {
+              this.memberFailed(err, channel);
+            }
+          }
+        }),
+      );
+    }
   }
 
   /**

@@ -261,6 +261,8 @@ export class SwitchboardNode implements NodeContext {
         if (state === 'down') return void this.log.warn({ broker, detail }, 'broker link lost');
         this.metrics.brokerReconnects.inc();
         this.log.info({ broker, detail }, 'broker link back: subscriptions restored');
+        // What the broker lost while it was away: from history, without waiting for each channel's next message.
+        void this.hub.catchUp((channel) => this.engine.history.position(channel));
       },
       error: (err, what) => this.engineFailed('broker', err, what),
     };

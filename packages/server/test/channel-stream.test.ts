@@ -116,6 +116,35 @@ describe('ChannelStream', () => {
     assert.deepEqual(h.written, e1(1, 2, 3, 4, 5, 6), 'live again');
   });
 
+  it('catch-up: a stream behind the latest position fetches what it missed; one at it, or on another epoch, does nothing', async () => {
+    const h = harness([pub('e1', 1), pub('e1', 2), pub('e1', 3)]);
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([]);
+    h.live(1);
+    h.stream.catchUp({ epoch: 'e1', offset: 1 });
+    h.stream.catchUp({ epoch: 'e9', offset: 5 });
+    await settle();
+    assert.deepEqual(h.repairs, [], 'nothing to fetch');
+    h.stream.catchUp({ epoch: 'e1', offset: 3 });
+    h.live(3); // arrives while the catch-up reads: buffered, written once after
+    await settle();
+    assert.deepEqual(h.repairs, [{ epoch: 'e1', offset: 1 }]);
+    assert.deepEqual(h.written, e1(1, 2, 3));
+    assert.equal(h.gaps, 1);
+    h.live(4);
+    assert.deepEqual(h.written, e1(1, 2, 3, 4), 'live again');
+  });
+
+  it('catch-up: while a replay is still going on, it is left to that replay', async () => {
+    const h = harness([pub('e1', 1), pub('e1', 2)]);
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.catchUp({ epoch: 'e1', offset: 2 }); // still attaching: pending
+    await settle();
+    assert.deepEqual(h.repairs, []);
+    h.stream.drain([pub('e1', 1), pub('e1', 2)]);
+    assert.deepEqual(h.written, e1(1, 2));
+  });
+
   const cases: { name: string; live: (number | [string, number])[]; history?: number[]; want: string[]; gaps?: number }[] = [
     { name: 'in order', live: [1, 2, 3], want: e1(1, 2, 3) },
     { name: 'a repeat (a broker redelivery) is dropped', live: [1, 2, 2, 1, 3], want: e1(1, 2, 3) },

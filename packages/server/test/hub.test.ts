@@ -80,6 +80,7 @@ class FakeMember implements HubMember {
   readonly delivered: Delivery[] = [];
   readonly raw: (string | Buffer)[] = [];
   readonly closes: { code: number; reason: string }[] = [];
+  readonly caughtUp: { channel: string; offset: number }[] = [];
   /** Throws on every delivery (a session bug the hub must contain). */
   throws = false;
 
@@ -95,6 +96,10 @@ class FakeMember implements HubMember {
 
   sendRaw(frame: string | Buffer): void {
     this.raw.push(frame);
+  }
+
+  catchUp(channel: string, latest: { epoch: string; offset: number }): void {
+    this.caughtUp.push({ channel, offset: latest.offset });
   }
 
   close(code: number, reason: string): void {
@@ -319,6 +324,30 @@ describe('Hub', () => {
       hub.stop();
       await new Promise((resolve) => setTimeout(resolve, 80));
       assert.deepEqual(broker.calls, ['subscribe user:a'], 'closing the broker drops the subscription; the hub sends nothing after stop');
+    });
+  });
+
+  describe('catch-up after the broker link came back', () => {
+    it('hands each channel with members its latest position, and goes on past a channel whose read fails', async () => {
+      const { hub, metrics } = setup(60_000);
+      const [a, b, gone] = [new FakeMember('a'), new FakeMember('b'), new FakeMember('c')];
+      await hub.add('group:ops', a);
+      await hub.add('group:ops', b);
+      await hub.add('user:a', a);
+      await hub.add('user:c', gone);
+      hub.remove('user:c', gone); // lingering: no member to catch up
+      const read: string[] = [];
+      await hub.catchUp(async (channel) => {
+        read.push(channel);
+        if (channel === 'user:a') throw new Error('history down');
+        return { epoch: 'e1', offset: 7 };
+      });
+      assert.deepEqual(read.sort(), ['group:ops', 'user:a']);
+      assert.deepEqual(a.caughtUp, [{ channel: 'group:ops', offset: 7 }]);
+      assert.deepEqual(b.caughtUp, [{ channel: 'group:ops', offset: 7 }]);
+      assert.deepEqual(gone.caughtUp, []);
+      assert.equal((await metrics.engineErrors.get()).values.find((v) => v.labels.component === 'history')?.value, 1);
+      hub.stop();
     });
   });
 

@@ -111,14 +111,26 @@ export class ChannelStream {
     this.write(epoch, offset, frame);
   }
 
+  /**
+   * The channel's latest position in history, read after the broker's link came back: a
+   * publication the broker lost while the link was down is otherwise noticed only when the next
+   * one arrives (a gap), and on a quiet channel that may be never. Behind it, the stream repairs
+   * from history as for a gap; while a replay or a repair is going on, that one reads it anyway.
+   */
+  catchUp(latest: StreamPosition): void {
+    if (this.stopped || this.pending) return;
+    if (latest.epoch !== this.epoch || latest.offset <= this.offset) return;
+    this.repair();
+  }
+
   /** The session left the channel: nothing more is written, a repair in flight is dropped. */
   stop(): void {
     this.stopped = true;
     this.pending = null;
   }
 
-  private repair(first: Pending): void {
-    this.pending = [first];
+  private repair(first?: Pending): void {
+    this.pending = first ? [first] : [];
     this.sink.gap();
     this.sink.repair(this.channel, this.position).then(
       (replay) => this.drain(replay),

@@ -269,6 +269,11 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     this.ctx.metrics.gaps.inc();
   }
 
+  /** The latest position of `channel` in history (from the hub, after the broker's link came back). */
+  catchUp(channel: string, latest: StreamPosition): void {
+    this.streams.get(channel)?.catchUp(latest);
+  }
+
   /** A live publication for `channel` (from the hub). */
   deliver(channel: string, message: Extract<BrokerMessage, { kind: 'message' }>): void {
     this.streams.get(channel)?.live(message.epoch, message.offset, message.frame);

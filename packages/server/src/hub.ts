@@ -140,10 +140,12 @@ export class Hub {
    * After the broker's link came back: reads the latest position of every channel with a local
    * member (`latest`, from history; `CATCH_UP_BATCH` at a time) and hands it to the members, so
    * that what the broker lost meanwhile reaches them without waiting for the channel's next
-   * publication. A channel whose read fails is logged and left to gap repair.
+   * publication. Channels whose read fails are counted, logged in one line and left to gap repair.
    */
   async catchUp(latest: (channel: string) => Promise<StreamPosition>): Promise<void> {
     const channels = [...this.channels].filter(([, entry]) => entry.members.size > 0).map(([channel]) => channel);
+    let failed = 0;
+    let firstError: unknown;
     for (let i = 0; i < channels.length; i += CATCH_UP_BATCH) {
       await Promise.all(
         channels.slice(i, i + CATCH_UP_BATCH).map(async (channel) => {
@@ -151,8 +153,7 @@ export class Hub {
           try {
             position = await latest(channel);
           } catch (err) {
-            this.metrics.engineErrors.inc({ component: 'history' });
-            this.log.warn({ err, channel }, 'catch-up after the broker link came back: history unreachable; gap repair will fill it');
+            if (failed++ === 0) firstError = err;
             return;
           }
           for (const member of this.channels.get(channel)?.members ?? []) {
@@ -163,6 +164,14 @@ export class Hub {
             }
           }
         }),
+      );
+    }
+    if (failed > 0) {
+      // One line for the lot: history down with the broker would otherwise log every channel.
+      this.metrics.engineErrors.inc({ component: 'history' }, failed);
+      this.log.warn(
+        { err: firstError, channels: failed },
+        'catch-up after the broker link came back: history unreachable for these channels; gap repair will fill them',
       );
     }
   }

@@ -4,6 +4,7 @@
  * and the subscription goes once the linger has passed. Checked in Redis itself (PUBSUB NUMSUB).
  */
 import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { channelTag } from '../src/redis/keys.js';
@@ -28,18 +29,22 @@ describe('channel linger (real node on Redis)', { skip: redisSkip }, () => {
     return n;
   }
 
+  /** How many Redis connections are subscribed to the pub/sub name of `channel` now. */
+  let admin: Redis | undefined;
+  async function subscribers(channel: string): Promise<number> {
+    admin ??= await fixture.client();
+    return Number(((await admin.pubsub('NUMSUB', channelTag(prefix, channel))) as [string, number])[1]);
+  }
+
   it('keeps the subscription for a user who comes back within the linger, and drops it after', async () => {
     const n = await node(1500, 'n-linger');
-    const admin = await fixture.client();
-    const name = channelTag(prefix, 'user:alice');
-    const subscribers = async () => Number(((await admin.pubsub('NUMSUB', name)) as [string, number])[1]);
 
     const first = await TestClient.connect(n, 'alice');
-    assert.equal(await subscribers(), 1);
+    assert.equal(await subscribers('user:alice'), 1);
     first.ws.close();
     await first.closed;
     await eventually(() => n.node.sessionCount === 0, { message: 'the session released' });
-    assert.equal(await subscribers(), 1, 'still subscribed right after the last session left');
+    assert.equal(await subscribers('user:alice'), 1, 'still subscribed right after the last session left');
 
     const back = await TestClient.connect(n, 'alice');
     const res = await api(n, 'POST', '/v1/publish', { channel: 'user:alice', topic: 'hello', data: 1 });
@@ -49,18 +54,18 @@ describe('channel linger (real node on Redis)', { skip: redisSkip }, () => {
     back.ws.close();
     await back.closed;
 
-    await eventually(async () => (await subscribers()) === 0, { message: 'the subscription dropped after the linger', timeoutMs: 10_000 });
+    await eventually(async () => (await subscribers('user:alice')) === 0, {
+      message: 'the subscription dropped after the linger',
+      timeoutMs: 10_000,
+    });
   });
 
   it('drops the subscription at once with channelLingerMs 0', async () => {
     const n = await node(0, 'n-nolinger');
-    const admin = await fixture.client();
-    const name = channelTag(prefix, 'user:bob');
-    const subscribers = async () => Number(((await admin.pubsub('NUMSUB', name)) as [string, number])[1]);
     const client = await TestClient.connect(n, 'bob');
-    assert.equal(await subscribers(), 1);
+    assert.equal(await subscribers('user:bob'), 1);
     client.ws.close();
     await client.closed;
-    await eventually(async () => (await subscribers()) === 0, { message: 'the subscription dropped', timeoutMs: 2000 });
+    await eventually(async () => (await subscribers('user:bob')) === 0, { message: 'the subscription dropped', timeoutMs: 2000 });
   });
 });

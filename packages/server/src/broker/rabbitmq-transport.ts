@@ -203,7 +203,7 @@ export class RabbitMqTransport implements Transport {
     const ch = this.topoFor(key);
     if (!this.ready || !ch) throw this.unavailable('bind');
     this.stale.delete(key);
-    const op = ch.queueBind({ queue: this.queue, exchange: this.exchange, routingKey: key }).then(
+    const op = ch.queueBind(this.binding(key)).then(
       () => {
         if (this.keys.get(key) === op) this.keys.set(key, true);
       },
@@ -227,7 +227,7 @@ export class RabbitMqTransport implements Transport {
     if (this.up && ch?.active) {
       try {
         // After any bind in flight for it: the key's channel runs its methods in order.
-        await this.within(ch.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey: key }), 'queue.unbind');
+        await this.within(ch.queueUnbind(this.binding(key)), 'queue.unbind');
         return;
       } catch {
         // The link went: dropped by the next setup.
@@ -290,7 +290,7 @@ export class RabbitMqTransport implements Transport {
       this.consumerTag && ch?.active ? ch.basicCancel(this.consumerTag) : undefined,
       ...keys.map((routingKey) => {
         const c = this.topoFor(routingKey);
-        return c?.active ? c.queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey }) : undefined;
+        return c?.active ? c.queueUnbind(this.binding(routingKey)) : undefined;
       }),
     ]);
     await Promise.race([dropped, new Promise((resolve) => setTimeout(resolve, 2000).unref())]).catch(() => undefined);
@@ -369,10 +369,8 @@ export class RabbitMqTransport implements Transport {
     const restored = [...this.keys].filter(([, state]) => state === true).map(([key]) => key);
     const stale = [...this.stale];
     await Promise.all([
-      ...restored.map((routingKey) => on(routingKey).queueBind({ queue: this.queue, exchange: this.exchange, routingKey })),
-      ...stale
-        .filter((key) => !this.keys.has(key))
-        .map((routingKey) => on(routingKey).queueUnbind({ queue: this.queue, exchange: this.exchange, routingKey })),
+      ...restored.map((routingKey) => on(routingKey).queueBind(this.binding(routingKey))),
+      ...stale.filter((key) => !this.keys.has(key)).map((routingKey) => on(routingKey).queueUnbind(this.binding(routingKey))),
     ]);
     for (const key of stale) this.stale.delete(key);
     const ch = (this.ch = await conn.acquire());
@@ -448,6 +446,11 @@ export class RabbitMqTransport implements Transport {
     this.ackDue = undefined;
     this.consumerTag = '';
     for (const c of [ch, ...topo, pub]) if (c?.active) void c.close().catch(() => undefined);
+  }
+
+  /** The arguments of `queue.bind` and `queue.unbind` for `routingKey` on this node's queue. */
+  private binding(routingKey: string): { queue: string; exchange: string; routingKey: string } {
+    return { queue: this.queue, exchange: this.exchange, routingKey };
   }
 
   /** The topology channel of `key` (none while the link is down). */

@@ -220,3 +220,27 @@ export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verd
     neverCaughtUp: sum((c) => c.neverCaughtUp),
   };
 }
+
+/** The latest acknowledged position of each channel. */
+export function latestAcked(acked: readonly Acked[]): Map<string, Acked> {
+  const latest = new Map<string, Acked>();
+  for (const a of acked) {
+    const last = latest.get(a.channel);
+    if (!last || a.at > last.at) latest.set(a.channel, a);
+  }
+  return latest;
+}
+
+/** True when the client has seen the latest acknowledged position of each of its channels. */
+export function hasSeenLatest(log: ClientLog, latest: ReadonlyMap<string, Acked>): boolean {
+  return log.channels.every((channel) => {
+    const last = latest.get(channel);
+    if (!last) return true;
+    // From the end: the latest message seen on the channel is the one to compare.
+    for (let i = log.seen.length - 1; i >= 0; i--) {
+      const s = log.seen[i]!;
+      if (s.channel === channel) return s.epoch !== last.epoch || s.offset >= last.offset;
+    }
+    return false;
+  });
+}

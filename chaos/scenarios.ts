@@ -8,7 +8,8 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { token } from '../packages/server/test/helpers.js';
 import { openClients, RecordingClient, SocketPublisher as Publisher } from './actors.js';
-import { judge, type Acked, type ClientLog, type Verdict } from './checker.js';
+import { ClientPool } from './client-pool.js';
+import { judge, latestAcked, type Verdict } from './checker.js';
 import { API_KEY, System, type BrokerName } from './system.js';
 
 /** What a scenario returns. */
@@ -354,29 +355,8 @@ export const SCENARIOS: Scenario[] = [
   },
 ];
 
-/** The latest acknowledged position of each channel. */
-function latestAcked(acked: readonly Acked[]): Map<string, Acked> {
-  const latest = new Map<string, Acked>();
-  for (const a of acked) {
-    const last = latest.get(a.channel);
-    if (!last || a.at > last.at) latest.set(a.channel, a);
-  }
-  return latest;
-}
-
-/** True when the client has seen the latest acknowledged position of each of its channels. */
-function hasSeenLatest(log: ClientLog, latest: ReadonlyMap<string, Acked>): boolean {
-  return log.channels.every((channel) => {
-    const last = latest.get(channel);
-    if (!last) return true;
-    // From the end: the latest message seen on the channel is the one to compare.
-    for (let i = log.seen.length - 1; i >= 0; i--) {
-      const s = log.seen[i]!;
-      if (s.channel === channel) return s.epoch !== last.epoch || s.offset >= last.offset;
-    }
-    return false;
-  });
-}
+/** Processes the soak's clients are spread over (each its own event loop, beside this one's publishers). */
+const SOAK_WORKERS = 4;
 
 /** R7: a steady mixed load on thousands of clients, a fifth of them churning each minute. */
 async function soak(ctx: ScenarioContext): Promise<Outcome> {
@@ -389,11 +369,14 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     env: { SWITCHBOARD_RATE_LIMIT_PER_SECOND: '100000', SWITCHBOARD_RATE_LIMIT_BURST: '100000' },
   });
   await system.start();
-  const all: RecordingClient[] = [];
+  // The clients over worker processes: this one keeps the publishers and the churn.
+  const pool = new ClientPool(system.gatewayWsUrl, SOAK_WORKERS);
   try {
-    const live = await openClients(system.gatewayWsUrl, count, (i) => `g${i % groups}`, 'u', true);
-    all.push(...live);
-    const users = live.map((c) => c.log.id);
+    const live = await pool.open(
+      Array.from({ length: count }, (_, i) => ({ id: `u${i}`, groups: [`g${i % groups}`] })),
+      true,
+    );
+    const users = live.map((c) => c.id);
     // Several backend sockets, as a backend has (one per worker), each with publications in flight.
     const sockets = 8;
     const publishers = Array.from(
@@ -411,9 +394,9 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     );
     const nodes = system.live();
     const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
-    // This process is the load generator (every client and publisher): when its event loop falls
-    // seconds behind, clients time out connecting and publishers fall short of the rate, whatever
-    // the cluster does. Reported, so that such a run is read as the machine's limit.
+    // The load generator (this process and the pool's): when its event loops fall seconds behind,
+    // clients time out connecting and publishers fall short of the rate, whatever the cluster does.
+    // Reported, so that such a run is read as the machine's limit.
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
     for (const p of publishers) p.start();
@@ -438,15 +421,15 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         if ((dropped + replaced) % 2 === 0) {
           // A network drop: the SDK reconnects and resumes.
           victim.dropConnection();
+          // Not picked again before its worker says it is back.
+          victim.connected = false;
           dropped++;
         } else {
           // A user leaves for good; a new one arrives in the same group.
           victim.leave();
-          const group = victim.log.channels.find((c) => c.startsWith('group:'))!.slice('group:'.length);
-          const newcomer = new RecordingClient(system.gatewayWsUrl, `n${fresh++}`, [group], true);
-          all.push(newcomer);
+          const newcomer = pool.add(`n${fresh++}`, [...victim.groups], true);
           live[i] = newcomer;
-          users[i] = newcomer.log.id;
+          users[i] = newcomer.id;
           replaced++;
         }
       }
@@ -457,15 +440,16 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     // missing then is judged). A fixed pause judged a replay that outlasted it as a loss.
     await system.until(() => live.every((c) => c.connected), 30_000, 'every client to be connected').catch(() => undefined);
     const latest = latestAcked(publishers.flatMap((p) => p.acked));
-    await system.until(() => live.every((c) => hasSeenLatest(c.log, latest)), 30_000, 'the last deliveries').catch(() => undefined);
+    await system.untilAsync(async () => (await pool.lagging(latest)) === 0, 30_000, 'the last deliveries').catch(() => undefined);
     await sleep(500);
     const peak = memory.stop();
     loopDelay.disable();
     const end = nodes.map((n) => rssMiB(n.child.pid));
+    const { logs, load } = await pool.logs();
     return {
       verdict: judge(
         publishers.flatMap((p) => p.acked),
-        all.map((c) => c.log),
+        logs,
       ),
       unacknowledged: publishers.reduce((n, p) => n + p.failed, 0),
       notes: {
@@ -479,12 +463,13 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         nodeRssEndMiB: Math.round(Math.max(...end)),
         nodeRssPeakMiB: Math.round(Math.max(...peak.slice(0, -1))),
         gatewayRssPeakMiB: Math.round(peak.at(-1)!),
-        loadGeneratorDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e6),
-        loadGeneratorDelayMaxMs: Math.round(loopDelay.max / 1e6),
+        clientWorkers: SOAK_WORKERS,
+        loadGeneratorDelayP99Ms: Math.max(Math.round(loopDelay.percentile(99) / 1e6), load.delayP99Ms),
+        loadGeneratorDelayMaxMs: Math.max(Math.round(loopDelay.max / 1e6), load.delayMaxMs),
       },
     };
   } finally {
-    for (const c of all) c.close();
+    await pool.stop();
     await system.stop();
   }
 }

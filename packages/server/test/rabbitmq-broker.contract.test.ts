@@ -193,6 +193,42 @@ describe('RabbitMQ transport', { skip: rabbitSkip }, () => {
     assert.deepEqual(await got.wait(2), ['both', 'marker']);
   });
 
+  it('sends the publications of one turn in a few writes, confirms each, delivers them in order, and acks them all', async () => {
+    const prefix = nextPrefix();
+    const [a, b] = [transport({ nodeId: 'node-a', prefix }), transport({ nodeId: 'node-b', prefix })];
+    const got = new Recorder();
+    await a.start(new Recorder());
+    await b.start(got);
+    await b.bind(channel('group:ops'));
+    // The publishing socket's writes (each one a system call and a TCP segment or more).
+    const socket = (a as unknown as { pubConn: { _socket: { _write: unknown; _writev: unknown } } }).pubConn._socket;
+    let writes = 0;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = socket[method] as (...args: unknown[]) => unknown;
+      socket[method] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    // 500 publications of 200 bytes in one turn: more than the socket buffers before it waits for a drain.
+    const count = 500;
+    const body = (n: number) => Buffer.from(String(n).padEnd(200, '.'));
+    await Promise.all(Array.from({ length: count }, (_, n) => a.send([channel('group:ops')], body(n))));
+    assert.ok(writes <= 40, `${count} publications in ${writes} writes`);
+    const payloads = await got.wait(count);
+    assert.deepEqual(
+      payloads.map((p) => Number.parseInt(p, 10)),
+      Array.from({ length: count }, (_, n) => n),
+      'in order, once',
+    );
+    // One ack with `multiple` for many deliveries, the last of them within ACK_DELAY_MS: none left unacknowledged.
+    await eventually(
+      async () => (await vhost.queues()).find((q) => q.name === b.queue),
+      (q) => q?.messages_unacknowledged === 0 && q.messages_ready === 0,
+      'every delivery acked',
+    );
+  });
+
   it('acks a delivery whose handler throws (prefetch 1: the next ones still come) and reports it', async () => {
     const prefix = nextPrefix();
     const [a, b] = [transport({ nodeId: 'node-a', prefix }), transport({ nodeId: 'node-b', prefix, prefetch: 1 })];

@@ -1,10 +1,14 @@
+import type { Socket } from 'node:net';
 import { Connection, type AsyncMessage, type Channel } from 'rabbitmq-client';
 import { SwitchboardError } from '../errors.js';
 import { BrokerUnreachableError } from './broker-unreachable.js';
+import { TurnCork } from './turn-cork.js';
 import type { Destination, Transport, TransportHandler } from './transport.js';
 
 /** How long {@link RabbitMqTransport.connect} waits for RabbitMQ at start-up by default. */
 export const AMQP_CONNECT_TIMEOUT_MS = 5000;
+/** The longest a handled delivery waits for its ack (see `deliver`). */
+const ACK_DELAY_MS = 10;
 
 const HINT =
   'start RabbitMQ (scripts/ensure-rabbitmq.sh; Debian: apt-get install rabbitmq-server), or set AMQP_URL (amqp://user:password@host:5672/vhost) to a broker whose user and vhost accept this node';
@@ -91,8 +95,10 @@ export class RabbitMqTransport implements Transport {
   private ch: Channel | undefined;
   private topo: Channel[] = [];
   private pub: Channel | undefined;
-  /** The latest delivery handled and not yet acked, on `ch`; acked with `multiple` once per event-loop turn. */
+  /** The latest delivery handled and not yet acked, on `ch`, and how many are due with it (see `deliver`). */
   private ackDue: { ch: Channel; tag: number } | undefined;
+  private acksDue = 0;
+  private ackTimer: NodeJS.Timeout | undefined;
   private consumerTag = '';
   /** Routing keys bound, and binds in flight. */
   private readonly keys = new Map<string, Promise<void> | true>();
@@ -106,6 +112,8 @@ export class RabbitMqTransport implements Transport {
   private linkDown = false;
   private started = false;
   private closed = false;
+  /** A turn's publications in one write; the client counts a corked socket as not ready, so `corked` stands in. */
+  private readonly pubCork = new TurnCork(() => (this.pubConn as unknown as { _socket?: Socket } | undefined)?._socket);
 
   constructor(options: RabbitMqTransportOptions) {
     let protocol: string;
@@ -137,9 +145,9 @@ export class RabbitMqTransport implements Transport {
     return !this.closed && this.up && this.connected && this.pub?.active === true;
   }
 
-  /** The three connections are up. */
+  /** The three connections are up (the publishing one was when this turn's first publication corked it). */
   private get connected(): boolean {
-    return this.conn?.ready === true && this.pubConn?.ready === true && this.topoConn?.ready === true;
+    return this.conn?.ready === true && (this.pubCork.corked || this.pubConn?.ready === true) && this.topoConn?.ready === true;
   }
 
   /** The routing key of a destination. */
@@ -243,6 +251,7 @@ export class RabbitMqTransport implements Transport {
     if (!this.ready || !pub) throw this.unavailable('publish');
     const [first, ...rest] = to.map((d) => this.routingKey(d));
     if (first === undefined) return;
+    this.pubCork.cork();
     // One publish, the other keys in CC: a queue bound to several of them gets one copy.
     const confirmed = pub.basicPublish(
       { exchange: this.exchange, routingKey: first, ...(rest.length > 0 ? { headers: { CC: rest } } : {}) },
@@ -280,6 +289,8 @@ export class RabbitMqTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     this.up = false;
+    // What was handled is acked, so that a restart of this node is not sent it again.
+    this.ack();
     this.handler = undefined;
     clearTimeout(this.retryTimer);
     const { ch, topo, pub, conn, pubConn, topoConn } = this;
@@ -378,6 +389,7 @@ export class RabbitMqTransport implements Transport {
     // Exclusive: a second process with this node id would otherwise share the deliveries.
     this.consumerTag = (await ch.basicConsume({ queue: this.queue, exclusive: true }, (msg) => this.deliver(ch, msg))).consumerTag;
     const pub = (this.pub = await pubConn.acquire());
+    this.pubCork.onDrain();
     await pub.confirmSelect();
     if (!ch.active || !this.topo.every((c) => c.active) || !pub.active || this.closed) throw new Error('channel closed during setup');
     ch.once('close', () => this.lost(ch, 'channel closed'));
@@ -402,14 +414,19 @@ export class RabbitMqTransport implements Transport {
       this.handler?.error(err, 'rabbitmq delivery handler failed');
     }
     // Deliveries come and are handled in order on one channel: one ack with `multiple` covers
-    // every delivery of the turn: one ack frame per turn instead of one per delivery.
-    if (this.ackDue === undefined) setImmediate(this.ack);
+    // every delivery before it, sent once a quarter of the prefetch is due or ACK_DELAY_MS after
+    // the first (an ack frame per turn was a tenth of a receiving node's time, in writes).
     this.ackDue = { ch, tag: msg.deliveryTag };
+    if (++this.acksDue >= Math.max(1, this.o.prefetch >> 2)) this.ack();
+    else this.ackTimer ??= setTimeout(this.ack, ACK_DELAY_MS);
   }
 
   private readonly ack = (): void => {
     const due = this.ackDue;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
     this.ackDue = undefined;
+    this.acksDue = 0;
     // The channel went: RabbitMQ redelivers what was not acked, the receiver drops the repeats.
     if (!due || due.ch !== this.ch || !due.ch.active) return;
     try {
@@ -443,7 +460,9 @@ export class RabbitMqTransport implements Transport {
     this.up = false;
     this.ch = this.pub = undefined;
     this.topo = [];
-    this.ackDue = undefined;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = this.ackDue = undefined;
+    this.acksDue = 0;
     this.consumerTag = '';
     for (const c of [ch, ...topo, pub]) if (c?.active) void c.close().catch(() => undefined);
   }

@@ -37,6 +37,9 @@ export class PresenceTracker implements PresenceChanges {
   private readonly chains = new WeakMap<SessionRef, Promise<void>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private reapTimer: NodeJS.Timeout | undefined;
+  /** A renewal or a reap in flight: the next tick skips it rather than start a second one beside it. */
+  private renewing = false;
+  private reaping = false;
 
   constructor(private readonly deps: PresenceTrackerDeps) {}
 
@@ -57,10 +60,11 @@ export class PresenceTracker implements PresenceChanges {
   /** Starts renewing leases and reaping dead nodes' users. */
   start(): void {
     const tick = Math.max(100, Math.floor(this.deps.presenceTtlMs / 3));
-    this.renewTimer = setInterval(() => void this.renew(), tick);
+    this.renewTimer = setInterval(() => void this.once('renewing', () => this.renew(), tick), tick);
     this.renewTimer.unref();
     // Nodes reap at different moments, so that one of them finds a lapsed lease soon.
-    this.reapTimer = setInterval(() => void this.reap(), tick + Math.floor(Math.random() * tick));
+    const reapEvery = tick + Math.floor(Math.random() * tick);
+    this.reapTimer = setInterval(() => void this.once('reaping', () => this.reap(), reapEvery), reapEvery);
     this.reapTimer.unref();
   }
 
@@ -90,6 +94,25 @@ export class PresenceTracker implements PresenceChanges {
     });
     this.chains.set(session, next);
     return next;
+  }
+
+  /**
+   * Runs a periodic job unless its last run is still going: under load a renewal of thousands of
+   * entries can outlast its interval, and starting the next beside it doubled the work the node was
+   * already behind on. A run that outlasted its interval is logged (leases may lapse meanwhile).
+   */
+  private async once(flag: 'renewing' | 'reaping', job: () => Promise<void>, intervalMs: number): Promise<void> {
+    if (this[flag]) return;
+    this[flag] = true;
+    const started = Date.now();
+    try {
+      await job();
+    } finally {
+      this[flag] = false;
+      const tookMs = Date.now() - started;
+      if (tookMs > intervalMs)
+        this.deps.log.warn({ tookMs, intervalMs }, `presence ${flag === 'renewing' ? 'renewal' : 'reap'} outlasted its interval`);
+    }
   }
 
   /** Renews the leases of this node's presence entries; re-adds those reaped meanwhile (e.g. after an outage). */

@@ -72,16 +72,29 @@ return {left, redis.call('ZSCORE', KEYS[1], ARGV[3]) or ''}
 `;
 
 /**
- * KEYS: users, ukey, skey. ARGV: expiry, session, user, key TTL.
- * Renews a stored session (even one past its lease but not reaped: nobody was told it left).
- * Returns 0 when the session is no longer stored.
+ * KEYS: users. ARGV: expiry, key TTL, `<tag>:`, then a session and its user per entry (the per-user
+ * keys are built here, under the channel's hash tag). Renews each stored session (even one past its
+ * lease but not reaped: nobody was told it left); returns 1 per entry renewed, 0 per entry no longer
+ * stored. One call for all of a node's sessions in a channel, not one each.
  */
-const REFRESH = `${HELPERS}
-if not redis.call('ZSCORE', KEYS[2], ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[1], 'GT', ARGV[1], ARGV[3])
-keep(ARGV[4], KEYS[1], KEYS[2], KEYS[3])
-return 1
+const REFRESH = `
+local expiry, ttl, base = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV, 2 do
+  local session, user = ARGV[i], ARGV[i + 1]
+  local ukey = base .. 'u:' .. user
+  if redis.call('ZSCORE', ukey, session) then
+    redis.call('ZADD', ukey, expiry, session)
+    redis.call('ZADD', KEYS[1], 'GT', expiry, user)
+    redis.call('PEXPIRE', ukey, ttl)
+    redis.call('PEXPIRE', base .. 's:' .. user, ttl)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return out
 `;
 
 /**
@@ -138,7 +151,7 @@ return out
 const SCRIPTS = {
   presenceAdd: { keys: 3, lua: ADD },
   presenceRemove: { keys: 3, lua: REMOVE },
-  presenceRefresh: { keys: 3, lua: REFRESH },
+  presenceRefresh: { keys: 1, lua: REFRESH },
   presenceReap: { keys: 1, lua: REAP },
   presenceForget: { keys: 1, lua: FORGET },
   presenceList: { keys: 1, lua: LIST },
@@ -221,22 +234,31 @@ export class RedisPresenceStore implements PresenceStore {
   /**
    * Renews `entries` in slices of {@link REFRESH_SLICE}, one after the other: Redis runs each
    * slice as one burst, so a node with tens of thousands of sessions never holds it (and the
-   * publications queued behind on the same connection) for more than a slice's worth.
+   * publications queued behind on the same connection) for more than a slice's worth. Within a
+   * slice, one script call per channel renews all of its entries.
    */
   async refresh(entries: PresenceEntry[]): Promise<PresenceEntry[]> {
     const lost: PresenceEntry[] = [];
     const expiry = this.now() + this.ttlMs;
     for (let from = 0; from < entries.length; from += REFRESH_SLICE) {
       const slice = entries.slice(from, from + REFRESH_SLICE);
-      const p = this.redis.pipeline();
-      for (const { channel, member } of slice) {
-        this.scripts.presenceRefresh.queue(p, ...this.userKeys(channel, member.user), expiry, member.session, member.user, this.keyTtlMs);
+      const byChannel = new Map<string, PresenceEntry[]>();
+      for (const entry of slice) {
+        const same = byChannel.get(entry.channel);
+        if (same) same.push(entry);
+        else byChannel.set(entry.channel, [entry]);
       }
-      for (const channel of new Set(slice.map((e) => e.channel))) p.zadd(this.channelsKey, 'LT', expiry, channel);
-      const results = await exec(p);
-      slice.forEach((entry, i) => {
-        if (results[i] === 0) lost.push(entry);
-      });
+      const p = this.redis.pipeline();
+      for (const [channel, same] of byChannel) {
+        const tag = channelTag(this.prefix, channel);
+        const args = same.flatMap(({ member }) => [member.session, member.user]);
+        this.scripts.presenceRefresh.queue(p, `${tag}:users`, expiry, this.keyTtlMs, `${tag}:`, ...args);
+      }
+      for (const channel of byChannel.keys()) p.zadd(this.channelsKey, 'LT', expiry, channel);
+      const results = (await exec(p)) as number[][];
+      const renewed = new Set<PresenceEntry>();
+      [...byChannel.values()].forEach((same, i) => same.forEach((entry, j) => results[i]![j] === 1 && renewed.add(entry)));
+      for (const entry of slice) if (!renewed.has(entry)) lost.push(entry);
     }
     return lost;
   }

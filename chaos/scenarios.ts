@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { token } from '../packages/server/test/helpers.js';
 import { openClients, RecordingClient, SocketPublisher as Publisher } from './actors.js';
 import { ClientPool } from './client-pool.js';
+import { sampleMachineLoad } from './machine-load.js';
 import { judge, latestAcked, type Verdict } from './checker.js';
 import { API_KEY, System, type BrokerName } from './system.js';
 
@@ -399,6 +400,11 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     // Reported, so that such a run is read as the machine's limit.
     const loopDelay = monitorEventLoopDelay({ resolution: 20 });
     loopDelay.enable();
+    // Where the two cores go, and whether connections wait to be accepted (see machine-load.ts).
+    const load = sampleMachineLoad({
+      pids: () => ({ Nodes: nodes.map((n) => n.child.pid), Gateway: [system.gateway.pid], LoadGenerator: [process.pid, ...pool.pids] }),
+      ports: { Nodes: nodes.map((n) => n.port), Gateway: [system.gatewayPort] },
+    });
     for (const p of publishers) p.start();
     const started = Date.now();
     const churnPerSecond = (count * 0.2) / 60;
@@ -435,6 +441,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
       }
     }
     await Promise.all(publishers.map((p) => p.stop()));
+    const machine = load.stop();
     // Every client back, and time for the last deliveries and replays: until each live client has
     // seen the latest acknowledged offset of each of its channels, at most 30 s (what is still
     // missing then is judged). A fixed pause judged a replay that outlasted it as a loss.
@@ -445,7 +452,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     const peak = memory.stop();
     loopDelay.disable();
     const end = nodes.map((n) => rssMiB(n.child.pid));
-    const { logs, load } = await pool.logs();
+    const { logs, load: poolLoad } = await pool.logs();
     return {
       verdict: judge(
         publishers.flatMap((p) => p.acked),
@@ -464,8 +471,9 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         nodeRssPeakMiB: Math.round(Math.max(...peak.slice(0, -1))),
         gatewayRssPeakMiB: Math.round(peak.at(-1)!),
         clientWorkers: SOAK_WORKERS,
-        loadGeneratorDelayP99Ms: Math.max(Math.round(loopDelay.percentile(99) / 1e6), load.delayP99Ms),
-        loadGeneratorDelayMaxMs: Math.max(Math.round(loopDelay.max / 1e6), load.delayMaxMs),
+        loadGeneratorDelayP99Ms: Math.max(Math.round(loopDelay.percentile(99) / 1e6), poolLoad.delayP99Ms),
+        loadGeneratorDelayMaxMs: Math.max(Math.round(loopDelay.max / 1e6), poolLoad.delayMaxMs),
+        ...machine,
       },
     };
   } finally {

@@ -77,10 +77,13 @@ async function metric(url: string, name: string, labels = ''): Promise<number> {
 }
 
 /** Samples the peak resident memory of some processes until stopped. */
-function peakMemory(pids: () => (number | undefined)[]): { stop(): number[]; start: number[] } {
-  const start = pids().map(rssMiB);
+function peakMemory(pids: () => (number | undefined | number[])[]): { stop(): number[]; start: number[] } {
+  // An entry that is a list (a gateway's workers) counts as one, their sum.
+  const rss = (entry: number | undefined | number[]) =>
+    Array.isArray(entry) ? entry.reduce((n, pid) => n + rssMiB(pid), 0) : rssMiB(entry);
+  const start = pids().map(rss);
   const peak = [...start];
-  const timer = setInterval(() => pids().forEach((pid, i) => (peak[i] = Math.max(peak[i] ?? 0, rssMiB(pid)))), 250);
+  const timer = setInterval(() => pids().forEach((entry, i) => (peak[i] = Math.max(peak[i] ?? 0, rss(entry)))), 250);
   return {
     start,
     stop: () => {
@@ -257,7 +260,7 @@ export const SCENARIOS: Scenario[] = [
           sockets.push(ws);
         }
         const nodes = system.live();
-        const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
+        const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gatewayPids()]);
         const cutBefore = (await Promise.all(nodes.map((n) => metric(n.url, 'switchboard_closes_total', 'code="4008"')))).reduce(
           (a, b) => a + b,
         );
@@ -399,7 +402,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         ),
     );
     const nodes = system.live();
-    const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gateway.pid]);
+    const memory = peakMemory(() => [...nodes.map((n) => n.child.pid), system.gatewayPids()]);
     // The load generator (this process and the pool's): when its event loops fall seconds behind,
     // clients time out connecting and publishers fall short of the rate, whatever the cluster does.
     // Reported, so that such a run is read as the machine's limit.
@@ -407,7 +410,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     loopDelay.enable();
     // Where the two cores go, and whether connections wait to be accepted (see machine-load.ts).
     const load = sampleMachineLoad({
-      pids: () => ({ Nodes: nodes.map((n) => n.child.pid), Gateway: [system.gateway.pid], LoadGenerator: [process.pid, ...pool.pids] }),
+      pids: () => ({ Nodes: nodes.map((n) => n.child.pid), Gateway: system.gatewayPids(), LoadGenerator: [process.pid, ...pool.pids] }),
       ports: { Nodes: nodes.map((n) => n.port), Gateway: [system.gatewayPort] },
     });
     for (const p of publishers) p.start();

@@ -5,7 +5,7 @@
  * Loopback only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -216,6 +216,18 @@ export class System {
     while (!test()) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** The gateway's process and, with `SWITCHBOARD_GATEWAY_WORKERS` above 1, its workers. */
+  gatewayPids(): number[] {
+    const pid = this.gateway.pid;
+    if (pid === undefined) return [];
+    try {
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+      return [pid, ...(children ? children.split(' ').map(Number) : [])];
+    } catch {
+      return [pid];
     }
   }
 

@@ -16,6 +16,7 @@ import { createLogger } from './logger.js';
 import { migrate } from './postgres/migrations.js';
 import { connectPostgres, createPostgresPool, redactDatabaseUrl } from './postgres/pool.js';
 import { Gateway, gatewayOptions } from './gateway/gateway.js';
+import { serveGateway } from './gateway/serve.js';
 import { SwitchboardNode } from './node.js';
 import { ServiceUnreachableError } from './service-unreachable.js';
 import { OPTION_SPECS, OptionsError, flagOf, resolveOptions, type NodeOptions } from './options.js';
@@ -129,32 +130,7 @@ export function buildProgram(): Command {
           "switchboard gateway needs the nodes' SWITCHBOARD_JWT_SECRET (--jwt-secret) or SWITCHBOARD_JWT_PUBLIC_KEY (--jwt-public-key): it checks tokens before a node sees them",
         );
       }
-      let gateway: Gateway;
-      try {
-        gateway = new Gateway(gatewayOptions(options));
-      } catch (err) {
-        // A bad certificate or key: say which option, as for any other invalid option.
-        throw new OptionsError(`switchboard gateway: ${(err as Error).message}`);
-      }
-      const { url } = await gateway.start();
-      const ws = url.replace(/^http/, 'ws') + options.wsPath;
-      process.stderr.write(
-        `switchboard gateway: ${options.nodeId} on ${url}  (WebSocket ${ws}), policy ${options.gatewayPolicy}, nodes from Redis ${redactRedisUrl(options.redisUrl)} prefix ${options.redisPrefix}; live: ${
-          gateway.health
-            .live()
-            .map((n) => n.id)
-            .join(', ') || 'none yet'
-        }\n`,
-      );
-      let stopping = false;
-      const shutdown = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        gateway.log.info({ signal }, 'shutting down');
-        void gateway.stop().then(() => process.exit(0));
-      };
-      process.on('SIGTERM', () => shutdown('SIGTERM'));
-      process.on('SIGINT', () => shutdown('SIGINT'));
+      await serveGateway(options);
     });
 
   program

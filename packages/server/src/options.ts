@@ -340,6 +340,12 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(50),
     default: 2000,
   },
+  gatewayWorkers: {
+    env: 'SWITCHBOARD_GATEWAY_WORKERS',
+    doc: "Gateway only: processes that accept and proxy connections on the gateway's one port (Node's cluster; each worker accepts from the shared socket). Raise it when the gateway's core is the limit or its accept queue fills under a reconnect storm. Per-address HTTP limits and `least-conn` counts are each worker's own; `/metrics` sums the workers.",
+    schema: z.coerce.number().int().min(1).max(64),
+    default: 1,
+  },
   tlsCert: {
     env: 'SWITCHBOARD_TLS_CERT',
     doc: 'Gateway only: PEM certificate chain (text, or a path to a file) to serve `wss://` and `https://`. Needs `tlsKey`. Nodes speak plain HTTP behind the gateway or a balancer.',

@@ -68,6 +68,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   idempotencyWindowMs: 10,
   gatewayPolicy: 'random',
   gatewayProbeIntervalMs: 10,
+  gatewayWorkers: 0,
   tlsCert: 42,
   tlsKey: 42,
   logLevel: 'loud',

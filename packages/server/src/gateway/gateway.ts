@@ -6,7 +6,7 @@ import { TokenVerifier } from '../auth/token-verifier.js';
 import { ApiKeyCheck } from '../http/api-key.js';
 import { HttpLimits, type HttpLimitsOptions } from '../http/http-limits.js';
 import { sendError, sendJson, sendThrown } from '../http/respond.js';
-import { answerProbe, closeServer, createServer, listen, requestUrl } from '../http/server-kit.js';
+import { answerProbe, closeServer, createServer, listen, requestUrl, type MetricsSource } from '../http/server-kit.js';
 import { serveAdmin } from '../http/admin-pages.js';
 import { openApiDocument } from '../http/openapi.js';
 import { routeUser } from '../http/route-auth.js';
@@ -118,6 +118,7 @@ export class Gateway {
   private readonly registry: Registry;
   private readonly redis: RedisLinks | undefined;
   private readonly secure: boolean;
+  private metricsSource: MetricsSource;
   private unwatch: (() => void) | undefined;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -130,6 +131,7 @@ export class Gateway {
   ) {
     this.log = runtime.logger ?? createLogger(options.id, options.logLevel, runtime.logDestination);
     this.metrics = new GatewayMetrics(options.id);
+    this.metricsSource = this.metrics.registry;
     const verifier = (this.verifier = new TokenVerifier(options));
     if (runtime.registry) {
       this.registry = runtime.registry;
@@ -190,6 +192,11 @@ export class Gateway {
     return { port, url };
   }
 
+  /** What `/metrics` answers instead of this gateway's registry (a worker's: the sum over all workers). */
+  useMetrics(source: MetricsSource): void {
+    this.metricsSource = source;
+  }
+
   /** The gateway's base URL (after `start`). */
   get url(): string {
     return this.baseUrl;
@@ -242,7 +249,7 @@ export class Gateway {
           nodes: this.health.live().map((n) => n.id),
         },
       }),
-      metrics: this.metrics.registry,
+      metrics: this.metricsSource,
     };
     if (await answerProbe(path, res, probes)) return;
     if (path.startsWith('/v1/')) return this.limits.serve(req, res, () => this.v1(req, res, url));

@@ -35,6 +35,8 @@ export class GatewayMetrics {
       help: '1 while the node gets new connections',
       labelNames: ['target'],
       registers,
+      // Over gateway workers: 1 only while every worker sends it connections.
+      aggregator: 'min',
     });
     this.httpForwarded = new Counter({
       name: 'switchboard_gateway_http_forwarded_total',

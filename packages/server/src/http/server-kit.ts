@@ -2,7 +2,6 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Registry as MetricsRegistry } from 'prom-client';
 import { redactUrl } from '../logger.js';
 import { sendError, sendJson } from './respond.js';
 
@@ -75,13 +74,19 @@ export function closeServer(server: Server): Promise<void> {
   });
 }
 
+/** What `/metrics` answers: a prom-client registry, or the sum over a gateway's workers. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
 /** What `/healthz`, `/readyz` and `/metrics` answer. */
 export interface Probes {
   /** The `/healthz` body (200). */
   health: () => Record<string, unknown>;
   /** Whether `/readyz` is 200 or 503, and its body. */
   readiness: () => { ready: boolean; body: Record<string, unknown> };
-  metrics: MetricsRegistry;
+  metrics: MetricsSource;
 }
 
 /** The request URL, or `undefined` after answering 400 for one that does not parse. */
@@ -105,10 +110,18 @@ export async function answerProbe(path: string, res: ServerResponse, probes: Pro
       sendJson(res, ready ? 200 : 503, body);
       return true;
     }
-    case '/metrics':
+    case '/metrics': {
+      let text: string;
+      try {
+        text = await probes.metrics.metrics();
+      } catch (err) {
+        sendError(res, 'ERR_UNAVAILABLE', `metrics unavailable: ${(err as Error).message}`);
+        return true;
+      }
       res.writeHead(200, { 'content-type': probes.metrics.contentType });
-      res.end(await probes.metrics.metrics());
+      res.end(text);
       return true;
+    }
     default:
       return false;
   }

@@ -187,7 +187,7 @@ export class SwitchboardNode implements NodeContext {
     const { engine, options, log } = this;
     await engine.connect();
     await engine.broker.start(this.brokerHandler());
-    const { port, url } = await listen(this.server, options.port, options.host);
+    const { port, url } = await listen(this.server, options.port, options.host, false, { acceptPerTurn: options.acceptPerTurn, log });
     this.baseUrl = options.publicUrl ?? url;
     await engine.registry.register(this.nodeInfo());
     this.sessions.startHeartbeat(options.heartbeatIntervalMs);

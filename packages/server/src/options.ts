@@ -340,6 +340,12 @@ export const OPTION_SPECS = {
     schema: z.coerce.number().int().min(50),
     default: 2000,
   },
+  acceptPerTurn: {
+    env: 'SWITCHBOARD_ACCEPT_PER_TURN',
+    doc: "Connections a node or gateway process accepts per event-loop turn at most. Node 20 accepts one per turn per listening handle (libuv 1.45), so a process whose turns grow long under load takes reconnections slowly and its accept queue fills; above 1, the listening socket gets that many handles (descriptors duplicated by a helper process for a moment at start). 1: Node's own behaviour.",
+    schema: z.coerce.number().int().min(1).max(64),
+    default: 8,
+  },
   gatewayWorkers: {
     env: 'SWITCHBOARD_GATEWAY_WORKERS',
     doc: "Gateway only: processes that accept and proxy connections on the gateway's one port (Node's cluster; each worker accepts from the shared socket). Raise it when the gateway's core is the limit or its accept queue fills under a reconnect storm. Per-address HTTP limits and `least-conn` counts are each worker's own; `/metrics` sums the workers.",

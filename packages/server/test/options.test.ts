@@ -69,6 +69,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   gatewayPolicy: 'random',
   gatewayProbeIntervalMs: 10,
   gatewayWorkers: 0,
+  acceptPerTurn: 65,
   tlsCert: 42,
   tlsKey: 42,
   logLevel: 'loud',

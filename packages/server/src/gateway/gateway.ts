@@ -54,6 +54,8 @@ export interface GatewayOptions extends HttpLimitsOptions {
   handshakeTimeoutMs: number;
   /** Largest HTTP body forwarded. */
   maxPayloadBytes: number;
+  /** Connections accepted per event-loop turn at most (http/server-kit.ts `listen`). */
+  acceptPerTurn: number;
   logLevel: string;
 }
 
@@ -79,6 +81,7 @@ export function gatewayOptions(options: NodeOptions): GatewayOptions {
     probeIntervalMs: options.gatewayProbeIntervalMs,
     handshakeTimeoutMs: options.handshakeTimeoutMs,
     maxPayloadBytes: options.maxPayloadBytes,
+    acceptPerTurn: options.acceptPerTurn,
     httpRateLimitPerSecond: options.httpRateLimitPerSecond,
     httpRateLimitBurst: options.httpRateLimitBurst,
     httpAuthFailuresPerSecond: options.httpAuthFailuresPerSecond,
@@ -186,7 +189,10 @@ export class Gateway {
       this.log.info({ live: live.map((n) => n.id) }, 'live nodes changed');
     });
     await this.health.start();
-    const { port, url } = await listen(this.server, this.options.port, this.options.host, this.secure);
+    const { port, url } = await listen(this.server, this.options.port, this.options.host, this.secure, {
+      acceptPerTurn: this.options.acceptPerTurn,
+      log: this.log,
+    });
     this.baseUrl = url;
     this.log.info({ url, policy: this.options.policy, live: this.health.live().map((n) => n.id) }, 'gateway listening');
     return { port, url };

@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { redactUrl } from '../logger.js';
+import { fanOutAccept } from '../net/accept-fanout.js';
 import { sendError, sendJson } from './respond.js';
 
 /** Options of {@link createServer}. */
@@ -52,8 +53,26 @@ export function createServer(
   return server;
 }
 
-/** Listens on `host:port`; resolves with the bound port and the base URL clients use. */
-export async function listen(server: Server, port: number, host: string, secure = false): Promise<{ port: number; url: string }> {
+/** Extra accept handles of a listening server (see {@link listen}), closed with it. */
+const fannedOut = new WeakMap<Server, Promise<() => void>>();
+
+/** How {@link listen} accepts: `acceptPerTurn` connections per event-loop turn at most. */
+export interface AcceptOptions {
+  acceptPerTurn: number;
+  log: Logger;
+}
+
+/**
+ * Listens on `host:port`; resolves with the bound port and the base URL clients use. With
+ * `accept.acceptPerTurn` above 1 the socket gets that many accept handles (net/accept-fanout.ts).
+ */
+export async function listen(
+  server: Server,
+  port: number,
+  host: string,
+  secure = false,
+  accept?: AcceptOptions,
+): Promise<{ port: number; url: string }> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -61,13 +80,24 @@ export async function listen(server: Server, port: number, host: string, secure 
       resolve();
     });
   });
+  if (accept && accept.acceptPerTurn > 1) {
+    // In the background: the server serves at once, the extra handles join a moment later.
+    const { log } = accept;
+    const extra = fanOutAccept(server, accept.acceptPerTurn - 1).catch((err: Error) => {
+      log.warn({ err: err.message }, 'could not add accept handles: one connection accepted per event-loop turn');
+      return () => undefined;
+    });
+    fannedOut.set(server, extra);
+  }
   const bound = (server.address() as AddressInfo).port;
   const shown = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   return { port: bound, url: `${secure ? 'https' : 'http'}://${shown}:${bound}` };
 }
 
-/** Closes the server and every connection it holds. */
-export function closeServer(server: Server): Promise<void> {
+/** Closes the server, its extra accept handles and every connection it holds. */
+export async function closeServer(server: Server): Promise<void> {
+  const closeExtra = await fannedOut.get(server);
+  closeExtra?.();
   return new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeAllConnections();

@@ -56,6 +56,8 @@ export interface ClientVerdict {
   /** Catch-up of each drop, ms (a drop never caught up is left out and counted in `neverCaughtUp`). */
   catchUpMs: number[];
   neverCaughtUp: number;
+  /** From acknowledgement to first sight, ms, of each message acknowledged while the client was connected. */
+  liveDelayMs: number[];
   /** A few of the lost positions, for the report. */
   lostSample: string[];
 }
@@ -73,6 +75,10 @@ export interface Verdict {
   catchUpP95Ms: number | undefined;
   catchUpMaxMs: number | undefined;
   neverCaughtUp: number;
+  /** Delivery delay of live messages (acknowledged while their client was connected), ms. */
+  liveDelayP50Ms: number | undefined;
+  liveDelayP99Ms: number | undefined;
+  liveDelayMaxMs: number | undefined;
 }
 
 const key = (channel: string, epoch: string, offset: number) => `${channel}|${epoch}|${offset}`;
@@ -167,6 +173,12 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     if (never) neverCaughtUp++;
     else catchUpMs.push(Math.max(0, caughtUpAt - d.at));
   }
+  const liveDelayMs: number[] = [];
+  const away = (at: number) => log.drops.some((d) => at >= d.at && at <= (d.back ?? Infinity));
+  for (const m of mine) {
+    const at = firstSeenAt.get(key(m.channel, m.epoch, m.offset));
+    if (at !== undefined && !away(m.at)) liveDelayMs.push(Math.max(0, at - m.at));
+  }
   return {
     id: log.id,
     expected: mine.length,
@@ -177,6 +189,7 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     outOfOrder,
     catchUpMs,
     neverCaughtUp,
+    liveDelayMs,
     lostSample,
   };
 }
@@ -195,7 +208,7 @@ function lostContext(log: ClientLog, m: Acked): string {
   return parts.join(', ');
 }
 
-function quantile(sorted: number[], q: number): number | undefined {
+function quantile(sorted: ArrayLike<number>, q: number): number | undefined {
   if (sorted.length === 0) return undefined;
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 }
@@ -206,6 +219,7 @@ export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verd
   const clients = logs.map((log) => judgeClient(byChannel, log));
   const sum = (f: (c: ClientVerdict) => number) => clients.reduce((n, c) => n + f(c), 0);
   const catchUps = clients.flatMap((c) => c.catchUpMs).sort((a, b) => a - b);
+  const delays = Float64Array.from(clients.flatMap((c) => c.liveDelayMs)).sort();
   return {
     clients,
     acked: acked.length,
@@ -218,6 +232,9 @@ export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verd
     catchUpP95Ms: quantile(catchUps, 0.95),
     catchUpMaxMs: catchUps.at(-1),
     neverCaughtUp: sum((c) => c.neverCaughtUp),
+    liveDelayP50Ms: quantile(delays, 0.5),
+    liveDelayP99Ms: quantile(delays, 0.99),
+    liveDelayMaxMs: delays.at(-1),
   };
 }
 

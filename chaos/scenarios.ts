@@ -367,6 +367,9 @@ export const SCENARIOS: Scenario[] = [
  */
 const SOAK_WORKERS = 1;
 
+/** The soak's gateway processes (`SWITCHBOARD_GATEWAY_WORKERS` overrides). */
+const GATEWAY_WORKERS = Number(process.env.SWITCHBOARD_GATEWAY_WORKERS ?? 2);
+
 /** R7: a steady mixed load on thousands of clients, a fifth of them churning each minute. */
 async function soak(ctx: ScenarioContext): Promise<Outcome> {
   const count = ctx.quick ? 1000 : 5000;
@@ -375,7 +378,12 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
   const groups = 100;
   const system = new System({
     broker: ctx.broker,
-    env: { SWITCHBOARD_RATE_LIMIT_PER_SECOND: '100000', SWITCHBOARD_RATE_LIMIT_BURST: '100000' },
+    env: {
+      SWITCHBOARD_RATE_LIMIT_PER_SECOND: '100000',
+      SWITCHBOARD_RATE_LIMIT_BURST: '100000',
+      // A gateway on both cores, as it would be deployed on a two-core machine (docs/deploy.md).
+      SWITCHBOARD_GATEWAY_WORKERS: String(GATEWAY_WORKERS),
+    },
   });
   await system.start();
   // The clients over worker processes: this one keeps the publishers and the churn.
@@ -479,6 +487,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         nodeRssPeakMiB: Math.round(Math.max(...peak.slice(0, -1))),
         gatewayRssPeakMiB: Math.round(peak.at(-1)!),
         clientWorkers: SOAK_WORKERS,
+        gatewayWorkers: GATEWAY_WORKERS,
         loadGeneratorDelayP99Ms: Math.max(Math.round(loopDelay.percentile(99) / 1e6), poolLoad.delayP99Ms),
         loadGeneratorDelayMaxMs: Math.max(Math.round(loopDelay.max / 1e6), poolLoad.delayMaxMs),
         ...machine,

@@ -55,6 +55,20 @@ describe('chaos checker', () => {
     assert.equal(elsewhere.lost, 2);
   });
 
+  it('measures the delay of live deliveries, leaving out what was acknowledged while the client was away', () => {
+    // Acked at 1000, 1010, …, 1090; the client was away from 1025 to 1065 (drop to welcome).
+    const all = acked(10);
+    const v = judge(all, [
+      log({
+        seen: all.map((m) => ({ channel: m.channel, epoch: m.epoch, offset: m.offset, at: m.at + (m.offset % 2 ? 100 : 300) })),
+        drops: [{ at: 1025, back: 1065 }],
+      }),
+    ]);
+    // Offsets 4-7 (acked 1030-1060) were replays; of the six live ones three came after 100 ms, three after 300.
+    assert.equal(v.clients[0]!.liveDelayMs.length, 6);
+    assert.deepEqual([v.liveDelayP50Ms, v.liveDelayP99Ms, v.liveDelayMaxMs], [100, 300, 300]);
+  });
+
   it('counts duplicates and out-of-order deliveries, and ignores channels the client is not in', () => {
     const v = judgeClient([...acked(4), ...acked(3, 'group:other')], log({ seen: seen([1, 2, 2, 4, 3]) }));
     assert.deepEqual([v.expected, v.lost, v.duplicated, v.outOfOrder], [4, 0, 1, 1]);

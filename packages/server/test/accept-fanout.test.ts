@@ -5,10 +5,12 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import pino from 'pino';
 import { createServer, closeServer, listen } from '../src/http/server-kit.js';
 import { TestClient, sleep, startNode, token } from './helpers.js';
+import { eventually } from './support/eventually.js';
 
 const log = pino({ level: 'silent' });
 const PENDING = 60;
@@ -18,7 +20,7 @@ async function acceptedPerTurn(acceptPerTurn: number): Promise<{ accepted: numbe
   const server = createServer({ handshakeTimeoutMs: 5000 }, async (_req, res) => void res.end('ok'), log);
   const { port } = await listen(server, 0, '127.0.0.1', false, { acceptPerTurn, log });
   // The extra handles join in the background, once the helper has sent the descriptors back.
-  await sleep(1000);
+  await eventually(() => descriptors(port) === acceptPerTurn, { timeoutMs: 15_000, intervalMs: 50, message: 'the accept handles' });
   let accepted = 0;
   server.on('connection', () => accepted++);
   const sockets: Socket[] = [];
@@ -42,6 +44,12 @@ async function acceptedPerTurn(acceptPerTurn: number): Promise<{ accepted: numbe
   for (const s of sockets) s.destroy();
   await closeServer(server);
   return result;
+}
+
+/** Descriptors of this process on the listening socket of `port`. */
+function descriptors(port: number): number {
+  const line = execFileSync('ss', ['-Hltnp', `( sport = :${port} )`], { encoding: 'utf8' });
+  return (line.match(new RegExp(`pid=${process.pid},`, 'g')) ?? []).length;
 }
 
 /** Resolves with true when a TCP connection to `port` is accepted, false when it is refused. */

@@ -25,6 +25,8 @@ const OWN_ANSWER = 'switchboard:gateway-own-metrics-answer';
 /** A worker that exits this often within `CRASH_WINDOW_MS` is not replaced again: the gateway exits. */
 const MAX_RESTARTS = 5;
 const CRASH_WINDOW_MS = 30_000;
+/** Longest wait for the workers to stop after a signal. */
+const STOP_BOUND_MS = 10_000;
 /** Longest wait for one worker's own metrics; one that does not answer is left out of the sum. */
 const OWN_TIMEOUT_MS = 2000;
 /** Longest wait of a worker's `/metrics` for the sum. */
@@ -124,7 +126,20 @@ export class GatewayPrimary {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
     if (workers.length === 0) return Promise.resolve(0);
     return new Promise((resolve) => {
-      this.exited = resolve;
+      // A worker still running after the bound is killed: the gateway exits 1, said in the log.
+      const bound = setTimeout(() => {
+        const stuck = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+        this.options.log.error(
+          { workers: stuck.map((w) => w.id) },
+          `gateway workers still running ${STOP_BOUND_MS / 1000} s after ${signal}: killed`,
+        );
+        for (const w of stuck) w.process.kill('SIGKILL');
+        resolve(1);
+      }, STOP_BOUND_MS);
+      this.exited = (code) => {
+        clearTimeout(bound);
+        resolve(code);
+      };
       for (const w of workers) w.process.kill(signal);
     });
   }

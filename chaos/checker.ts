@@ -44,6 +44,10 @@ export interface ClientLog {
 /** Time a message may still be on its way to a client that leaves (its last moments are not judged). */
 export const LEAVE_GRACE_MS = 2000;
 
+/** A live delivery later than this is late; one acknowledged within the window after a reconnect is counted apart. */
+const LATE_MS = 10_000;
+const RECONNECT_WINDOW_MS = 120_000;
+
 /** One client's verdict. */
 export interface ClientVerdict {
   id: string;
@@ -58,6 +62,8 @@ export interface ClientVerdict {
   neverCaughtUp: number;
   /** From acknowledgement to first sight, ms, of each message acknowledged while the client was connected. */
   liveDelayMs: number[];
+  /** Live deliveries later than 10 s of messages acknowledged within 2 minutes after one of the client's reconnects. */
+  lateAfterReconnect: number;
   /** A few of the lost positions, for the report. */
   lostSample: string[];
 }
@@ -79,6 +85,9 @@ export interface Verdict {
   liveDelayP50Ms: number | undefined;
   liveDelayP99Ms: number | undefined;
   liveDelayMaxMs: number | undefined;
+  /** Live deliveries later than 10 s, and of them those acknowledged within 2 minutes after their client reconnected. */
+  liveLate: number;
+  liveLateAfterReconnect: number;
 }
 
 const key = (channel: string, epoch: string, offset: number) => `${channel}|${epoch}|${offset}`;
@@ -174,10 +183,15 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     else catchUpMs.push(Math.max(0, caughtUpAt - d.at));
   }
   const liveDelayMs: number[] = [];
+  let lateAfterReconnect = 0;
   const away = (at: number) => log.drops.some((d) => at >= d.at && at <= (d.back ?? Infinity));
+  const soonAfterReconnect = (at: number) =>
+    log.drops.some((d) => d.back !== undefined && at > d.back && at - d.back < RECONNECT_WINDOW_MS);
   for (const m of mine) {
     const at = firstSeenAt.get(key(m.channel, m.epoch, m.offset));
-    if (at !== undefined && !away(m.at)) liveDelayMs.push(Math.max(0, at - m.at));
+    if (at === undefined || away(m.at)) continue;
+    liveDelayMs.push(Math.max(0, at - m.at));
+    if (at - m.at > LATE_MS && soonAfterReconnect(m.at)) lateAfterReconnect++;
   }
   return {
     id: log.id,
@@ -190,6 +204,7 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
     catchUpMs,
     neverCaughtUp,
     liveDelayMs,
+    lateAfterReconnect,
     lostSample,
   };
 }
@@ -206,6 +221,18 @@ function lostContext(log: ClientLog, m: Acked): string {
   const drop = log.drops.find((d) => d.at <= m.at + 10_000 && (d.back === undefined || d.back >= m.at - 10_000));
   if (drop) parts.push(`a drop ${Math.round(drop.at - m.at)} ms from the ack`);
   return parts.join(', ');
+}
+
+/** Index of the first element of `sorted` at or above `x`. */
+function lowerBound(sorted: ArrayLike<number>, x: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function quantile(sorted: ArrayLike<number>, q: number): number | undefined {
@@ -235,6 +262,8 @@ export function judge(acked: readonly Acked[], logs: readonly ClientLog[]): Verd
     liveDelayP50Ms: quantile(delays, 0.5),
     liveDelayP99Ms: quantile(delays, 0.99),
     liveDelayMaxMs: delays.at(-1),
+    liveLate: delays.length - lowerBound(delays, LATE_MS + 1e-9),
+    liveLateAfterReconnect: sum((c) => c.lateAfterReconnect),
   };
 }
 

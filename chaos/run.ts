@@ -84,7 +84,7 @@ for (const scenario of values.from ? [] : chosen) {
       rows.push({ scenario: scenario.id, broker, outcome, seconds: (Date.now() - started) / 1000 });
       console.log(
         `acked ${v.acked}, lost ${v.lost}, told-lost ${v.toldLost}, duplicated ${v.duplicated}, out of order ${v.outOfOrder}, ` +
-          `catch-up p95 ${fmt(v.catchUpP95Ms)} ms, never caught up ${v.neverCaughtUp}, live delay p50 ${fmt(v.liveDelayP50Ms)} / p99 ${fmt(v.liveDelayP99Ms)} ms ${JSON.stringify(outcome.notes)}`,
+          `catch-up p95 ${fmt(v.catchUpP95Ms)} ms, never caught up ${v.neverCaughtUp}, live delay p50 ${fmt(v.liveDelayP50Ms)} / p99 ${fmt(v.liveDelayP99Ms)} ms, late (>10 s) ${v.liveLate} of which after a reconnect ${v.liveLateAfterReconnect} ${JSON.stringify(outcome.notes)}`,
       );
     } catch (err) {
       rows.push({ scenario: scenario.id, broker, error: (err as Error).message, seconds: (Date.now() - started) / 1000 });

@@ -161,6 +161,11 @@ export class ClientPool {
     return counts.reduce((n, c) => n + c, 0);
   }
 
+  /** Marks the window whose event-loop delay the workers report (the publishing, not the set-up or the judging). */
+  async window(edge: 'start' | 'end'): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.request({ op: 'window', edge })));
+  }
+
   /** Every client's log (those that left included), and the workers' own load. */
   async logs(): Promise<{ logs: ClientLog[]; load: PoolLoad }> {
     const parts = await Promise.all(this.workers.map((w) => w.request<EncodedLogs>({ op: 'logs' })));

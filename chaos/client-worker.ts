@@ -12,6 +12,9 @@ const clients = new Map<string, RecordingClient>();
 const all: RecordingClient[] = [];
 const loopDelay = monitorEventLoopDelay({ resolution: 20 });
 loopDelay.enable();
+const currentLoad = () => ({ delayP99Ms: Math.round(loopDelay.percentile(99) / 1e6), delayMaxMs: Math.round(loopDelay.max / 1e6) });
+/** The delay over the publishing window, once it ended. */
+let windowLoad: ReturnType<typeof currentLoad> | undefined;
 
 const tell = (event: PoolEvent) => process.send!(event);
 
@@ -61,10 +64,14 @@ async function run(command: PoolCommand): Promise<unknown> {
       for (const c of clients.values()) if (!hasSeenLatest(c.log, latest)) lagging++;
       return lagging;
     }
+    case 'window':
+      if (command.edge === 'start') loopDelay.reset();
+      else windowLoad = currentLoad();
+      return undefined;
     case 'logs':
       return encodeLogs(
         all.map((c) => c.log),
-        { delayP99Ms: Math.round(loopDelay.percentile(99) / 1e6), delayMaxMs: Math.round(loopDelay.max / 1e6) },
+        windowLoad ?? currentLoad(),
       );
     case 'close':
       for (const c of all) c.close();

@@ -13,6 +13,8 @@ export type PoolCommand =
   | { op: 'leave'; id: string }
   | { op: 'lagging'; latest: [channel: string, epoch: string, offset: number][]; req?: number }
   | { op: 'logs'; req?: number }
+  /** The event-loop delay reported with the logs is the one between `start` and `end` (the publishing window). */
+  | { op: 'window'; edge: 'start' | 'end'; req?: number }
   | { op: 'close'; req?: number };
 
 /** A worker to this side. */

@@ -493,8 +493,11 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         gatewayRssPeakMiB: Math.round(peak.at(-1)!),
         clientWorkers: SOAK_WORKERS,
         gatewayWorkers: GATEWAY_WORKERS,
-        loadGeneratorDelayP99Ms: Math.max(Math.round(ownDelay.p99 / 1e6), poolLoad.delayP99Ms),
-        loadGeneratorDelayMaxMs: Math.max(Math.round(ownDelay.max / 1e6), poolLoad.delayMaxMs),
+        // This process (publishers, churn) and the clients' worker, apart: a stall of either reads differently.
+        publisherDelayP99Ms: Math.round(ownDelay.p99 / 1e6),
+        publisherDelayMaxMs: Math.round(ownDelay.max / 1e6),
+        clientWorkerDelayP99Ms: poolLoad.delayP99Ms,
+        clientWorkerDelayMaxMs: poolLoad.delayMaxMs,
         ...machine,
       },
     };

@@ -54,7 +54,7 @@ export function createServer(
 }
 
 /** Extra accept handles of a listening server (see {@link listen}), closed with it. */
-const fannedOut = new WeakMap<Server, Promise<() => void>>();
+const fannedOut = new WeakMap<Server, Promise<() => Promise<void>>>();
 
 /** How {@link listen} accepts: `acceptPerTurn` connections per event-loop turn at most. */
 export interface AcceptOptions {
@@ -85,7 +85,7 @@ export async function listen(
     const { log } = accept;
     const extra = fanOutAccept(server, accept.acceptPerTurn - 1).catch((err: Error) => {
       log.warn({ err: err.message }, 'could not add accept handles: one connection accepted per event-loop turn');
-      return () => undefined;
+      return async () => undefined;
     });
     fannedOut.set(server, extra);
   }
@@ -97,11 +97,11 @@ export async function listen(
 /** Closes the server, its extra accept handles and every connection it holds. */
 export async function closeServer(server: Server): Promise<void> {
   const closeExtra = await fannedOut.get(server);
-  closeExtra?.();
-  return new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+  // Each closes when its connections have: those the main server's closeAllConnections ends too.
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const extraClosed = closeExtra?.();
+  server.closeAllConnections();
+  await Promise.all([closed, extraClosed]);
 }
 
 /** What `/metrics` answers: a prom-client registry, or the sum over a gateway's workers. */

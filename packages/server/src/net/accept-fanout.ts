@@ -16,11 +16,11 @@ import { fileURLToPath } from 'node:url';
  * (`'connection'`), so requests, upgrades, timeouts and `closeAllConnections` work as for the
  * first. The descriptors come from a short-lived helper process (handle-echo.ts) that receives the
  * handle over IPC and sends it straight back: the only way to duplicate a descriptor from
- * JavaScript. Resolves with a function that closes the extra handles (call it when the server
- * closes).
+ * JavaScript. Resolves with a function that closes the extra handles and resolves once they are
+ * closed (call it when the server closes).
  */
-export async function fanOutAccept(server: NetServer, extra: number): Promise<() => void> {
-  if (extra < 1) return () => undefined;
+export async function fanOutAccept(server: NetServer, extra: number): Promise<() => Promise<void>> {
+  if (extra < 1) return async () => undefined;
   const handle = (server as unknown as { _handle?: unknown })._handle;
   if (!handle) throw new Error('fanOutAccept: the server is not listening');
   // From the build, plain node; from the sources (tests run them with tsx), the same loader.
@@ -56,7 +56,6 @@ export async function fanOutAccept(server: NetServer, extra: number): Promise<()
   } finally {
     helper.disconnect();
   }
-  return () => {
-    for (const l of extras) l.close();
-  };
+  // Resolves once every extra descriptor is closed: until then the socket still takes connections.
+  return () => Promise.all(extras.map((l) => new Promise<void>((resolve) => l.close(() => resolve())))).then(() => undefined);
 }

@@ -145,7 +145,7 @@ describe('gateway workers', { skip: redisSkip }, () => {
     for (const c of kept) assert.equal(c.closeCode, undefined, 'a client of the other worker stays connected');
     if (kept.length >= 2) {
       // Two kept clients still talk: the first sends to the second's user.
-      const to = `wu${open.indexOf(kept[1]!)}`;
+      const to = kept[1]!.frames.find((f) => f.type === 'welcome')!.user as string;
       assert.equal((await kept[0]!.request({ type: 'send', to, topic: 'still', data: {} })).ok, true);
       await kept[1]!.next((f) => f.type === 'message' && f.topic === 'still');
     }

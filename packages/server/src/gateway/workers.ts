@@ -99,7 +99,7 @@ export class GatewayPrimary {
         if (!starting.has(worker)) return;
         cluster.off('exit', onStartExit);
         this.stopping = true;
-        for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+        for (const w of running()) w.kill('SIGTERM');
         reject(new WorkerStartError(code ?? 1));
       };
       cluster.on('exit', onStartExit);
@@ -123,12 +123,12 @@ export class GatewayPrimary {
   /** Passes `signal` to every worker; resolves with the exit code once all have exited. */
   stop(signal: NodeJS.Signals): Promise<number> {
     this.stopping = true;
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+    const workers = running();
     if (workers.length === 0) return Promise.resolve(0);
     return new Promise((resolve) => {
       // A worker still running after the bound is killed: the gateway exits 1, said in the log.
       const bound = setTimeout(() => {
-        const stuck = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+        const stuck = running();
         this.options.log.error(
           { workers: stuck.map((w) => w.id) },
           `gateway workers still running ${STOP_BOUND_MS / 1000} s after ${signal}: killed`,
@@ -146,7 +146,7 @@ export class GatewayPrimary {
 
   private fork(): Worker {
     const worker = cluster.fork(this.options.env);
-    this.live.set(Object.keys(cluster.workers ?? {}).length);
+    this.live.set(running().length);
     worker.on('message', (m: WorkerMessage) => {
       if (m.type === LISTENING) this.listening.add(worker);
       else if (m.type === METRICS_REQUEST) void this.answerMetrics(worker, m.id);
@@ -157,7 +157,7 @@ export class GatewayPrimary {
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
-    const left = Object.keys(cluster.workers ?? {}).length;
+    const left = running().length;
     this.live.set(left);
     if (this.stopping) {
       if (left === 0) this.exited?.(0);
@@ -252,5 +252,7 @@ export function announceListening(url: string): void {
   process.send?.({ type: LISTENING, url } satisfies WorkerMessage);
 }
 
-/** True in a gateway worker process. */
-export const isGatewayWorker = (): boolean => cluster.isWorker;
+/** The workers the cluster still lists (an exited one leaves the list). */
+function running(): Worker[] {
+  return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
+}

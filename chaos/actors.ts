@@ -6,7 +6,7 @@ import { Agent, request } from 'node:http';
 import WebSocket from 'ws';
 import { Switchboard } from '../packages/client/src/index.js';
 import { token } from '../packages/server/test/helpers.js';
-import type { Acked, ClientLog } from './checker.js';
+import { hasSeenLatest, type Acked, type ClientLog } from './checker.js';
 import { API_KEY } from './system.js';
 
 type Position = { epoch: string; offset: number };
@@ -97,6 +97,18 @@ export class RecordingClient {
   leave(): void {
     this.log.leftAt = Date.now();
     this.close();
+  }
+
+  /**
+   * Leaves once the app has seen `latest` (what was acknowledged on its channels at `at`), or after
+   * `timeoutMs`: everything acknowledged until `at` is then expected of it, with no grace for
+   * messages still on their way. What has not come by the deadline is judged lost.
+   */
+  async leaveAfter(latest: ReadonlyMap<string, Acked>, at: number, timeoutMs = 10_000): Promise<void> {
+    this.log.awaited = { at, positions: Object.fromEntries([...latest].map(([c, a]) => [c, { epoch: a.epoch, offset: a.offset }])) };
+    const deadline = Date.now() + timeoutMs;
+    while (!hasSeenLatest(this.log, latest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    this.leave();
   }
 
   close(): void {

@@ -39,6 +39,12 @@ export interface ClientLog {
   starts?: Record<string, { epoch: string; offset: number }>;
   /** When the client left for good: what was acknowledged after `leftAt − LEAVE_GRACE_MS` is not expected. */
   leftAt?: number;
+  /**
+   * For a client that, before leaving, waited to see what had been acknowledged on its channels:
+   * when that was read, and the positions it waited for. Everything acknowledged before then is
+   * expected, with no grace; of what was acknowledged in that very millisecond, what the positions cover.
+   */
+  awaited?: { at: number; positions: Record<string, { epoch: string; offset: number }> };
 }
 
 /** Time a message may still be on its way to a client that leaves (its last moments are not judged). */
@@ -107,12 +113,14 @@ function covers(f: ClientLog['failures'][number], m: Acked): boolean {
 /** What `log`'s client had to see of `acked`: its channels, after its start, before it left. */
 function expectedOf(acked: readonly Acked[] | ReadonlyMap<string, readonly Acked[]>, log: ClientLog): Acked[] {
   const byChannel = acked instanceof Map ? acked : indexByChannel(acked as readonly Acked[]);
-  const until = log.leftAt === undefined ? Infinity : log.leftAt - LEAVE_GRACE_MS;
+  const until = log.awaited?.at ?? (log.leftAt === undefined ? Infinity : log.leftAt - LEAVE_GRACE_MS);
   const mine: Acked[] = [];
   for (const channel of log.channels) {
     const start = log.starts?.[channel];
+    const awaited = log.awaited?.positions[channel];
     for (const a of byChannel.get(channel) ?? []) {
       if (a.at > until) continue;
+      if (log.awaited && a.at === until && !(awaited && a.epoch === awaited.epoch && a.offset <= awaited.offset)) continue;
       if (start && a.epoch === start.epoch && a.offset <= start.offset) continue;
       mine.push(a);
     }
@@ -212,6 +220,12 @@ export function judgeClient(acked: readonly Acked[] | ReadonlyMap<string, readon
 /** Where a lost message stood in its client's life: how long before it left, the last offset it saw there. */
 function lostContext(log: ClientLog, m: Acked): string {
   const parts: string[] = [];
+  if (log.awaited) {
+    const w = log.awaited.positions[m.channel];
+    parts.push(
+      `acked ${Math.round(log.awaited.at - m.at)} ms before the client read ${w ? `${w.epoch}:${w.offset}` : 'nothing'} there to wait for`,
+    );
+  }
   if (log.leftAt !== undefined) parts.push(`acked ${Math.round(log.leftAt - m.at)} ms before the client left`);
   else parts.push('client stayed');
   const last = log.seen.filter((s) => s.channel === m.channel).at(-1);
@@ -277,11 +291,47 @@ export function latestAcked(acked: readonly Acked[]): Map<string, Acked> {
   return latest;
 }
 
-/** True when the client has seen the latest acknowledged position of each of its channels. */
+/**
+ * The highest acknowledged offset per channel, kept up to date from publishers' growing `acked`
+ * lists (each read on from where the last look stopped).
+ */
+export class LatestAcked {
+  private readonly latest = new Map<string, Acked>();
+  private readonly read: number[];
+
+  constructor(private readonly lists: readonly (readonly Acked[])[]) {
+    this.read = lists.map(() => 0);
+  }
+
+  /** Where `channels` stand now, and when that was read: every acknowledgement until `at` is in it. */
+  of(channels: readonly string[]): { at: number; latest: Map<string, Acked> } {
+    const at = Date.now();
+    this.lists.forEach((list, k) => {
+      for (let i = this.read[k]!; i < list.length; i++) {
+        const a = list[i]!;
+        const known = this.latest.get(a.channel);
+        // Within an epoch the higher offset; a new epoch (history reset) by the later acknowledgement.
+        const newer = !known || (known.epoch === a.epoch ? a.offset > known.offset : a.at >= known.at);
+        if (newer) this.latest.set(a.channel, a);
+      }
+      this.read[k] = list.length;
+    });
+    const mine = new Map<string, Acked>();
+    for (const c of channels) {
+      const a = this.latest.get(c);
+      if (a) mine.set(c, a);
+    }
+    return { at, latest: mine };
+  }
+}
+
+/** True when the client has seen the latest acknowledged position of each of its channels (or started after it). */
 export function hasSeenLatest(log: ClientLog, latest: ReadonlyMap<string, Acked>): boolean {
   return log.channels.every((channel) => {
     const last = latest.get(channel);
     if (!last) return true;
+    const start = log.starts?.[channel];
+    if (start && start.epoch === last.epoch && start.offset >= last.offset) return true;
     // From the end: the latest message seen on the channel is the one to compare.
     for (let i = log.seen.length - 1; i >= 0; i--) {
       const s = log.seen[i]!;

@@ -29,11 +29,20 @@ export class RemoteClient {
     this.worker.send({ op: 'drop', id: this.id });
   }
 
-  /** Leaves for good. */
-  leave(): void {
-    this.connected = false;
-    this.worker.send({ op: 'leave', id: this.id });
+  /** Its groups' channels and its own (judged when it was opened `personal`; extra positions are ignored). */
+  get channels(): string[] {
+    return [...this.groups.map((g) => `group:${g}`), `user:${this.id}`];
   }
+
+  /** Leaves for good; with `until`, once it has seen what was acknowledged by then (RecordingClient.leaveAfter). */
+  leave(until?: { at: number; latest: ReadonlyMap<string, Acked> }): void {
+    this.connected = false;
+    this.worker.send({ op: 'leave', id: this.id, until: until && { at: until.at, latest: wirePositions(until.latest) } });
+  }
+}
+
+function wirePositions(latest: ReadonlyMap<string, Acked>): [channel: string, epoch: string, offset: number][] {
+  return [...latest.values()].map((a) => [a.channel, a.epoch, a.offset]);
 }
 
 type Waiter = { resolve(value: unknown): void; reject(err: Error): void };
@@ -156,7 +165,7 @@ export class ClientPool {
 
   /** How many clients still with us have not seen the latest acknowledged position of each of their channels. */
   async lagging(latest: ReadonlyMap<string, Acked>): Promise<number> {
-    const positions = [...latest.values()].map((a) => [a.channel, a.epoch, a.offset] as [string, string, number]);
+    const positions = wirePositions(latest);
     const counts = await Promise.all(this.workers.map((w) => w.request<number>({ op: 'lagging', latest: positions })));
     return counts.reduce((n, c) => n + c, 0);
   }

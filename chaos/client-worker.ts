@@ -39,6 +39,10 @@ function place(url: string, id: string, groups: string[], personal: boolean): Re
   return client;
 }
 
+function positionsOf(latest: [channel: string, epoch: string, offset: number][]): Map<string, Acked> {
+  return new Map(latest.map(([channel, epoch, offset]) => [channel, { channel, epoch, offset, at: 0 }]));
+}
+
 async function run(command: PoolCommand): Promise<unknown> {
   switch (command.op) {
     case 'open':
@@ -54,12 +58,15 @@ async function run(command: PoolCommand): Promise<unknown> {
     case 'drop':
       clients.get(command.id)?.dropConnection();
       return undefined;
-    case 'leave':
-      clients.get(command.id)?.leave();
+    case 'leave': {
+      const client = clients.get(command.id);
       clients.delete(command.id);
+      if (command.until) void client?.leaveAfter(positionsOf(command.until.latest), command.until.at);
+      else client?.leave();
       return undefined;
+    }
     case 'lagging': {
-      const latest = new Map<string, Acked>(command.latest.map(([channel, epoch, offset]) => [channel, { channel, epoch, offset, at: 0 }]));
+      const latest = positionsOf(command.latest);
       let lagging = 0;
       for (const c of clients.values()) if (!hasSeenLatest(c.log, latest)) lagging++;
       return lagging;

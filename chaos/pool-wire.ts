@@ -10,7 +10,8 @@ export type PoolCommand =
   | { op: 'open'; url: string; clients: { id: string; groups: string[] }[]; personal: boolean; req?: number }
   | { op: 'add'; url: string; id: string; groups: string[]; personal: boolean }
   | { op: 'drop'; id: string }
-  | { op: 'leave'; id: string }
+  /** With `until`: once the client has seen those positions, acknowledged by `at` (see RecordingClient.leaveAfter). */
+  | { op: 'leave'; id: string; until?: { at: number; latest: [channel: string, epoch: string, offset: number][] } }
   | { op: 'lagging'; latest: [channel: string, epoch: string, offset: number][]; req?: number }
   | { op: 'logs'; req?: number }
   /** The event-loop delay reported with the logs is the one between `start` and `end` (the publishing window). */

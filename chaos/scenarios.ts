@@ -10,7 +10,7 @@ import { token } from '../packages/server/test/helpers.js';
 import { openClients, RecordingClient, SocketPublisher as Publisher } from './actors.js';
 import { ClientPool } from './client-pool.js';
 import { sampleMachineLoad } from './machine-load.js';
-import { judge, latestAcked, type Verdict } from './checker.js';
+import { judge, latestAcked, LatestAcked, type Verdict } from './checker.js';
 import { API_KEY, System, type BrokerName } from './system.js';
 
 /** What a scenario returns. */
@@ -360,12 +360,11 @@ export const SCENARIOS: Scenario[] = [
 ];
 
 /**
- * Processes the soak's clients are spread over, beside this one's publishers. One: on two cores
- * shared with the system under test, four workers (even at nice 5) took the gateway's share, its
- * event loop turned too slowly to accept reconnections (one per turn since libuv 1.45), and the
- * soak failed on Redis too; see docs/reliability.md.
+ * Processes the soak's clients are spread over, beside this one's publishers
+ * (`CHAOS_SOAK_CLIENT_WORKERS` overrides). One: on two cores shared with the system under test,
+ * every further process takes a share of the CPU from the cluster; see docs/reliability.md.
  */
-const SOAK_WORKERS = 1;
+const SOAK_WORKERS = Number(process.env.CHAOS_SOAK_CLIENT_WORKERS ?? 1);
 
 /** The soak's gateway processes (`SWITCHBOARD_GATEWAY_WORKERS` overrides). */
 const GATEWAY_WORKERS = Number(process.env.SWITCHBOARD_GATEWAY_WORKERS ?? 2);
@@ -422,6 +421,7 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
       ports: { Nodes: nodes.map((n) => n.port), Gateway: [system.gatewayPort] },
     });
     for (const p of publishers) p.start();
+    const acked = new LatestAcked(publishers.map((p) => p.acked));
     // The load generator's delay is read over the publishing only (not the opening or the judging).
     await pool.window('start');
     loopDelay.reset();
@@ -450,8 +450,9 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
           victim.connected = false;
           dropped++;
         } else {
-          // A user leaves for good; a new one arrives in the same group.
-          victim.leave();
+          // A user leaves for good, once it has what was acknowledged for it until now (a message
+          // still on its way is not judged lost, nor excused by a grace); a new one arrives in the same group.
+          victim.leave(acked.of(victim.channels));
           const newcomer = pool.add(`n${fresh++}`, [...victim.groups], true);
           live[i] = newcomer;
           users[i] = newcomer.id;
@@ -474,6 +475,9 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
     loopDelay.disable();
     const end = nodes.map((n) => rssMiB(n.child.pid));
     const { logs, load: poolLoad } = await pool.logs();
+    // How long leaving users waited for what was acknowledged for them (10 s at most, then judged).
+    const waits = logs.flatMap((l) => (l.awaited && l.leftAt !== undefined ? [l.leftAt - l.awaited.at] : []));
+    waits.sort((a, b) => a - b);
     return {
       verdict: judge(
         publishers.flatMap((p) => p.acked),
@@ -491,6 +495,8 @@ async function soak(ctx: ScenarioContext): Promise<Outcome> {
         nodeRssEndMiB: Math.round(Math.max(...end)),
         nodeRssPeakMiB: Math.round(Math.max(...peak.slice(0, -1))),
         gatewayRssPeakMiB: Math.round(peak.at(-1)!),
+        leaveWaitP99Ms: Math.round(waits[Math.floor(waits.length * 0.99)] ?? 0),
+        leaveWaitMaxMs: Math.round(waits.at(-1) ?? 0),
         clientWorkers: SOAK_WORKERS,
         gatewayWorkers: GATEWAY_WORKERS,
         // This process (publishers, churn) and the clients' worker, apart: a stall of either reads differently.

@@ -31,6 +31,8 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
   /** Channels the app subscribed to explicitly (beyond the token's automatic ones). */
   private readonly explicit = new Set<string>();
   private readonly positions: Record<string, StreamPosition>;
+  /** A save of `positions` is due at the end of this task. */
+  private saveQueued = false;
   /** The user's own channel while the server has the inbox on (its welcome carries `acked`). */
   private inboxChannel: string | undefined;
   /** The last position of the own channel acked (or known acked), and whether an ack is due. */
@@ -162,7 +164,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
   async unsubscribeChannel(channel: string): Promise<void> {
     this.explicit.delete(channel);
     delete this.positions[channel];
-    this.options.positions.save(this.positions);
+    this.savePositions();
     if (this.state === 'connected') await this.requests.request({ type: 'unsubscribe', channel }, false);
   }
 
@@ -214,7 +216,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     this.ackedAt = { epoch: state.epoch, offset: acked };
     if (state.recovered === undefined) {
       this.positions[channel] = { epoch: state.epoch, offset: acked };
-      this.options.positions.save(this.positions);
+      this.savePositions();
       return;
     }
     this.track(channel, state.epoch, state.offset, state.recovered);
@@ -239,7 +241,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     }
     // When recovered, the replay follows and moves the position; otherwise start from the latest.
     if (recovered !== true || !known || known.epoch !== epoch) this.positions[channel] = { epoch, offset };
-    this.options.positions.save(this.positions);
+    this.savePositions();
   }
 
   private onMessage(frame: MessageFrame): void {
@@ -262,12 +264,25 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     if (at.channel === this.inboxChannel && this.options.acks === 'auto') this.scheduleAck();
   }
 
+  /**
+   * Saves the positions once the current task's frames are handled: a batched frame moves many of
+   * them, and a Web Storage write serialises them all, synchronously, each time.
+   */
+  private savePositions(): void {
+    if (this.saveQueued) return;
+    this.saveQueued = true;
+    queueMicrotask(() => {
+      this.saveQueued = false;
+      this.options.positions.save(this.positions);
+    });
+  }
+
   /** Records that the app is handed `offset` of `channel`; false when it was handed already. */
   private advance(channel: string, epoch: string, offset: number): boolean {
     const known = this.positions[channel];
     if (known && known.epoch === epoch && offset <= known.offset) return false;
     this.positions[channel] = { epoch, offset };
-    this.options.positions.save(this.positions);
+    this.savePositions();
     return true;
   }
 

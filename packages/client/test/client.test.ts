@@ -325,6 +325,26 @@ describe('Switchboard client on a node', () => {
     assert.deepEqual(JSON.parse(out), { seen: [1, 2, 3, 4, 5], viaChannel: [1, 2, 3, 4, 5], uncaught: 5, position: { epoch, offset: 5 } });
   });
 
+  it('saves its positions once for a batched frame, and the store has the latest before the next task', async () => {
+    let epoch = '';
+    for (let n = 1; n <= 20; n++)
+      epoch = (await api(node, 'POST', '/v1/publish', { channel: 'user:saver', topic: 'tick', data: n })).body.epoch as string;
+    // A store that counts its saves, starting at offset 0: the node replays all 20 right after the
+    // welcome, in one frame (as in the throwing-listener fixture).
+    const saved: Record<string, { epoch: string; offset: number }>[] = [];
+    const positions = {
+      load: () => ({ 'user:saver': { epoch, offset: 0 } }),
+      save: (p: Record<string, { epoch: string; offset: number }>) => void saved.push(structuredClone(p)),
+    };
+    const { client } = createClient(node.wsUrl, await token('saver'), { positions });
+    const inStoreAtNextTask: number[] = [];
+    client.on('tick', () => void setTimeout(() => inStoreAtNextTask.push(saved.at(-1)?.['user:saver']?.offset ?? -1)));
+    await until(() => inStoreAtNextTask.length === 20, 'the 20 replayed ticks');
+    assert.ok(saved.length <= 3, `${saved.length} saves for a welcome and 20 replayed messages`);
+    assert.deepEqual(saved.at(-1)?.['user:saver'], { epoch, offset: 20 });
+    assert.deepEqual(inStoreAtNextTask, Array(20).fill(20), 'saved before any later task ran');
+  });
+
   it('after disconnect() no SDK timer or socket keeps a process alive', async () => {
     // Everything in the script takes well under a second; every SDK timer in it is 60 s.
     const { code, out, err } = await runFixture('exit-after-disconnect.ts', [node.wsUrl, await token('leaky'), 'ws://127.0.0.1:1/ws']);

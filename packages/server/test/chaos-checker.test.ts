@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { judge, judgeClient, LEAVE_GRACE_MS, type Acked, type ClientLog } from '../../../chaos/checker.js';
+import { hasSeenLatest, judge, judgeClient, LatestAcked, LEAVE_GRACE_MS, type Acked, type ClientLog } from '../../../chaos/checker.js';
 
 const acked = (n: number, channel = 'group:g', epoch = 'e1', from = 1, at = 1000): Acked[] =>
   Array.from({ length: n }, (_, i) => ({ channel, epoch, offset: from + i, at: at + i * 10 }));
@@ -108,6 +108,42 @@ describe('chaos checker', () => {
     // acked(10) is acknowledged at 1000, 1010 … 1090; the client left at 1050 + the grace.
     const v = judgeClient(acked(10), log({ leftAt: 1050 + LEAVE_GRACE_MS, seen: seen([1, 2, 3, 4]) }));
     assert.deepEqual([v.expected, v.lost, v.lostSample.map(position)], [6, 2, ['group:g@e1:5', 'group:g@e1:6']]);
+  });
+
+  it('expects, with no grace, all that was acknowledged before a waiting client read its positions', () => {
+    // Read at 1050, left much later: offsets 1–6 are expected, 5 and 6 were never seen.
+    const awaited = { at: 1050, positions: { 'group:g': { epoch: 'e1', offset: 6 } } };
+    const v = judgeClient(acked(10), log({ awaited, leftAt: 9000, seen: seen([1, 2, 3, 4]) }));
+    assert.deepEqual([v.expected, v.lost, v.lostSample.map(position)], [6, 2, ['group:g@e1:5', 'group:g@e1:6']]);
+    // Offset 6 acknowledged in the millisecond of the read, after it: not waited for, not expected.
+    const early = { at: 1050, positions: { 'group:g': { epoch: 'e1', offset: 5 } } };
+    assert.equal(judgeClient(acked(10), log({ awaited: early, leftAt: 9000, seen: seen([1, 2, 3, 4, 5]) })).lost, 0);
+  });
+
+  it("keeps the highest acknowledged offset per channel as the publishers' lists grow", () => {
+    const a: Acked[] = [];
+    const b: Acked[] = [];
+    const latest = new LatestAcked([a, b]);
+    a.push({ channel: 'group:g', epoch: 'e1', offset: 2, at: 1 });
+    b.push({ channel: 'group:g', epoch: 'e1', offset: 1, at: 2 }, { channel: 'user:c', epoch: 'e1', offset: 7, at: 3 });
+    const first = latest.of(['group:g', 'user:c', 'group:none']);
+    assert.deepEqual(
+      [...first.latest.values()].map((x) => `${x.channel}:${x.offset}`),
+      ['group:g:2', 'user:c:7'],
+      'an ack out of order does not go back',
+    );
+    assert.ok(first.at >= 3);
+    // Read on from where it stopped; a new epoch replaces the old one.
+    a.push({ channel: 'group:g', epoch: 'e2', offset: 1, at: 4 });
+    assert.deepEqual(latest.of(['group:g']).latest.get('group:g'), { channel: 'group:g', epoch: 'e2', offset: 1, at: 4 });
+  });
+
+  it('has seen the latest when it saw that offset or started after it, not before', () => {
+    const latest = new Map([['group:g', { channel: 'group:g', epoch: 'e1', offset: 3, at: 0 }]]);
+    assert.equal(hasSeenLatest(log({ seen: seen([1, 2]) }), latest), false);
+    assert.equal(hasSeenLatest(log({ seen: seen([1, 2, 3]) }), latest), true);
+    assert.equal(hasSeenLatest(log({ starts: { 'group:g': { epoch: 'e1', offset: 5 } } }), latest), true, 'started after it');
+    assert.equal(hasSeenLatest(log({ starts: { 'group:g': { epoch: 'e0', offset: 5 } } }), latest), false, 'another epoch');
   });
 
   it('judges the same whether given the acknowledgements as a list or indexed by channel', () => {

@@ -234,11 +234,7 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
   /** Records where `channel` stands after a welcome or subscribe reply. */
   private track(channel: string, epoch: string, offset: number, recovered: boolean | undefined): void {
     const known = this.positions[channel];
-    if (recovered === false) {
-      const detail = { channel, epoch, offset };
-      this.events.emit('recovery-failed', detail);
-      this.channels.get(channel)?.emitRecoveryFailed(detail);
-    }
+    if (recovered === false) this.recoveryFailed(channel, epoch, offset);
     // When recovered, the replay follows and moves the position; otherwise start from the latest.
     if (recovered !== true || !known || known.epoch !== epoch) this.positions[channel] = { epoch, offset };
     this.savePositions();
@@ -277,10 +273,23 @@ export class Switchboard<Topics extends TopicMap = TopicMap> implements Subscrip
     });
   }
 
-  /** Records that the app is handed `offset` of `channel`; false when it was handed already. */
+  /** Tells the app that `channel` goes on from `epoch`:`offset` and what came before may be missing. */
+  private recoveryFailed(channel: string, epoch: string, offset: number): void {
+    const detail = { channel, epoch, offset };
+    this.events.emit('recovery-failed', detail);
+    this.channels.get(channel)?.emitRecoveryFailed(detail);
+  }
+
+  /**
+   * Records that the app is handed `offset` of `channel`; false when it was handed already. A
+   * live message of another epoch means the channel's history was lost (Redis restarted empty,
+   * say): what the old epoch had after our position may never come, so the app is told, as for
+   * a resume that could not be filled, before it gets the message.
+   */
   private advance(channel: string, epoch: string, offset: number): boolean {
     const known = this.positions[channel];
     if (known && known.epoch === epoch && offset <= known.offset) return false;
+    if (known && known.epoch !== epoch) this.recoveryFailed(channel, epoch, offset - 1);
     this.positions[channel] = { epoch, offset };
     this.savePositions();
     return true;

@@ -116,13 +116,13 @@ describe('ChannelStream', () => {
     assert.deepEqual(h.written, e1(1, 2, 3, 4, 5, 6), 'live again');
   });
 
-  it('catch-up: a stream behind the latest position fetches what it missed; one at it, or on another epoch, does nothing', async () => {
+  it('catch-up: a stream behind the latest position fetches what it missed; one at it, or on an empty new epoch, does nothing', async () => {
     const h = harness([pub('e1', 1), pub('e1', 2), pub('e1', 3)]);
     h.stream.begin({ epoch: 'e1', offset: 0 });
     h.stream.drain([]);
     h.live(1);
     h.stream.catchUp({ epoch: 'e1', offset: 1 });
-    h.stream.catchUp({ epoch: 'e9', offset: 5 });
+    h.stream.catchUp({ epoch: 'e9', offset: 0 });
     await settle();
     assert.deepEqual(h.repairs, [], 'nothing to fetch');
     h.stream.catchUp({ epoch: 'e1', offset: 3 });
@@ -135,6 +135,19 @@ describe('ChannelStream', () => {
     assert.deepEqual(h.written, e1(1, 2, 3, 4), 'live again');
   });
 
+  it('catch-up on a new epoch (history lost while the broker was away) reads that epoch from its start', async () => {
+    const h = harness([pub('e1', 1), pub('e2', 1), pub('e2', 2)]);
+    h.stream.begin({ epoch: 'e1', offset: 0 });
+    h.stream.drain([]);
+    h.live(1);
+    h.stream.catchUp({ epoch: 'e2', offset: 2 });
+    await settle();
+    assert.deepEqual(h.repairs, [{ epoch: 'e2', offset: 0 }]);
+    assert.deepEqual(h.written, ['e1:1', 'e2:1', 'e2:2']);
+    h.live(['e2', 2], ['e2', 3]);
+    assert.deepEqual(h.written, ['e1:1', 'e2:1', 'e2:2', 'e2:3'], 'live again, the repeat dropped');
+  });
+
   it('catch-up: while a replay is still going on, it is left to that replay', async () => {
     const h = harness([pub('e1', 1), pub('e1', 2)]);
     h.stream.begin({ epoch: 'e1', offset: 0 });
@@ -145,7 +158,13 @@ describe('ChannelStream', () => {
     assert.deepEqual(h.written, e1(1, 2));
   });
 
-  const cases: { name: string; live: (number | [string, number])[]; history?: number[]; want: string[]; gaps?: number }[] = [
+  const cases: {
+    name: string;
+    live: (number | [string, number])[];
+    history?: (number | [string, number])[];
+    want: string[];
+    gaps?: number;
+  }[] = [
     { name: 'in order', live: [1, 2, 3], want: e1(1, 2, 3) },
     { name: 'a repeat (a broker redelivery) is dropped', live: [1, 2, 2, 1, 3], want: e1(1, 2, 3) },
     { name: 'an older offset arriving late is dropped', live: [1, 3, 2], history: [2], want: e1(1, 2, 3), gaps: 1 },
@@ -153,14 +172,27 @@ describe('ChannelStream', () => {
     { name: 'a gap right after offset 0 is filled too', live: [3], history: [1, 2], want: e1(1, 2, 3), gaps: 1 },
     { name: 'a new epoch starts again from its first offset', live: [1, 2, ['e2', 1], ['e2', 2]], want: ['e1:1', 'e1:2', 'e2:1', 'e2:2'] },
     {
-      name: 'an old epoch after the new one is written (the channel is on a new epoch)',
+      name: 'an old epoch after the new one is written, after looking in history for that epoch',
       live: [1, ['e2', 1], 2],
       want: ['e1:1', 'e2:1', 'e1:2'],
+      gaps: 1,
+    },
+    {
+      // Redis restarted empty, and the first publications after it came while the node's
+      // subscription was still coming back: they are in the new epoch's history.
+      name: 'a new epoch whose first offsets the broker lost is filled from its start',
+      live: [1, ['e2', 3]],
+      history: [
+        ['e2', 1],
+        ['e2', 2],
+      ],
+      want: ['e1:1', 'e2:1', 'e2:2', 'e2:3'],
+      gaps: 1,
     },
   ];
   for (const c of cases) {
     it(`live: ${c.name}`, async () => {
-      const h = harness((c.history ?? []).map((o) => pub('e1', o)));
+      const h = harness((c.history ?? []).map((o) => (typeof o === 'number' ? pub('e1', o) : pub(...o))));
       h.stream.begin({ epoch: 'e1', offset: 0 });
       h.stream.drain([]);
       h.live(...c.live);

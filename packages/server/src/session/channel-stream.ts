@@ -32,7 +32,8 @@ interface Pending {
  * One session's view of one channel: the exactly-once stream. It guarantees that the client sees
  * every offset once, in order, whatever the broker does — replay and live overlapping on attach,
  * a publication the broker lost (a gap, filled from history before going on), repeats (dropped),
- * and an epoch change (the stream starts again from the new epoch).
+ * and an epoch change (the stream starts again from the new epoch's first offset, from history
+ * when the broker lost that one too).
  *
  * Life: created buffering (live publications wait from the moment the hub has the session), then
  * {@link begin} sets where delivery starts, {@link drain} writes the replay and the buffer and goes
@@ -108,6 +109,12 @@ export class ChannelStream {
       this.repair({ epoch, offset, frame });
       return;
     }
+    if (epoch !== this.epoch && offset > 1) {
+      // A new epoch (history lost, Redis restarted empty, say) whose first publications the
+      // broker lost, as it does while its link comes back: they are in the new history.
+      this.repair({ epoch, offset, frame }, { epoch, offset: 0 });
+      return;
+    }
     this.write(epoch, offset, frame);
   }
 
@@ -115,12 +122,13 @@ export class ChannelStream {
    * The channel's latest position in history, read after the broker's link came back: a
    * publication the broker lost while the link was down is otherwise noticed only when the next
    * one arrives (a gap), and on a quiet channel that may be never. Behind it, the stream repairs
-   * from history as for a gap; while a replay or a repair is going on, that one reads it anyway.
+   * from history as for a gap; on a new epoch (the history was lost too), from that epoch's start;
+   * while a replay or a repair is going on, that one reads it anyway.
    */
   catchUp(latest: StreamPosition): void {
     if (this.stopped || this.pending) return;
-    if (latest.epoch !== this.epoch || latest.offset <= this.offset) return;
-    this.repair();
+    if (latest.epoch === this.epoch ? latest.offset > this.offset : latest.offset > 0)
+      this.repair(undefined, latest.epoch === this.epoch ? this.position : { epoch: latest.epoch, offset: 0 });
   }
 
   /** The session left the channel: nothing more is written, a repair in flight is dropped. */
@@ -129,10 +137,11 @@ export class ChannelStream {
     this.pending = null;
   }
 
-  private repair(first?: Pending): void {
+  /** Reads from history what follows `since`, holding live publications (`first` among them) until it is written. */
+  private repair(first?: Pending, since = this.position): void {
     this.pending = first ? [first] : [];
     this.sink.gap();
-    this.sink.repair(this.channel, this.position).then(
+    this.sink.repair(this.channel, since).then(
       (replay) => this.drain(replay),
       // History unreachable: go on with what arrived; the hole stays (the sink logs why).
       () => this.drain([]),

@@ -108,7 +108,7 @@ export function createEngine(options: NodeOptions, deps: EngineDeps = {}): Engin
   // Redis history and Redis broker on one Redis: the append script publishes too (one round trip).
   const { history, acks, outbox } = kept;
   const publication =
-    history instanceof RedisHistory && transport instanceof RedisTransport
+    history instanceof RedisHistory && transport instanceof RedisTransport && atomicOnThisRedis(options)
       ? new AtomicAppendPublish(history, (channel) => router.destinations(channel).map((to) => transport.address(to)))
       : new AppendThenPublish(history, broker);
   return {
@@ -162,6 +162,15 @@ function historyOptions(options: NodeOptions) {
     idempotencyWindowMs: options.idempotencyWindowMs,
     inbox: options.inbox === 'on' ? { size: options.inboxSize, ttlMs: options.inboxRetentionMs } : undefined,
   };
+}
+
+/**
+ * Whether the append script may publish too: on one Redis always; on a Redis Cluster a script
+ * keeps to its channel's hash slot, so only with `interest` routing, where a channel's publications
+ * go to the channel's own name (hash routing also names the owner node, broadcast one name for all).
+ */
+function atomicOnThisRedis(options: NodeOptions): boolean {
+  return options.redisCluster !== 'on' || options.routing === 'interest';
 }
 
 /** How long an inbox ack outlives its last move: as long as the inbox's meta. */
@@ -231,7 +240,13 @@ function createHistory(options: NodeOptions, deps: EngineDeps, redis: RedisLinks
  * reconnects both by itself and re-subscribes every channel.
  */
 function redisStores(options: NodeOptions, log: Logger): Stores {
-  const links = createRedisLinks({ url: options.redisUrl, name: options.nodeId, log, autoPipelining: true });
+  const links = createRedisLinks({
+    url: options.redisUrl,
+    name: options.nodeId,
+    log,
+    autoPipelining: true,
+    cluster: options.redisCluster === 'on',
+  });
   const { redis, sub } = links;
   const prefix = options.redisPrefix;
   const presence = new RedisPresenceStore({ redis, prefix, presenceTtlMs: options.presenceTtlMs });

@@ -104,6 +104,12 @@ export const OPTION_SPECS = {
     schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
     default: 'redis://127.0.0.1:6379',
   },
+  redisCluster: {
+    env: 'SWITCHBOARD_REDIS_CLUSTER',
+    doc: "`on`: `REDIS_URL` names one node of a Redis Cluster (the others are found from it). A channel's keys share one hash slot, and the Redis broker uses sharded pub/sub (`SSUBSCRIBE`, `SPUBLISH`), so a publication crosses one shard only. Needs Redis 7.",
+    schema: z.enum(['on', 'off']),
+    default: 'off' as 'on' | 'off',
+  },
   amqpUrl: {
     env: 'AMQP_URL',
     doc: 'RabbitMQ for broker `rabbitmq` (`amqp://` or `amqps://`, with the vhost as its path). The password is never logged.',
@@ -389,6 +395,11 @@ export type NodeOptions = {
 /** Options as a caller may pass them: any subset. */
 export type NodeOptionsInput = { -readonly [K in keyof Specs]?: unknown };
 
+const REDIS_CLUSTER_NEEDS_REDIS =
+  'option redisCluster (SWITCHBOARD_REDIS_CLUSTER) is on but engine (SWITCHBOARD_ENGINE) is memory: set SWITCHBOARD_ENGINE=redis';
+const REDIS_CLUSTER_NO_HASH =
+  "option routing (SWITCHBOARD_ROUTING) is hash but the Redis broker is on a Redis Cluster (SWITCHBOARD_REDIS_CLUSTER=on), where a publication's two names (the owner node's and the channel's) live on two shards with no order between them: use interest or broadcast routing (the gateway can still use its hash policy), or another broker";
+
 /** Thrown when an option is invalid; the message names the option, its flag and env name. */
 export class OptionsError extends Error {
   readonly code = 'ERR_OPTIONS';
@@ -470,6 +481,8 @@ export function resolveOptions(input: NodeOptionsInput = {}): NodeOptions {
       'option history (SWITCHBOARD_HISTORY) is postgres but no DATABASE_URL is set: give postgres://user@host:5432/database',
     );
   }
+  if (out.redisCluster === 'on' && out.engine !== 'redis') throw new OptionsError(REDIS_CLUSTER_NEEDS_REDIS);
+  if (out.redisCluster === 'on' && out.broker === 'redis' && out.routing === 'hash') throw new OptionsError(REDIS_CLUSTER_NO_HASH);
   if ((out.webhookUrl === undefined) !== (out.webhookSecret === undefined)) {
     throw new OptionsError(
       'options webhookUrl (SWITCHBOARD_WEBHOOK_URL) and webhookSecret (SWITCHBOARD_WEBHOOK_SECRET) go together: every webhook is signed',

@@ -29,6 +29,7 @@ const INVALID: Record<keyof typeof OPTION_SPECS, unknown> = {
   moveWindowMs: -1,
   channelLingerMs: -5,
   redisUrl: 'http://127.0.0.1:6379',
+  redisCluster: 'yes',
   amqpUrl: 'http://127.0.0.1:5672',
   natsUrl: 'redis://127.0.0.1:4222',
   redisPrefix: 'has space',
@@ -187,6 +188,18 @@ describe('resolveOptions validation', () => {
       assert.equal(resolveOptions({ engine: 'redis', broker }).broker, broker);
       assertOptionsError(() => resolveOptions({ broker }), ['SWITCHBOARD_BROKER', `is ${broker}`, 'SWITCHBOARD_ENGINE=redis']);
     }
+  });
+
+  it('takes a Redis Cluster for engine redis, and refuses it without Redis or with hash routing on its pub/sub', () => {
+    assert.equal(resolveOptions({}).redisCluster, 'off');
+    assert.equal(resolveOptions({ engine: 'redis', redisCluster: 'on' }).redisCluster, 'on');
+    assert.equal(resolveOptions({ engine: 'redis', redisCluster: 'on', routing: 'broadcast' }).routing, 'broadcast');
+    assert.equal(resolveOptions({ engine: 'redis', redisCluster: 'on', broker: 'nats', routing: 'hash' }).routing, 'hash');
+    assertOptionsError(() => resolveOptions({ redisCluster: 'on' }), ['SWITCHBOARD_REDIS_CLUSTER', 'SWITCHBOARD_ENGINE=redis']);
+    assertOptionsError(
+      () => resolveOptions({ engine: 'redis', redisCluster: 'on', routing: 'hash' }),
+      ['SWITCHBOARD_ROUTING', 'hash', 'SWITCHBOARD_REDIS_CLUSTER=on', 'interest or broadcast'],
+    );
   });
 
   it('rejects a burst smaller than a tenth of the rate', () => {

@@ -50,7 +50,12 @@ function createTransport(name: BrokerName, deps: BrokerDeps): Transport {
       return new MemoryTransport(deps.bus);
     case 'redis': {
       if (!deps.redis) throw new Error('broker redis needs the Redis connections of engine redis');
-      return new RedisTransport({ pub: deps.redis.redis, sub: deps.redis.sub, prefix: deps.redisPrefix ?? 'sb:' });
+      return new RedisTransport({
+        pub: deps.redis.redis,
+        sub: deps.redis.sub,
+        prefix: deps.redisPrefix ?? 'sb:',
+        sharded: deps.redis.cluster ?? false,
+      });
     }
     case 'rabbitmq':
       return new RabbitMqTransport({ url: deps.amqpUrl ?? 'amqp://guest:guest@127.0.0.1:5672', nodeId: deps.nodeId });

@@ -41,6 +41,8 @@ export interface GatewayOptions extends HttpLimitsOptions {
   apiKey?: string | undefined;
   allowedOrigins: readonly string[];
   redisUrl: string;
+  /** `redisUrl` names one node of a Redis Cluster. */
+  redisCluster?: boolean | undefined;
   redisPrefix: string;
   /** The nodes' lease (their `presenceTtlMs`). */
   nodeLeaseMs: number;
@@ -74,6 +76,7 @@ export function gatewayOptions(options: NodeOptions): GatewayOptions {
     apiKey: options.apiKey,
     allowedOrigins: options.allowedOrigins,
     redisUrl: options.redisUrl,
+    redisCluster: options.redisCluster === 'on',
     redisPrefix: options.redisPrefix,
     nodeLeaseMs: options.presenceTtlMs,
     tlsCert: options.tlsCert,
@@ -140,7 +143,7 @@ export class Gateway {
       this.registry = runtime.registry;
     } else {
       // While Redis is away the gateway keeps routing by the last list and the probes.
-      this.redis = createRedisLinks({ url: options.redisUrl, name: options.id, log: this.log });
+      this.redis = createRedisLinks({ url: options.redisUrl, name: options.id, log: this.log, cluster: options.redisCluster ?? false });
       this.registry = new RedisRegistry({ ...this.redis, prefix: options.redisPrefix, nodeLeaseMs: options.nodeLeaseMs });
     }
     this.health = new NodeHealth({ registry: this.registry, probeIntervalMs: options.probeIntervalMs, log: this.log });

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { StreamPosition } from '@switchboard/protocol';
 import { messageHead } from '../broker/codec.js';
 import { publicationAt, type Publication, type PublicationInput } from '../publication.js';
@@ -12,7 +12,7 @@ import { isUserChannel, retentionClasses, type InboxRetention, type Retention } 
 /** Options of {@link RedisHistory}. */
 export interface RedisHistoryOptions {
   /** A command client, owned by the caller (not quit by `close()`); create it with `enableOfflineQueue: false` so commands fail fast while Redis is down. */
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of every key. @default 'sb:' */
   prefix?: string;
   /** Publications kept per channel (the stream's exact MAXLEN). @default 200 */
@@ -57,9 +57,10 @@ end
  * Per publication: check the key, assign the offset, XADD (trimmed to historySize), keep the key,
  * PUBLISH the payload; TTLs are refreshed when asked (or when the channel starts a fresh epoch),
  * once per channel per batch. Returns per publication {0, epoch, offset} or, for a repeated key,
- * {1, 'epoch|offset'}.
+ * {1, 'epoch|offset'}. On a Redis Cluster a batch holds one channel's publications (one hash slot)
+ * and publishes with `SPUBLISH` to the channel's own name only.
  */
-const APPEND_BATCH = `${ENSURE_META}
+const appendBatch = (publish: 'PUBLISH' | 'SPUBLISH'): string => `${ENSURE_META}
 local fresh = ARGV[1]
 local classes = {[0] = {tonumber(ARGV[2]), ARGV[3], ARGV[4]}, [1] = {tonumber(ARGV[5]), ARGV[6], ARGV[7]}}
 local out, touched, a = {}, {}, 8
@@ -86,7 +87,7 @@ for i = 1, #KEYS, 3 do
     if window > 0 then redis.call('SET', idem, epoch .. '|' .. off, 'PX', window) end
     if names > 0 then
       local payload = ARGV[a] .. off .. '|' .. epoch .. '|' .. ARGV[a + 1] .. epoch .. '","offset":' .. off .. tail
-      for j = a + 2, a + 1 + names do redis.call('PUBLISH', ARGV[j], payload) end
+      for j = a + 2, a + 1 + names do redis.call('${publish}', ARGV[j], payload) end
     end
     out[#out + 1] = {0, epoch, offset}
   end
@@ -181,14 +182,18 @@ interface Pending {
  * When Redis loses a channel's keys its epoch changes, so resuming clients get `recovered:false`.
  */
 export class RedisHistory implements History, AppendPublishStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly classes: { plain: Retention; inbox: Retention };
   private readonly windowMs: number;
   private readonly now: () => number;
+  /** A Redis Cluster: one script call per channel (a call's keys must share a slot). */
+  private readonly cluster: boolean;
   private readonly scripts: Record<'historyAppendBatch' | 'historyPosition' | 'historyRead', ScriptCaller>;
   /** Appends of this turn, sent together once the turn's I/O is done. */
   private pending: Pending[] = [];
+  /** On a cluster: channels with a script call in flight, and their appends that wait for it. */
+  private readonly waiting = new Map<string, Pending[]>();
   /**
    * How often a channel's TTLs are refreshed while this node publishes into it; each TTL is set
    * that much longer than configured, so no entry goes before its time between two refreshes.
@@ -212,8 +217,10 @@ export class RedisHistory implements History, AppendPublishStore {
     const shortest = Math.min(this.classes.plain.ttlMs, this.classes.inbox.ttlMs);
     this.refreshEveryMs = Math.max(1, Math.min(MAX_REFRESH_EVERY_MS, Math.floor(shortest / 10)));
     this.now = options.now ?? Date.now;
+    this.cluster = this.redis.isCluster;
     this.scripts = defineScripts(this.redis, {
-      historyAppendBatch: { keys: 0, lua: APPEND_BATCH, direct: true },
+      // On a cluster, auto-pipelining puts the calls of one turn for one shard in one write.
+      historyAppendBatch: this.cluster ? { keys: 0, lua: appendBatch('SPUBLISH') } : { keys: 0, lua: appendBatch('PUBLISH'), direct: true },
       historyPosition: { keys: 2, lua: POSITION },
       historyRead: { keys: 2, lua: READ },
     });
@@ -282,12 +289,39 @@ export class RedisHistory implements History, AppendPublishStore {
     });
   }
 
-  /** Sends the turn's appends: one script call per {@link MAX_BATCH}. */
+  /** Sends the turn's appends: one script call per {@link MAX_BATCH} (on a cluster, see {@link sendInOrder}). */
   private readonly flush = (): void => {
     const all = this.pending;
     this.pending = [];
+    if (this.cluster) {
+      for (const batch of byChannel(all)) this.sendInOrder(batch[0]!.channel, batch);
+      return;
+    }
     for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(all.slice(i, i + MAX_BATCH));
   };
+
+  /**
+   * On a cluster, one script call per channel at a time; what comes meanwhile waits for it and goes
+   * in the next call. The calls of one node are not kept in order there: a master that lacks the
+   * script (new, restarted, or a replica that took over) answers NOSCRIPT, ioredis sends it again
+   * with its source, and a later call may pass it. Offsets would then not follow the call order.
+   */
+  private sendInOrder(channel: string, batch: Pending[]): void {
+    const waiting = this.waiting.get(channel);
+    if (waiting) {
+      waiting.push(...batch);
+      return;
+    }
+    this.waiting.set(channel, []);
+    void (async () => {
+      for (let next = batch; next.length > 0;) {
+        for (let i = 0; i < next.length; i += MAX_BATCH) await this.send(next.slice(i, i + MAX_BATCH));
+        next = this.waiting.get(channel)!;
+        this.waiting.set(channel, []);
+      }
+      this.waiting.delete(channel);
+    })();
+  }
 
   private async send(batch: Pending[]): Promise<void> {
     const keys: string[] = [];
@@ -333,6 +367,17 @@ export class RedisHistory implements History, AppendPublishStore {
       }
     });
   }
+}
+
+/** The appends of a turn by channel, each channel's in call order. */
+function byChannel(all: Pending[]): Pending[][] {
+  const groups = new Map<string, Pending[]>();
+  for (const p of all) {
+    const group = groups.get(p.channel);
+    if (group) group.push(p);
+    else groups.set(p.channel, [p]);
+  }
+  return [...groups.values()];
 }
 
 /**

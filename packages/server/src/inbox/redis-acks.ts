@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import type { StreamPosition } from '@switchboard/protocol';
 import { channelTag } from '../redis/keys.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
@@ -25,7 +25,7 @@ export class RedisAckStore implements AckStore {
 
   /** `ttlMs`: how long an ack outlives its last move (the inbox's meta TTL). */
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly prefix: string,
     private readonly ttlMs: number,
   ) {

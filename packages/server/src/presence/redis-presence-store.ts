@@ -1,13 +1,13 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { userChannel, type PresenceUser } from '@switchboard/protocol';
 import { channelTag } from '../redis/keys.js';
-import { defineScripts, execPipeline as exec, type ScriptCaller } from '../redis/scripts.js';
+import { defineScripts, execPipeline as exec, slotPipeline, type ScriptCaller } from '../redis/scripts.js';
 import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
 
 /** Options of {@link RedisPresenceStore}. */
 export interface RedisPresenceStoreOptions {
   /** A command client, owned by the caller (not quit by `close()`); create it with `enableOfflineQueue: false` so commands fail fast while Redis is down. */
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of every key. @default 'sb:' */
   prefix?: string;
   /** Lease of a session entry: it expires unless `refresh`ed within this time. @default 15_000 */
@@ -176,7 +176,7 @@ const REFRESH_SLICE = 100;
  * (10 leases, at least 10 minutes) so that nothing outlives a cluster that stopped reaping.
  */
 export class RedisPresenceStore implements PresenceStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly ttlMs: number;
   private readonly keyTtlMs: number;
@@ -202,7 +202,7 @@ export class RedisPresenceStore implements PresenceStore {
   async add(channel: string, member: PresenceMember): Promise<boolean> {
     const now = this.now();
     const expiry = now + this.ttlMs;
-    const p = this.redis.pipeline();
+    const p = slotPipeline(this.redis);
     this.scripts.presenceAdd.queue(
       p,
       ...this.userKeys(channel, member.user),
@@ -248,7 +248,7 @@ export class RedisPresenceStore implements PresenceStore {
         if (same) same.push(entry);
         else byChannel.set(entry.channel, [entry]);
       }
-      const p = this.redis.pipeline();
+      const p = slotPipeline(this.redis);
       for (const [channel, same] of byChannel) {
         const tag = channelTag(this.prefix, channel);
         const args = same.flatMap(({ member }) => [member.session, member.user]);
@@ -269,13 +269,13 @@ export class RedisPresenceStore implements PresenceStore {
     for (let round = 0; round < 50; round++) {
       const due = await this.redis.zrangebyscore(this.channelsKey, '-inf', now, 'LIMIT', 0, REAP_BATCH);
       if (due.length === 0) break;
-      const p = this.redis.pipeline();
+      const p = slotPipeline(this.redis);
       for (const channel of due) {
         const tag = channelTag(this.prefix, channel);
         this.scripts.presenceReap.queue(p, `${tag}:users`, now, `${tag}:`);
       }
       const results = (await exec(p)) as [string[], string][];
-      const after = this.redis.pipeline();
+      const after = slotPipeline(this.redis);
       due.forEach((channel, i) => {
         const [gone, first] = results[i]!;
         for (const user of gone) leaves.push({ channel, user });

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { ServiceUnreachableError } from '../service-unreachable.js';
 
@@ -17,12 +17,20 @@ export function redactRedisUrl(url: string): string {
   return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:[REDACTED]@');
 }
 
+/** A client of one Redis server, or of a Redis Cluster (`SWITCHBOARD_REDIS_CLUSTER=on`). */
+export type RedisClient = Redis | Cluster;
+
 /** The two connections a Redis component set needs. */
 export interface RedisLinks {
   /** Commands; fails fast (no offline queue) so that callers answer `unavailable` at once. */
-  redis: Redis;
-  /** Pub/sub (subscriber mode); ioredis re-subscribes it after a reconnect. */
-  sub: Redis;
+  redis: RedisClient;
+  /**
+   * Pub/sub (subscriber mode); ioredis re-subscribes it after a reconnect. On a cluster it also
+   * holds one sharded subscriber per master (`SSUBSCRIBE`), re-sent after a failover.
+   */
+  sub: RedisClient;
+  /** A Redis Cluster: scripts and pipelines keep to one hash slot, pub/sub is sharded. */
+  cluster?: boolean | undefined;
 }
 
 /** Options of {@link createRedisLinks}. */
@@ -32,8 +40,10 @@ export interface RedisLinkOptions {
   name: string;
   /** Link changes are logged here: lost at warn, back at info, never with the password. */
   log: Logger;
-  /** Auto-pipelining for the command connection. @default false */
+  /** Auto-pipelining for the command connection (not on a cluster, see below). @default false */
   autoPipelining?: boolean;
+  /** `url` names one node of a Redis Cluster. @default false */
+  cluster?: boolean;
 }
 
 /**
@@ -42,26 +52,53 @@ export interface RedisLinkOptions {
  * says nothing while Redis refuses it.
  */
 export function createRedisLinks(options: RedisLinkOptions): RedisLinks {
-  const common: RedisOptions = {
-    lazyConnect: true,
-    connectionName: `switchboard:${options.name}`,
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
-  };
-  const redis = new Redis(options.url, {
-    ...common,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    enableAutoPipelining: options.autoPipelining ?? false,
-  });
-  const sub = new Redis(options.url, { ...common, connectionName: `switchboard:${options.name}:sub` });
+  const retryStrategy = (attempt: number) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000);
+  const common: RedisOptions = { lazyConnect: true, connectionName: `switchboard:${options.name}`, retryStrategy };
+  const failFast = { enableOfflineQueue: false, enableAutoPipelining: options.autoPipelining ?? false };
+  const subName = `switchboard:${options.name}:sub`;
+  let links: RedisLinks;
+  if (options.cluster) {
+    const { startup, redisOptions } = clusterStartup(options.url);
+    const cluster = (connectionName: string, more: ClusterOptions): Cluster =>
+      new Cluster([startup], {
+        lazyConnect: true,
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: { ...redisOptions, connectionName, maxRetriesPerRequest: 0 },
+        ...more,
+      });
+    links = {
+      // Not auto-pipelined: ioredis follows a MOVED (after a failover) for a command sent alone,
+      // while an auto-pipelined batch with it fails as a whole.
+      redis: cluster(common.connectionName!, { enableOfflineQueue: false }),
+      sub: cluster(subName, { shardedSubscribers: true }),
+      cluster: true,
+    };
+  } else {
+    links = {
+      redis: new Redis(options.url, { ...common, ...failFast, maxRetriesPerRequest: 0 }),
+      sub: new Redis(options.url, { ...common, connectionName: subName }),
+      cluster: false,
+    };
+  }
   const where = redactRedisUrl(options.url);
-  watchLink(redis, 'command', where, options.log);
-  watchLink(sub, 'subscriber', where, options.log);
-  return { redis, sub };
+  watchLink(links.redis, 'command', where, options.log);
+  watchLink(links.sub, 'subscriber', where, options.log);
+  return links;
+}
+
+/** The startup node and per-node connection options of a cluster from a `redis[s]://` URL. */
+function clusterStartup(url: string): { startup: { host: string; port: number }; redisOptions: RedisOptions } {
+  const parsed = new URL(url);
+  const redisOptions: RedisOptions = {};
+  if (parsed.username) redisOptions.username = decodeURIComponent(parsed.username);
+  if (parsed.password) redisOptions.password = decodeURIComponent(parsed.password);
+  if (parsed.protocol === 'rediss:') redisOptions.tls = {};
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  return { startup: { host, port: Number(parsed.port || 6379) }, redisOptions };
 }
 
 /** Logs `error` once per outage (warn) and the first `ready` after it (info). */
-function watchLink(client: Redis, role: string, where: string, log: Logger): void {
+function watchLink(client: RedisClient, role: string, where: string, log: Logger): void {
   let up = false;
   let warned = false;
   client.on('ready', () => {
@@ -96,7 +133,7 @@ export async function connectRedis(links: RedisLinks, url: string, hint: string)
     );
   });
   try {
-    await Promise.race([Promise.all([links.redis.connect(), links.sub.connect()]), timeout]);
+    await Promise.race([Promise.all([links.redis.connect(), links.sub.connect()]).then(() => warmShards(links.redis)), timeout]);
   } catch (err) {
     links.redis.disconnect();
     links.sub.disconnect();
@@ -106,6 +143,15 @@ export async function connectRedis(links: RedisLinks, url: string, hint: string)
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * On a cluster, opens the command connection to every master before the first command: ioredis
+ * connects to a shard at its first command, and commands sent while that connection opens can
+ * reach the shard in another order than they were sent (seen with 1,000 SPUBLISH in a row).
+ */
+async function warmShards(client: RedisClient): Promise<void> {
+  if (client instanceof Cluster) await Promise.all(client.nodes('master').map((node) => node.ping()));
 }
 
 /** Quits both links (and cuts them if quitting fails). */

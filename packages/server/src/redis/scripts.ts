@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './connect.js';
 
 /** A Lua script's source and how many of its arguments are keys (0: given per call, see `withKeys`). */
 export interface ScriptSpec {
@@ -28,7 +29,7 @@ export interface ScriptCaller {
  * command named after its source's hash, so two versions of a script never shadow each other and
  * a client shared by several components defines each script once.
  */
-export function defineScripts<N extends string>(redis: Redis, specs: Record<N, ScriptSpec>): Record<N, ScriptCaller> {
+export function defineScripts<N extends string>(redis: RedisClient, specs: Record<N, ScriptSpec>): Record<N, ScriptCaller> {
   const out = {} as Record<N, ScriptCaller>;
   const commands = redis as unknown as Record<string, (...args: Arg[]) => Promise<unknown>>;
   for (const [key, spec] of Object.entries(specs) as [N, ScriptSpec][]) {
@@ -53,4 +54,33 @@ export async function execPipeline(pipeline: ChainableCommander): Promise<unknow
     if (err) throw err;
     return value;
   });
+}
+
+/**
+ * A pipeline for commands whose keys may lie in several hash slots. On one Redis it is ioredis's
+ * pipeline (one round trip). A cluster's pipeline must keep to one shard, so there it is a stand-in
+ * with the same calls that sends each command on its own when run; ioredis's auto-pipelining then
+ * puts the commands of one shard in one write. `exec` answers like a pipeline's, in call order.
+ */
+export function slotPipeline(redis: RedisClient): ChainableCommander {
+  if (!redis.isCluster) return redis.pipeline();
+  const calls: (() => Promise<unknown>)[] = [];
+  const commands = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const settle = (call: () => Promise<unknown>) =>
+    call().then(
+      (value): [null, unknown] => [null, value],
+      (err: unknown): [unknown, null] => [err, null],
+    );
+  const standIn: ChainableCommander = new Proxy({} as ChainableCommander, {
+    get(_, name) {
+      if (name === 'exec') return () => Promise.all(calls.map(settle));
+      if (name === 'length') return calls.length;
+      if (typeof name !== 'string' || typeof commands[name] !== 'function') return undefined;
+      return (...args: unknown[]) => {
+        calls.push(() => commands[name]!.apply(redis, args));
+        return standIn;
+      };
+    },
+  });
+  return standIn;
 }

@@ -1,18 +1,18 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { NodeInfo, Registry, RegistryListener } from './registry.js';
 
 /** Options of {@link RedisRegistry}. */
 export interface RedisRegistryOptions {
   /** Command connection (injected and owned by the caller: `close()` does not quit it). */
-  redis: Redis;
+  redis: RedisClient;
   /**
    * Subscriber connection for change events. May be shared with the broker's subscriber: the
    * registry subscribes to its own pub/sub channel only and ignores every other message. Not
    * shared with another RedisRegistry of the same prefix (the last listener gone, it
    * UNSUBSCRIBEs the change channel). Owned by the caller.
    */
-  sub: Redis;
+  sub: RedisClient;
   /** Prefix of every key and pub/sub channel. Default `sb:`. */
   prefix?: string;
   /**
@@ -83,9 +83,9 @@ interface ListenerState {
  * `url`). Load changes (`update`) do not call listeners; read them with `nodes()`.
  */
 export class RedisRegistry implements Registry {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly scripts: Record<'registryRenew' | 'registryUpdate' | 'registryRemove' | 'registryLive', ScriptCaller>;
-  private readonly sub: Redis;
+  private readonly sub: RedisClient;
   private readonly leaseMs: number;
   private readonly nodesKey: string;
   private readonly leasesKey: string;

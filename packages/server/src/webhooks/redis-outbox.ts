@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
 import { defineScripts, type ScriptCaller } from '../redis/scripts.js';
 import type { AddResult, ClaimedEvent, WebhookEvent, WebhookOutbox } from './outbox.js';
 
@@ -51,7 +51,7 @@ export class RedisOutbox implements WebhookOutbox {
   private readonly scripts: Record<'outboxAdd' | 'outboxClaim' | 'outboxRetry', ScriptCaller>;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
   ) {
     this.due = `${prefix}{webhooks}:due`;

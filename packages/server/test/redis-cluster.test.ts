@@ -1,8 +1,9 @@
 /**
  * Redis Cluster (`SWITCHBOARD_REDIS_CLUSTER=on`) against a real private cluster of three masters
- * and three replicas (support/redis-cluster.ts): the History, PresenceStore, Registry and Broker
- * contracts over cluster clients made as the engine makes them, the keys and sharded pub/sub names
- * a node uses, and two node processes on the cluster through a failover of one master mid-stream.
+ * and three replicas (support/redis-cluster.ts): the History, PresenceStore, Registry, webhook
+ * outbox and Broker contracts over cluster clients made as the engine makes them, the keys and
+ * sharded pub/sub names a node uses, and two node processes on the cluster through a failover of
+ * one master mid-stream.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,9 +15,11 @@ import { RedisHistory } from '../src/history/redis-history.js';
 import { RedisPresenceStore } from '../src/presence/redis-presence-store.js';
 import { closeRedis, connectRedis, createRedisLinks, type RedisLinks } from '../src/redis/connect.js';
 import { RedisRegistry } from '../src/registry/redis-registry.js';
+import { RedisOutbox } from '../src/webhooks/redis-outbox.js';
 import { Cluster } from './cluster/harness.js';
 import { brokerContract } from './contracts/broker-contract.js';
 import { historyContract } from './contracts/history-contract.js';
+import { outboxContract } from './contracts/outbox-contract.js';
 import { presenceContract } from './contracts/presence-contract.js';
 import { registryContract } from './contracts/registry-contract.js';
 import { TestClient, sleep } from './helpers.js';
@@ -78,6 +81,15 @@ describe('Redis Cluster', { skip: redisSkip }, () => {
         },
         cleanup: async () => void (await Promise.allSettled(registries.map((r) => r.close()))),
       };
+    });
+  });
+
+  describe('Webhook outbox contract', () => {
+    outboxContract(async (count) => {
+      const prefix = freshPrefix();
+      const out = [];
+      for (let i = 0; i < count; i++) out.push(new RedisOutbox((await links(`o${i}`)).redis, prefix));
+      return out;
     });
   });
 

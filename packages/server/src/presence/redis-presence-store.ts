@@ -71,29 +71,53 @@ local left = rescore(KEYS[2], KEYS[3], ARGV[3])
 return {left, redis.call('ZSCORE', KEYS[1], ARGV[3]) or ''}
 `;
 
+/** Renews one stored session of `user` in the channel of `users`/`base`: 1, or 0 when it is no longer stored. */
+const RENEW = `
+local function renew(users, base, expiry, ttl, session, user)
+  local ukey = base .. 'u:' .. user
+  if not redis.call('ZSCORE', ukey, session) then return 0 end
+  redis.call('ZADD', ukey, expiry, session)
+  redis.call('ZADD', users, 'GT', expiry, user)
+  redis.call('PEXPIRE', ukey, ttl)
+  redis.call('PEXPIRE', base .. 's:' .. user, ttl)
+  return 1
+end
+`;
+
 /**
  * KEYS: users. ARGV: expiry, key TTL, `<tag>:`, then a session and its user per entry (the per-user
  * keys are built here, under the channel's hash tag). Renews each stored session (even one past its
  * lease but not reaped: nobody was told it left); returns 1 per entry renewed, 0 per entry no longer
- * stored. One call for all of a node's sessions in a channel, not one each.
+ * stored. One call for all of a node's sessions in a channel, not one each (on a Redis Cluster,
+ * where a call keeps to one slot).
  */
-const REFRESH = `
+const REFRESH = `${RENEW}
 local expiry, ttl, base = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
-for i = 4, #ARGV, 2 do
-  local session, user = ARGV[i], ARGV[i + 1]
-  local ukey = base .. 'u:' .. user
-  if redis.call('ZSCORE', ukey, session) then
-    redis.call('ZADD', ukey, expiry, session)
-    redis.call('ZADD', KEYS[1], 'GT', expiry, user)
-    redis.call('PEXPIRE', ukey, ttl)
-    redis.call('PEXPIRE', base .. 's:' .. user, ttl)
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
-end
+for i = 4, #ARGV, 2 do out[#out + 1] = renew(KEYS[1], base, expiry, ttl, ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ttl)
+return out
+`;
+
+/**
+ * On one Redis, a slice of renewals over many channels in one call. KEYS: the presence-channels
+ * ZSET, then each channel's users ZSET. ARGV: expiry, key TTL, then per channel its name, `<tag>:`,
+ * the number of its entries and a session and its user per entry. Returns 1 or 0 per entry, in
+ * order, and lowers each channel's reap time to the expiry (a lower bound is all reap needs).
+ */
+const REFRESH_MANY = `${RENEW}
+local expiry, ttl = ARGV[1], ARGV[2]
+local out, a = {}, 3
+for k = 2, #KEYS do
+  local channel, base, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  for _ = 1, n do
+    out[#out + 1] = renew(KEYS[k], base, expiry, ttl, ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  redis.call('PEXPIRE', KEYS[k], ttl)
+  redis.call('ZADD', KEYS[1], 'LT', expiry, channel)
+end
 return out
 `;
 
@@ -152,6 +176,7 @@ const SCRIPTS = {
   presenceAdd: { keys: 3, lua: ADD },
   presenceRemove: { keys: 3, lua: REMOVE },
   presenceRefresh: { keys: 1, lua: REFRESH },
+  presenceRefreshMany: { keys: 0, lua: REFRESH_MANY },
   presenceReap: { keys: 1, lua: REAP },
   presenceForget: { keys: 1, lua: FORGET },
   presenceList: { keys: 1, lua: LIST },
@@ -161,7 +186,7 @@ const SCRIPTS = {
 /** Channels looked at per reap round trip. */
 const REAP_BATCH = 200;
 /** Presence entries renewed per Redis round trip. */
-const REFRESH_SLICE = 100;
+const REFRESH_SLICE = 250;
 
 /**
  * Presence in Redis with leases. Every session entry expires `presenceTtlMs` after it was added or
@@ -234,8 +259,8 @@ export class RedisPresenceStore implements PresenceStore {
   /**
    * Renews `entries` in slices of {@link REFRESH_SLICE}, one after the other: Redis runs each
    * slice as one burst, so a node with tens of thousands of sessions never holds it (and the
-   * publications queued behind on the same connection) for more than a slice's worth. Within a
-   * slice, one script call per channel renews all of its entries.
+   * publications queued behind on the same connection) for more than a slice's worth. On one Redis
+   * a slice is one script call; on a Redis Cluster, one call per channel of the slice.
    */
   async refresh(entries: PresenceEntry[]): Promise<PresenceEntry[]> {
     const lost: PresenceEntry[] = [];
@@ -248,19 +273,42 @@ export class RedisPresenceStore implements PresenceStore {
         if (same) same.push(entry);
         else byChannel.set(entry.channel, [entry]);
       }
-      const p = slotPipeline(this.redis);
-      for (const [channel, same] of byChannel) {
-        const tag = channelTag(this.prefix, channel);
-        const args = same.flatMap(({ member }) => [member.session, member.user]);
-        this.scripts.presenceRefresh.queue(p, `${tag}:users`, expiry, this.keyTtlMs, `${tag}:`, ...args);
-      }
-      for (const channel of byChannel.keys()) p.zadd(this.channelsKey, 'LT', expiry, channel);
-      const results = (await exec(p)) as number[][];
-      const renewed = new Set<PresenceEntry>();
-      [...byChannel.values()].forEach((same, i) => same.forEach((entry, j) => results[i]![j] === 1 && renewed.add(entry)));
+      const renewed = this.redis.isCluster ? await this.refreshEach(byChannel, expiry) : await this.refreshMany(byChannel, expiry);
       for (const entry of slice) if (!renewed.has(entry)) lost.push(entry);
     }
     return lost;
+  }
+
+  /** One Redis: the slice in one script call. */
+  private async refreshMany(byChannel: Map<string, PresenceEntry[]>, expiry: number): Promise<Set<PresenceEntry>> {
+    const keys = [this.channelsKey];
+    const args: (string | number)[] = [expiry, this.keyTtlMs];
+    for (const [channel, same] of byChannel) {
+      const tag = channelTag(this.prefix, channel);
+      keys.push(`${tag}:users`);
+      args.push(channel, `${tag}:`, same.length);
+      for (const { member } of same) args.push(member.session, member.user);
+    }
+    const results = (await this.scripts.presenceRefreshMany.withKeys(keys, args)) as number[];
+    const renewed = new Set<PresenceEntry>();
+    let i = 0;
+    for (const same of byChannel.values()) for (const entry of same) if (results[i++] === 1) renewed.add(entry);
+    return renewed;
+  }
+
+  /** A Redis Cluster: one call per channel (a call keeps to one slot), sent together. */
+  private async refreshEach(byChannel: Map<string, PresenceEntry[]>, expiry: number): Promise<Set<PresenceEntry>> {
+    const p = slotPipeline(this.redis);
+    for (const [channel, same] of byChannel) {
+      const tag = channelTag(this.prefix, channel);
+      const args = same.flatMap(({ member }) => [member.session, member.user]);
+      this.scripts.presenceRefresh.queue(p, `${tag}:users`, expiry, this.keyTtlMs, `${tag}:`, ...args);
+    }
+    for (const channel of byChannel.keys()) p.zadd(this.channelsKey, 'LT', expiry, channel);
+    const results = (await exec(p)) as number[][];
+    const renewed = new Set<PresenceEntry>();
+    [...byChannel.values()].forEach((same, i) => same.forEach((entry, j) => results[i]![j] === 1 && renewed.add(entry)));
+    return renewed;
   }
 
   async reap(now: number = this.now()): Promise<PresenceLeave[]> {

@@ -1,0 +1,189 @@
+/**
+ * Scenario 8, scale-out: N live connections (100,000) spread over the nodes of a cluster (six, on
+ * one Redis), from a load generator of as many worker processes as the file-descriptor limit
+ * needs. Measures what it takes to get everyone connected (rate, errors), what each connection
+ * costs each node in memory, what the idle cluster costs in CPU (heartbeats, presence renewals),
+ * and how long a broadcast takes to reach every one of them (publish to receipt, every delivery).
+ */
+import { merge, summarise } from '../lib/hist.js';
+import {
+  connectAll,
+  cpuMeter,
+  cpuSeconds,
+  rounds,
+  runnerClient,
+  skippedNotes,
+  spec,
+  systemCpuSeconds,
+  tabulate,
+  METRIC,
+  type BenchContext,
+  type Scenario,
+} from '../lib/kit.js';
+import { WorkerPool } from '../lib/pool.js';
+import { rssKiB } from '../lib/proc.js';
+import type { ClientSpec, CollectResult } from '../lib/protocol.js';
+import { switchboardCluster, type RunningSystem } from '../lib/systems.js';
+import { nowUs, sleep, waitUntil } from '../lib/util.js';
+import { Redis } from 'ioredis';
+
+/** Sockets one load-generator process holds at most (the hard limit is 20,000 descriptors). */
+const PER_WORKER = 15_000;
+/** A broadcast not everywhere after this long is given up (its missing deliveries count as lost). */
+const BROADCAST_TIMEOUT_MS = 30_000;
+
+export const scale: Scenario = {
+  name: 'scale',
+  number: 8,
+  title: 'Scale-out',
+  async run(ctx) {
+    const n = ctx.opts.clients ?? (ctx.opts.quick ? 6000 : 100_000);
+    const broadcasts = ctx.opts.quick ? 3 : 5;
+    const idleMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 3000 : 10_000);
+    const systems = [switchboardCluster(6)];
+    const results = await rounds(ctx, `scale ${n}`, systems, (sys, note) => runOnce(ctx, sys, n, broadcasts, idleMs, note));
+    return [
+      tabulate(
+        {
+          name: 'scale',
+          scenario: 'scale',
+          title: `8. Scale-out: ${n.toLocaleString('en')} connections over 6 nodes`,
+          what: `${n.toLocaleString('en')} clients connect (500 attempts in flight), dealt in turn to the nodes, from ${Math.ceil(n / PER_WORKER)} or more load-generator processes over source addresses 127.0.0.2–254; each is subscribed to its user channel and to broadcast, with presence recorded. Connect rate = connected ÷ time from the first attempt to the last client usable. Memory per connection: each node's RSS after the clients settled minus its RSS before, divided by its clients (mean and worst node). Idle CPU: nodes + Redis over ${idleMs / 1000} s with everyone connected and nothing published. Broadcast: ${broadcasts} publications to \`broadcast\` from an admin client on the first node, one at a time, a second apart; latency from the publish call to each client's receipt, over every delivery.`,
+          size: `${n.toLocaleString('en')} connections, 6 nodes, ${broadcasts} broadcasts`,
+          metrics: [
+            { key: 'rate', label: 'connections/s', unit: '/s', better: 'higher' },
+            METRIC.errors,
+            { key: 'connectP99', label: 'connect p99', unit: 'ms', better: 'lower' },
+            { key: 'memKiB', label: 'node memory per connection (mean)', unit: 'KiB', better: 'lower' },
+            { key: 'memMaxKiB', label: 'node memory per connection (worst node)', unit: 'KiB', better: 'lower' },
+            { key: 'cpuUsPerConn', label: 'nodes + Redis CPU per connection', unit: 'µs', better: 'lower' },
+            { key: 'idleCpuPct', label: 'idle CPU, nodes + Redis', unit: '% of a core', better: 'lower' },
+            { key: 'p50', label: 'broadcast p50', unit: 'ms', better: 'lower' },
+            { key: 'p99', label: 'broadcast p99', unit: 'ms', better: 'lower' },
+            { key: 'max', label: 'broadcast max', unit: 'ms', better: 'lower' },
+            { key: 'lossPct', label: 'lost', unit: '%', better: 'lower' },
+            { key: 'cpuUsPerDelivery', label: 'nodes + Redis CPU per delivery', unit: 'µs', better: 'lower' },
+            METRIC.generator,
+          ],
+          primary: 'p99',
+          notes: skippedNotes(ctx, systems),
+        },
+        results,
+        () => switchboardCluster(6).id,
+      ),
+    ];
+  },
+};
+
+async function runOnce(
+  base: BenchContext,
+  sys: RunningSystem,
+  n: number,
+  broadcasts: number,
+  idleMs: number,
+  note: (s: string) => void,
+): Promise<Record<string, number>> {
+  // As many load-generator processes as the descriptors need, at least the bench's own.
+  const need = Math.max(base.pool.size, Math.ceil(n / PER_WORKER));
+  const pool = need > base.pool.size ? new WorkerPool(need) : base.pool;
+  const ctx: BenchContext = { ...base, pool };
+  const nodes = sys.config.nodes;
+  try {
+    await sleep(1000);
+    const before = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
+    const perWorker: ClientSpec[][] = Array.from({ length: pool.size }, () => []);
+    for (let i = 0; i < n; i++) perWorker[i % pool.size]!.push(spec(i, sys.urls[i % nodes]!, `scale${i}`));
+    const meter = cpuMeter(ctx, sys);
+    const c = await connectAll(ctx, sys.config.kind, perWorker, { concurrency: 500, timeoutMs: 60_000 });
+    const connectCpu = meter();
+    for (const s of c.errorSamples) note(`connect error: ${s}`);
+    if (c.ok === 0) throw new Error('no client connected');
+
+    await sleep(3000);
+    const after = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
+    const perNode = after.map((kib, i) => (kib - before[i]!) / Math.max(1, Math.round(c.ok / nodes)));
+    note(`RSS per node after connecting (MiB): ${after.map((k) => Math.round(k / 1024)).join(', ')}`);
+
+    const calls = await redisCalls(ctx);
+    const idle = cpuMeter(ctx, sys);
+    await sleep(idleMs);
+    const idleCpu = idle();
+    const perSecond = [...(await redisCalls(ctx))].map(
+      ([name, count]) => [name, (count - (calls.get(name) ?? 0)) / idleCpu.seconds] as const,
+    );
+    note(
+      `idle: nodes ${Math.round((100 * cpuSeconds(idleCpu.server)) / idleCpu.seconds)} %, Redis ${Math.round((100 * cpuSeconds(idleCpu.redis)) / idleCpu.seconds)} % of a core; Redis calls/s: ${perSecond
+        .filter(([, rate]) => rate >= 1)
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 6)
+        .map(([name, rate]) => `${name} ${Math.round(rate)}`)
+        .join(', ')}`,
+    );
+
+    const publisher = await runnerClient(sys, spec(-1, sys.urls[0]!, 'scale-publisher', { admin: true }));
+    try {
+      const done = new Map<number, Set<number>>();
+      pool.onSeqDone = (w, seq) => done.get(seq)?.add(w);
+      const workers = perWorker.filter((s) => s.length > 0).length;
+      await pool.all(() => ({ op: 'listen', fanout: true }), 10_000);
+      const bcast = cpuMeter(ctx, sys);
+      let timedOut = 0;
+      for (let k = 0; k < broadcasts; k++) {
+        const seq = 1_000_000 + k;
+        done.set(seq, new Set());
+        publisher.publish('*', seq, nowUs());
+        const complete = await waitUntil(() => done.get(seq)!.size >= workers, BROADCAST_TIMEOUT_MS, 10);
+        if (!complete) timedOut++;
+        await sleep(1000);
+      }
+      const bcastCpu = bcast();
+      const collected = await pool.all<CollectResult>(() => ({ op: 'collect' }), 30_000);
+      const delivered = collected.reduce((a, r) => a + r.delivered, 0);
+      const lat = summarise(merge(collected.map((r) => r.hist)));
+      const drops = collected.reduce((a, r) => a + r.drops, 0);
+      if (drops > 0) note(`${drops} clients were disconnected (${[...new Set(collected.flatMap((r) => r.dropSamples))].join('; ')})`);
+      if (timedOut > 0) note(`${timedOut} broadcasts had not reached everyone after ${BROADCAST_TIMEOUT_MS / 1000} s`);
+      return {
+        rate: c.ok / c.seconds,
+        errors: c.errors,
+        connectP99: c.latency.p99,
+        memKiB: perNode.reduce((a, b) => a + b, 0) / perNode.length,
+        memMaxKiB: Math.max(...perNode),
+        cpuUsPerConn: (systemCpuSeconds(connectCpu) * 1e6) / c.ok,
+        idleCpuPct: (100 * systemCpuSeconds(idleCpu)) / idleCpu.seconds,
+        p50: lat.p50,
+        p99: lat.p99,
+        max: lat.max,
+        lossPct: (100 * (broadcasts * c.ok - delivered)) / (broadcasts * c.ok),
+        // The second between broadcasts is idle time: take the idle rate off.
+        cpuUsPerDelivery:
+          ((systemCpuSeconds(bcastCpu) - (systemCpuSeconds(idleCpu) * bcastCpu.seconds) / idleCpu.seconds) * 1e6) / Math.max(1, delivered),
+        genCpuPct: (100 * cpuSeconds(connectCpu.generator)) / connectCpu.seconds,
+      };
+    } finally {
+      pool.onSeqDone = null;
+      publisher.close();
+    }
+  } finally {
+    if (pool !== base.pool) {
+      await pool.all(() => ({ op: 'close' }), 60_000).catch(() => undefined);
+      pool.close();
+    }
+  }
+}
+
+/** Redis's command counts (INFO commandstats) on the bench's private Redis: name → calls. */
+async function redisCalls(ctx: BenchContext): Promise<Map<string, number>> {
+  const url = ctx.env.redisUrl;
+  const out = new Map<string, number>();
+  if (!url) return out;
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const info = await redis.info('commandstats');
+    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+  } finally {
+    redis.disconnect();
+  }
+  return out;
+}

@@ -120,6 +120,6 @@ describe('switchboard bench', () => {
   it('rejects an unknown scenario with exit 2 and names the scenarios', async () => {
     const { code, stderr } = await bench(['--only', 'nope'], 20_000);
     assert.equal(code, 2);
-    assert.match(stderr, /no scenario "nope" \(storm, seeds, fanout, p2p, memory, routing, inbox\)/);
+    assert.match(stderr, /no scenario "nope" \(storm, seeds, fanout, p2p, memory, routing, inbox, scale\)/);
   });
 });

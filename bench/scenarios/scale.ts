@@ -91,6 +91,7 @@ async function runOnce(
   try {
     await sleep(1000);
     const before = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
+    const heapBefore = await Promise.all(sys.urls.slice(0, nodes).map(nodeHeap));
     const perWorker: ClientSpec[][] = Array.from({ length: pool.size }, () => []);
     for (let i = 0; i < n; i++) perWorker[i % pool.size]!.push(spec(i, sys.urls[i % nodes]!, `scale${i}`));
     const meter = cpuMeter(ctx, sys);
@@ -103,11 +104,20 @@ async function runOnce(
     const after = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
     const perNode = after.map((kib, i) => (kib - before[i]!) / Math.max(1, Math.round(c.ok / nodes)));
     note(`RSS per node after connecting (MiB): ${after.map((k) => Math.round(k / 1024)).join(', ')}`);
+    const heapAfter = await Promise.all(sys.urls.slice(0, nodes).map(nodeHeap));
+    const perConn = (key: keyof Heap) => heapAfter.reduce((a, h, i) => a + (h[key] - heapBefore[i]![key]), 0) / 1024 / Math.max(1, c.ok);
+    note(
+      `of which per connection: JS heap used ${perConn('used').toFixed(1)} KiB, heap reserved ${perConn('total').toFixed(1)} KiB, external ${perConn('external').toFixed(1)} KiB (the node's own metrics)`,
+    );
 
     const calls = await redisCalls(ctx);
     const idle = cpuMeter(ctx, sys);
     await sleep(idleMs);
     const idleCpu = idle();
+    const settled = sys.pids.slice(0, nodes).map((pid, i) => (rssKiB(pid) - before[i]!) / Math.max(1, Math.round(c.ok / nodes)));
+    note(
+      `node memory per connection after the idle ${idleMs / 1000} s: mean ${(settled.reduce((a, b) => a + b, 0) / nodes).toFixed(1)} KiB, worst ${Math.max(...settled).toFixed(1)} KiB`,
+    );
     const perSecond = [...(await redisCalls(ctx))].map(
       ([name, count]) => [name, (count - (calls.get(name) ?? 0)) / idleCpu.seconds] as const,
     );
@@ -170,6 +180,23 @@ async function runOnce(
       pool.close();
     }
   }
+}
+
+interface Heap {
+  used: number;
+  total: number;
+  external: number;
+}
+
+/** A node's V8 heap (used, reserved) and external memory in bytes, from its `/metrics`. */
+async function nodeHeap(wsUrl: string): Promise<Heap> {
+  const text = await (await fetch(`${wsUrl.replace(/^ws/, 'http')}/metrics`)).text();
+  const gauge = (name: string) => Number(new RegExp(`^switchboard_process_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return {
+    used: gauge('nodejs_heap_size_used_bytes'),
+    total: gauge('nodejs_heap_size_total_bytes'),
+    external: gauge('nodejs_external_memory_bytes'),
+  };
 }
 
 /** Redis's command counts (INFO commandstats) on the bench's private Redis: name → calls. */

@@ -125,6 +125,29 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
     assert.deepEqual([...(await a!.reap()), ...(await b!.reap())], []);
   });
 
+  it('reaps more channels than one round holds, each lapsed user once, and keeps the live ones due later', async () => {
+    const { store, clock, prefix } = await cluster();
+    const admin = await redis.client();
+    const live: PresenceEntry[] = [];
+    for (let c = 0; c < 450; c++) {
+      await store.add(`user:u${c}`, member(`u${c}`, `s${c}`));
+      if (c % 3 === 0) live.push({ channel: `user:u${c}`, member: member(`u${c}`, `s${c}`) });
+    }
+    clock.advance(TTL / 2);
+    assert.deepEqual(await store.refresh(live), []);
+    clock.advance(TTL / 2);
+    const gone = sortLeaves(await store.reap());
+    const expected = Array.from({ length: 450 }, (_, c) => c)
+      .filter((c) => c % 3 !== 0)
+      .map((c) => `user:u${c} u${c}`);
+    assert.deepEqual(gone, expected.sort(), 'three rounds of 200: every lapsed user once');
+    assert.equal((await store.list('user:u3')).length, 1, 'a renewed user stays');
+    const channels = await admin.zrange(`${prefix}{cluster}:presence-channels`, 0, -1, 'WITHSCORES');
+    assert.equal(channels.length / 2, live.length, 'the emptied channels are forgotten');
+    for (let i = 1; i < channels.length; i += 2) assert.ok(Number(channels[i]) > clock.now, 'the live ones are due after now');
+    assert.deepEqual(await store.reap(), []);
+  });
+
   it('announces the leave once when a node removes a user whose other sessions expired', async () => {
     const {
       stores: [a, b],
@@ -215,6 +238,23 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
       ].sort(),
     );
     for (const key of keys.filter((k) => k.includes('{ch:'))) assert.ok((await admin.pttl(key)) > TTL, `${key} has a TTL past the lease`);
+  });
+
+  it('renews the safety TTLs every quarter of their length, not on every refresh', async () => {
+    const { store, clock, prefix } = await cluster();
+    const admin = await redis.client();
+    const entry = { channel: 'group:ops', member: member('alice', 's1') };
+    await store.add(entry.channel, entry.member);
+    await store.refresh([entry]); // the first refresh sets them
+    const keys = (await keysWithPrefix(admin, prefix)).filter((k) => k.includes('{ch:'));
+    assert.equal(keys.length, 3);
+    for (const key of keys) await admin.pexpire(key, 60_000); // as if minutes had passed
+    clock.advance(TTL / 3);
+    assert.deepEqual(await store.refresh([entry]), []);
+    for (const key of keys) assert.ok((await admin.pttl(key)) <= 60_000, `${key}: left alone by a renewal`);
+    clock.advance(150_000); // a quarter of the ten-minute safety TTL
+    assert.deepEqual(await store.refresh([entry]), [], 'lapsed but not reaped: still stored, so renewed');
+    for (const key of keys) assert.ok((await admin.pttl(key)) > 500_000, `${key}: set again`);
   });
 
   it('rejects within a second, and is not ready, when Redis is unreachable', async () => {

@@ -29,14 +29,22 @@ local function drop_dead(ukey, skey, now)
   for _, s in ipairs(dead) do redis.call('HDEL', skey, s) end
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', ukey, '-inf', now) end
 end
-local function rescore(ukey, skey, user)
+local function rescore(users, ukey, skey, user)
   local top = redis.call('ZRANGE', ukey, -1, -1, 'WITHSCORES')
   if #top == 0 then
     redis.call('DEL', ukey, skey)
-    return redis.call('ZREM', KEYS[1], user)
+    return redis.call('ZREM', users, user)
   end
-  redis.call('ZADD', KEYS[1], top[2], user)
+  redis.call('ZADD', users, top[2], user)
   return 0
+end
+local function reap_channel(users, base, now, gone)
+  for _, user in ipairs(redis.call('ZRANGEBYSCORE', users, '-inf', now)) do
+    local ukey, skey = base .. 'u:' .. user, base .. 's:' .. user
+    drop_dead(ukey, skey, now)
+    if rescore(users, ukey, skey, user) == 1 then gone[#gone + 1] = user end
+  end
+  return redis.call('ZRANGE', users, 0, 0, 'WITHSCORES')[2] or ''
 end
 local function keep(ttl, ...)
   for _, k in ipairs({...}) do redis.call('PEXPIRE', k, ttl) end
@@ -53,7 +61,7 @@ drop_dead(KEYS[2], KEYS[3], ARGV[1])
 local present = redis.call('ZSCORE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-rescore(KEYS[2], KEYS[3], ARGV[5])
+rescore(KEYS[1], KEYS[2], KEYS[3], ARGV[5])
 keep(ARGV[6], KEYS[1], KEYS[2], KEYS[3])
 if present then return 0 end
 return 1
@@ -67,25 +75,31 @@ const REMOVE = `${HELPERS}
 drop_dead(KEYS[2], KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-local left = rescore(KEYS[2], KEYS[3], ARGV[3])
+local left = rescore(KEYS[1], KEYS[2], KEYS[3], ARGV[3])
 return {left, redis.call('ZSCORE', KEYS[1], ARGV[3]) or ''}
 `;
 
-/** Renews one stored session of `user` in the channel of `users`/`base`: 1, or 0 when it is no longer stored. */
+/**
+ * Renews one stored session of `user` in the channel of `users`/`base`: 1, or 0 when it is no
+ * longer stored. Two calls per session: `ZADD XX CH` renews only a stored session and says whether
+ * it was (an expiry only grows, so a stored session always changes). The keys' safety TTLs are set
+ * only when `ttl` is not '0' (a node does that every quarter of the TTL, not on every renewal).
+ */
 const RENEW = `
 local function renew(users, base, expiry, ttl, session, user)
   local ukey = base .. 'u:' .. user
-  if not redis.call('ZSCORE', ukey, session) then return 0 end
-  redis.call('ZADD', ukey, expiry, session)
+  if redis.call('ZADD', ukey, 'XX', 'CH', expiry, session) == 0 then return 0 end
   redis.call('ZADD', users, 'GT', expiry, user)
-  redis.call('PEXPIRE', ukey, ttl)
-  redis.call('PEXPIRE', base .. 's:' .. user, ttl)
+  if ttl ~= '0' then
+    redis.call('PEXPIRE', ukey, ttl)
+    redis.call('PEXPIRE', base .. 's:' .. user, ttl)
+  end
   return 1
 end
 `;
 
 /**
- * KEYS: users. ARGV: expiry, key TTL, `<tag>:`, then a session and its user per entry (the per-user
+ * KEYS: users. ARGV: expiry, key TTL (or 0), `<tag>:`, then a session and its user per entry (the per-user
  * keys are built here, under the channel's hash tag). Renews each stored session (even one past its
  * lease but not reaped: nobody was told it left); returns 1 per entry renewed, 0 per entry no longer
  * stored. One call for all of a node's sessions in a channel, not one each (on a Redis Cluster,
@@ -95,15 +109,17 @@ const REFRESH = `${RENEW}
 local expiry, ttl, base = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 for i = 4, #ARGV, 2 do out[#out + 1] = renew(KEYS[1], base, expiry, ttl, ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIRE', KEYS[1], ttl)
+if ttl ~= '0' then redis.call('PEXPIRE', KEYS[1], ttl) end
 return out
 `;
 
 /**
  * On one Redis, a slice of renewals over many channels in one call. KEYS: the presence-channels
- * ZSET, then each channel's users ZSET. ARGV: expiry, key TTL, then per channel its name, `<tag>:`,
+ * ZSET, then each channel's users ZSET. ARGV: expiry, key TTL (or 0), then per channel its name, `<tag>:`,
  * the number of its entries and a session and its user per entry. Returns 1 or 0 per entry, in
- * order, and lowers each channel's reap time to the expiry (a lower bound is all reap needs).
+ * order. With the TTLs it also lists each channel for reaping where it is missing (`add` lists it,
+ * and a renewal only moves a lease later, so the channel's reap time stays a lower bound; this is
+ * the guard against an entry that went missing anyway).
  */
 const REFRESH_MANY = `${RENEW}
 local expiry, ttl = ARGV[1], ARGV[2]
@@ -115,8 +131,10 @@ for k = 2, #KEYS do
     out[#out + 1] = renew(KEYS[k], base, expiry, ttl, ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  redis.call('PEXPIRE', KEYS[k], ttl)
-  redis.call('ZADD', KEYS[1], 'LT', expiry, channel)
+  if ttl ~= '0' then
+    redis.call('PEXPIRE', KEYS[k], ttl)
+    redis.call('ZADD', KEYS[1], 'LT', expiry, channel)
+  end
 end
 return out
 `;
@@ -128,15 +146,29 @@ return out
  * channel's lowest remaining user score or ''}.
  */
 const REAP = `${HELPERS}
-local now, base = ARGV[1], ARGV[2]
 local gone = {}
-for _, user in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
-  local ukey, skey = base .. 'u:' .. user, base .. 's:' .. user
-  drop_dead(ukey, skey, now)
-  if rescore(ukey, skey, user) == 1 then gone[#gone + 1] = user end
+local first = reap_channel(KEYS[1], ARGV[2], ARGV[1], gone)
+return {gone, first}
+`;
+
+/**
+ * On one Redis, a round of reaping in one call. KEYS: the presence-channels ZSET. ARGV: now, the
+ * key prefix, the most channels to look at. Reaps each due channel as REAP does, then moves its
+ * reap time to its lowest remaining user score or forgets it (atomic here: no add can come in
+ * between). Returns {channels looked at, {channel, user, …} for each user gone}.
+ */
+const REAP_MANY = `${HELPERS}
+local now, prefix = ARGV[1], ARGV[2]
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, channel in ipairs(due) do
+  local base = prefix .. '{ch:' .. channel .. '}:'
+  local gone = {}
+  local first = reap_channel(base .. 'users', base, now, gone)
+  for _, user in ipairs(gone) do out[#out + 1] = channel; out[#out + 1] = user end
+  if first == '' then redis.call('ZREM', KEYS[1], channel) else redis.call('ZADD', KEYS[1], 'XX', 'GT', first, channel) end
 end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {gone, first[2] or ''}
+return {#due, out}
 `;
 
 /** KEYS: the cluster's presence-channels ZSET. ARGV: channel, now. Forgets the channel unless re-scored since. */
@@ -178,6 +210,7 @@ const SCRIPTS = {
   presenceRefresh: { keys: 1, lua: REFRESH },
   presenceRefreshMany: { keys: 0, lua: REFRESH_MANY },
   presenceReap: { keys: 1, lua: REAP },
+  presenceReapMany: { keys: 1, lua: REAP_MANY },
   presenceForget: { keys: 1, lua: FORGET },
   presenceList: { keys: 1, lua: LIST },
   presenceSessions: { keys: 2, lua: SESSIONS },
@@ -207,6 +240,8 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly keyTtlMs: number;
   private readonly now: () => number;
   private readonly channelsKey: string;
+  /** When this store's last `refresh` that also set the keys' safety TTLs succeeded. */
+  private keptAt = -Infinity;
   private readonly scripts: Record<keyof typeof SCRIPTS, ScriptCaller>;
   private closed = false;
 
@@ -264,7 +299,10 @@ export class RedisPresenceStore implements PresenceStore {
    */
   async refresh(entries: PresenceEntry[]): Promise<PresenceEntry[]> {
     const lost: PresenceEntry[] = [];
-    const expiry = this.now() + this.ttlMs;
+    const now = this.now();
+    const expiry = now + this.ttlMs;
+    // The safety TTLs every quarter of their length: a key added since got its TTL from `add`.
+    const keyTtl = now - this.keptAt >= this.keyTtlMs / 4 ? this.keyTtlMs : 0;
     for (let from = 0; from < entries.length; from += REFRESH_SLICE) {
       const slice = entries.slice(from, from + REFRESH_SLICE);
       const byChannel = new Map<string, PresenceEntry[]>();
@@ -273,16 +311,19 @@ export class RedisPresenceStore implements PresenceStore {
         if (same) same.push(entry);
         else byChannel.set(entry.channel, [entry]);
       }
-      const renewed = this.redis.isCluster ? await this.refreshEach(byChannel, expiry) : await this.refreshMany(byChannel, expiry);
+      const renewed = this.redis.isCluster
+        ? await this.refreshEach(byChannel, expiry, keyTtl)
+        : await this.refreshMany(byChannel, expiry, keyTtl);
       for (const entry of slice) if (!renewed.has(entry)) lost.push(entry);
     }
+    if (keyTtl > 0) this.keptAt = now;
     return lost;
   }
 
   /** One Redis: the slice in one script call. */
-  private async refreshMany(byChannel: Map<string, PresenceEntry[]>, expiry: number): Promise<Set<PresenceEntry>> {
+  private async refreshMany(byChannel: Map<string, PresenceEntry[]>, expiry: number, keyTtl: number): Promise<Set<PresenceEntry>> {
     const keys = [this.channelsKey];
-    const args: (string | number)[] = [expiry, this.keyTtlMs];
+    const args: (string | number)[] = [expiry, keyTtl];
     for (const [channel, same] of byChannel) {
       const tag = channelTag(this.prefix, channel);
       keys.push(`${tag}:users`);
@@ -297,43 +338,58 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   /** A Redis Cluster: one call per channel (a call keeps to one slot), sent together. */
-  private async refreshEach(byChannel: Map<string, PresenceEntry[]>, expiry: number): Promise<Set<PresenceEntry>> {
+  private async refreshEach(byChannel: Map<string, PresenceEntry[]>, expiry: number, keyTtl: number): Promise<Set<PresenceEntry>> {
     const p = slotPipeline(this.redis);
     for (const [channel, same] of byChannel) {
       const tag = channelTag(this.prefix, channel);
       const args = same.flatMap(({ member }) => [member.session, member.user]);
-      this.scripts.presenceRefresh.queue(p, `${tag}:users`, expiry, this.keyTtlMs, `${tag}:`, ...args);
+      this.scripts.presenceRefresh.queue(p, `${tag}:users`, expiry, keyTtl, `${tag}:`, ...args);
     }
-    for (const channel of byChannel.keys()) p.zadd(this.channelsKey, 'LT', expiry, channel);
+    if (keyTtl > 0) for (const channel of byChannel.keys()) p.zadd(this.channelsKey, 'LT', expiry, channel);
     const results = (await exec(p)) as number[][];
     const renewed = new Set<PresenceEntry>();
     [...byChannel.values()].forEach((same, i) => same.forEach((entry, j) => results[i]![j] === 1 && renewed.add(entry)));
     return renewed;
   }
 
+  /**
+   * Rounds of {@link REAP_BATCH} due channels until none is due. Each round moves every channel it
+   * looked at past `now` (or forgets it), so this ends; the bound on rounds is a guard. On one Redis
+   * a round is one script call; on a Redis Cluster, one call per channel and then their rescoring.
+   */
   async reap(now: number = this.now()): Promise<PresenceLeave[]> {
     const leaves: PresenceLeave[] = [];
-    // Each round moves every due channel past `now` (or forgets it), so this ends; the bound is a guard.
     for (let round = 0; round < 50; round++) {
-      const due = await this.redis.zrangebyscore(this.channelsKey, '-inf', now, 'LIMIT', 0, REAP_BATCH);
-      if (due.length === 0) break;
-      const p = slotPipeline(this.redis);
-      for (const channel of due) {
-        const tag = channelTag(this.prefix, channel);
-        this.scripts.presenceReap.queue(p, `${tag}:users`, now, `${tag}:`);
-      }
-      const results = (await exec(p)) as [string[], string][];
-      const after = slotPipeline(this.redis);
-      due.forEach((channel, i) => {
-        const [gone, first] = results[i]!;
-        for (const user of gone) leaves.push({ channel, user });
-        if (first === '') this.scripts.presenceForget.queue(after, this.channelsKey, channel, now);
-        else after.zadd(this.channelsKey, 'XX', 'GT', first, channel);
-      });
-      await exec(after);
-      if (due.length < REAP_BATCH) break;
+      const looked = this.redis.isCluster ? await this.reapEach(now, leaves) : await this.reapMany(now, leaves);
+      if (looked < REAP_BATCH) break;
     }
     return leaves;
+  }
+
+  private async reapMany(now: number, leaves: PresenceLeave[]): Promise<number> {
+    const [looked, flat] = (await this.scripts.presenceReapMany(this.channelsKey, now, this.prefix, REAP_BATCH)) as [number, string[]];
+    for (let i = 0; i + 1 < flat.length; i += 2) leaves.push({ channel: flat[i]!, user: flat[i + 1]! });
+    return looked;
+  }
+
+  private async reapEach(now: number, leaves: PresenceLeave[]): Promise<number> {
+    const due = await this.redis.zrangebyscore(this.channelsKey, '-inf', now, 'LIMIT', 0, REAP_BATCH);
+    if (due.length === 0) return 0;
+    const p = slotPipeline(this.redis);
+    for (const channel of due) {
+      const tag = channelTag(this.prefix, channel);
+      this.scripts.presenceReap.queue(p, `${tag}:users`, now, `${tag}:`);
+    }
+    const results = (await exec(p)) as [string[], string][];
+    const after = slotPipeline(this.redis);
+    due.forEach((channel, i) => {
+      const [gone, first] = results[i]!;
+      for (const user of gone) leaves.push({ channel, user });
+      if (first === '') this.scripts.presenceForget.queue(after, this.channelsKey, channel, now);
+      else after.zadd(this.channelsKey, 'XX', 'GT', first, channel);
+    });
+    await exec(after);
+    return due.length;
   }
 
   async list(channel: string): Promise<PresenceUser[]> {

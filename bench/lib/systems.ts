@@ -7,7 +7,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
@@ -35,6 +35,11 @@ export interface SystemConfig {
    * a node directly; the gateway's CPU counts as the system's.
    */
   gateway?: boolean;
+  /**
+   * Through a gateway: its worker processes (`SWITCHBOARD_GATEWAY_WORKERS`, default 1), all of
+   * whose CPU counts. Each holds two descriptors per client, so 100,000 clients need a dozen.
+   */
+  gatewayWorkers?: number;
   /** Switchboard: `SWITCHBOARD_INBOX=on` (every `user:` channel an inbox). */
   inbox?: boolean;
   /** Switchboard cluster: history (and inbox) in PostgreSQL instead of Redis (a database of the bench's own). */
@@ -68,14 +73,14 @@ export const SOCKETIO: SystemConfig = { id: 'socketio', label: 'Socket.IO', fami
 export function switchboardCluster(
   nodes: number,
   routing: Routing = 'interest',
-  opts: { gateway?: boolean; broker?: Broker; inbox?: boolean; history?: 'postgres' } = {},
+  opts: { gateway?: boolean; gatewayWorkers?: number; broker?: Broker; inbox?: boolean; history?: 'postgres' } = {},
 ): SystemConfig {
   const suffix = routing === 'interest' ? '' : ` ${routing}`;
   const broker = opts.broker ?? 'redis';
   const store = `${opts.history === 'postgres' ? ', history in PostgreSQL' : ''}${opts.inbox ? ', inbox on' : ''}`;
   return {
     id: `switchboard-${broker}-${nodes}${routing === 'interest' ? '' : `-${routing}`}${opts.gateway ? '-gateway' : ''}${opts.history === 'postgres' ? '-pg' : ''}${opts.inbox ? '-inbox' : ''}`,
-    label: `Switchboard + ${BROKER_LABEL[broker]} ×${nodes}${suffix}${opts.gateway ? ' via gateway' : ''}${store}`,
+    label: `Switchboard + ${BROKER_LABEL[broker]} ×${nodes}${suffix}${opts.gateway ? ` via gateway${opts.gatewayWorkers ? ` (${opts.gatewayWorkers} workers)` : ''}` : ''}${store}`,
     family: 'switchboard',
     kind: 'switchboard',
     nodes,
@@ -83,6 +88,7 @@ export function switchboardCluster(
     broker,
     routing,
     ...(opts.gateway ? { gateway: true } : {}),
+    ...(opts.gateway && opts.gatewayWorkers ? { gatewayWorkers: opts.gatewayWorkers } : {}),
     ...(opts.inbox ? { inbox: true } : {}),
     ...(opts.history ? { history: opts.history } : {}),
   };
@@ -91,6 +97,17 @@ export function switchboardCluster(
 /** Socket.IO on `nodes` nodes with @socket.io/redis-adapter. */
 export function socketioCluster(nodes: number): SystemConfig {
   return { id: `socketio-redis-${nodes}`, label: `Socket.IO + Redis ×${nodes}`, family: 'socketio', kind: 'socketio', nodes, redis: true };
+}
+
+/** The child processes of `pid` (a gateway's workers), from /proc. */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
 }
 
 /** The node ids of a Switchboard system's nodes, in the order of its `urls`. */
@@ -106,7 +123,9 @@ export interface RunningSystem {
    * every entry is the gateway's URL: the gateway, not the client, picks the node.
    */
   urls: string[];
-  /** Server process ids, the gateway's included (Redis excluded). */
+  /** Switchboard: each node's own base URL (`http://…`), for its `/metrics`, gateway or not. */
+  nodeUrls?: string[];
+  /** Server process ids: the nodes' first, in order, then the gateway's and its workers' (Redis excluded). */
   pids: number[];
   /**
    * Through a gateway: the index of the node the gateway places `user` on (its `hash` policy: the
@@ -397,7 +416,8 @@ export class ServerEnv {
       return {
         config,
         urls: started.map(() => `ws://127.0.0.1:${gw.port}`),
-        pids: [...started.map((s) => s.child.pid!), gw.child.pid!],
+        nodeUrls: started.map((s) => `http://127.0.0.1:${s.port}`),
+        pids: [...started.map((s) => s.child.pid!), gw.child.pid!, ...((config.gatewayWorkers ?? 1) > 1 ? childPids(gw.child.pid!) : [])],
         nodeOf: (user) => nodeIds(config).indexOf(ring.nodeFor(user)!),
         // The gateway first, so no client is placed on a node that is already going.
         stop: async () => {
@@ -409,6 +429,7 @@ export class ServerEnv {
     return {
       config,
       urls: started.map((s) => `${scheme}://127.0.0.1:${s.port}`),
+      ...(config.family === 'switchboard' ? { nodeUrls: started.map((s) => `http://127.0.0.1:${s.port}`) } : {}),
       pids: started.map((s) => s.child.pid!),
       stop: stopNodes,
     };
@@ -427,6 +448,7 @@ export class ServerEnv {
       REDIS_URL: redisUrl,
       SWITCHBOARD_REDIS_PREFIX: `bench-${run}:`,
       SWITCHBOARD_GATEWAY_POLICY: 'hash',
+      ...(config.gatewayWorkers ? { SWITCHBOARD_GATEWAY_WORKERS: String(config.gatewayWorkers) } : {}),
     });
     const bin = join(this.repo, 'packages/server/bin/switchboard.js');
     const gw = await this.spawnServer([bin, 'gateway', '--port', '0', '--host', '127.0.0.1'], env, (line) => {
@@ -448,6 +470,13 @@ export class ServerEnv {
         }
         if (Date.now() > deadline)
           throw new Error(`the gateway's /readyz listed [${seen.join(', ')}] after 20 s, not every node of [${want.join(', ')}]`);
+        await sleep(100);
+      }
+      // Its workers, once all of them are up (and the short-lived helpers that duplicate descriptors gone).
+      const workers = config.gatewayWorkers ?? 1;
+      while (workers > 1 && childPids(gw.child.pid!).length !== workers) {
+        if (Date.now() > deadline)
+          throw new Error(`the gateway had ${childPids(gw.child.pid!).length} of its ${workers} workers after 20 s`);
         await sleep(100);
       }
     } catch (err) {

@@ -10,6 +10,7 @@ import { merge, summarise } from '../lib/hist.js';
 import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate, type BenchContext, type Scenario } from '../lib/kit.js';
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
 import { BENCH_API_KEY, socketioCluster, switchboardCluster, type RunningSystem, type SystemConfig } from '../lib/systems.js';
+import { redisDelta, redisStats, topCalls } from '../lib/redis-stats.js';
 import { nowUs, sleep } from '../lib/util.js';
 
 export const routing: Scenario = {
@@ -38,13 +39,15 @@ export const routing: Scenario = {
           name: 'routing',
           scenario: 'routing',
           title: `6. Routing strategies: CPU per delivered message on 1, 2, 3 nodes`,
-          what: `${users.toLocaleString('en')} users spread over the nodes (dealt in turn; with \`hash\`, each on the node that owns it by \`GET /v1/route\`, as the gateway's hash policy connects them); together they send ${rate.toLocaleString('en')} messages/s for ${durationMs / 1000} s, each to a random user. CPU = utime + stime of the node processes (and of redis-server) over the phase, divided by messages delivered. Ratios are to Switchboard interest routing on the same number of nodes.`,
+          what: `${users.toLocaleString('en')} users spread over the nodes (dealt in turn; with \`hash\`, each on the node that owns it by \`GET /v1/route\`, as the gateway's hash policy connects them); together they send ${rate.toLocaleString('en')} messages/s for ${durationMs / 1000} s, each to a random user. CPU = utime + stime of the node processes (and of redis-server) over the phase, divided by messages delivered. Redis commands (those a Lua script runs included, \`INFO commandstats\`) and bytes (in and out, \`INFO stats\`) per delivered message, with Redis's background over 2 idle seconds before the phase (presence renewals, the registry) taken off at its rate. Ratios are to Switchboard interest routing on the same number of nodes.`,
           size: `${users.toLocaleString('en')} users, ${rate.toLocaleString('en')} msg/s, ${durationMs / 1000} s`,
           metrics: [
             { key: 'nodesUsPerMsg', label: 'node CPU per message', unit: 'µs', better: 'lower' },
             { key: 'totalUsPerMsg', label: 'nodes + Redis CPU per message', unit: 'µs', better: 'lower' },
             { key: 'deliveredPerS', label: 'delivered/s', unit: 'msg/s', better: 'higher' },
             { key: 'p99', label: 'latency p99', unit: 'ms', better: 'lower' },
+            { key: 'redisCallsPerMsg', label: 'Redis commands per message', unit: '', better: 'lower' },
+            { key: 'redisBytesPerMsg', label: 'Redis bytes per message', unit: 'B', better: 'lower' },
           ],
           primary: 'nodesUsPerMsg',
           notes: skippedNotes(ctx, systems),
@@ -84,17 +87,31 @@ async function runOnce(
   // Warm-up at half the rate, long enough for the JIT to settle on the hot path.
   await send(rate / 2, quick ? 1000 : 2000);
   await sleep(500);
+  // Redis's own background (presence renewals, the registry): its commands over an idle spell.
+  const idleFrom = await redisStats(ctx);
+  const idleAt = nowUs();
+  await sleep(2000);
+  const idle = redisDelta(idleFrom, await redisStats(ctx));
+  const idleSeconds = (nowUs() - idleAt) / 1e6;
   await ctx.pool.all(() => ({ op: 'listen', fanout: false }), 10_000);
+  const redisFrom = await redisStats(ctx);
   const meter = cpuMeter(ctx, sys);
   const sent = await send(rate, durationMs);
   await sleep(1000);
   const cpu = meter();
+  const phase = redisDelta(redisFrom, await redisStats(ctx));
   const collected = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
   const delivered = collected.reduce((n, r) => n + r.delivered, 0);
   if (delivered < sent) note(`${sent - delivered} of ${sent} messages not delivered in one run`);
   const nodes = cpuSeconds(cpu.server);
   const total = nodes + cpuSeconds(cpu.redis);
+  const background = cpu.seconds / idleSeconds;
+  const perMessage = (phaseCount: number, idleCount: number) => Math.max(0, phaseCount - idleCount * background) / Math.max(1, delivered);
+  const commands = new Map([...phase.calls].map(([name, n]) => [name, Math.max(0, n - (idle.calls.get(name) ?? 0) * background)]));
+  note(`${sys.config.nodes} node(s): Redis commands per message: ${topCalls(commands, Math.max(1, delivered), 5, 2)}`);
   return {
+    redisCallsPerMsg: perMessage(phase.total, idle.total),
+    redisBytesPerMsg: perMessage(phase.bytes, idle.bytes),
     nodesUsPerMsg: (nodes * 1e6) / Math.max(1, delivered),
     totalUsPerMsg: (total * 1e6) / Math.max(1, delivered),
     deliveredPerS: delivered / (durationMs / 1000),

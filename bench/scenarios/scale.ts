@@ -25,10 +25,12 @@ import { rssKiB } from '../lib/proc.js';
 import type { ClientSpec, CollectResult } from '../lib/protocol.js';
 import { switchboardCluster, type RunningSystem } from '../lib/systems.js';
 import { nowUs, sleep, waitUntil } from '../lib/util.js';
-import { Redis } from 'ioredis';
+import { redisDelta, redisStats, topCalls } from '../lib/redis-stats.js';
 
 /** Sockets one load-generator process holds at most (the hard limit is 20,000 descriptors). */
 const PER_WORKER = 15_000;
+/** Clients one gateway worker is given at most, in descriptors (two per client). */
+const PER_GATEWAY_WORKER = 14_000;
 /** A broadcast not everywhere after this long is given up (its missing deliveries count as lost). */
 const BROADCAST_TIMEOUT_MS = 30_000;
 
@@ -40,7 +42,9 @@ export const scale: Scenario = {
     const n = ctx.opts.clients ?? (ctx.opts.quick ? 6000 : 100_000);
     const broadcasts = ctx.opts.quick ? 3 : 5;
     const idleMs = ctx.opts.durationMs ?? (ctx.opts.quick ? 3000 : 10_000);
-    const systems = [switchboardCluster(6)];
+    // A gateway worker holds two descriptors per client (its socket and the one to the node).
+    const gatewayWorkers = Math.ceil((2 * n) / PER_GATEWAY_WORKER);
+    const systems = [switchboardCluster(6), switchboardCluster(6, 'hash', { gateway: true, gatewayWorkers })];
     const results = await rounds(ctx, `scale ${n}`, systems, (sys, note) => runOnce(ctx, sys, n, broadcasts, idleMs, note));
     return [
       tabulate(
@@ -48,7 +52,7 @@ export const scale: Scenario = {
           name: 'scale',
           scenario: 'scale',
           title: `8. Scale-out: ${n.toLocaleString('en')} connections over 6 nodes`,
-          what: `${n.toLocaleString('en')} clients connect (500 attempts in flight), dealt in turn to the nodes, from ${Math.ceil(n / PER_WORKER)} or more load-generator processes over source addresses 127.0.0.2–254; each is subscribed to its user channel and to broadcast, with presence recorded. Connect rate = connected ÷ time from the first attempt to the last client usable. Memory per connection: each node's RSS after the clients settled minus its RSS before, divided by its clients (mean and worst node). Idle CPU: nodes + Redis over ${idleMs / 1000} s with everyone connected and nothing published. Broadcast: ${broadcasts} publications to \`broadcast\` from an admin client on the first node, one at a time, a second apart; latency from the publish call to each client's receipt, over every delivery.`,
+          what: `${n.toLocaleString('en')} clients connect (500 attempts in flight), dealt in turn to the nodes, from ${Math.ceil(n / PER_WORKER)} or more load-generator processes over source addresses 127.0.0.2–254; each is subscribed to its user channel and to broadcast, with presence recorded. Connect rate = connected ÷ time from the first attempt to the last client usable. Memory per connection: each node's RSS after the clients settled minus its RSS before, divided by its clients (mean and worst node). Idle CPU: nodes + Redis over ${idleMs / 1000} s with everyone connected and nothing published. Broadcast: ${broadcasts} publications to \`broadcast\` from an admin client on the first node, one at a time, a second apart; latency from the publish call to each client's receipt, over every delivery. The second system is the same cluster with \`hash\` routing behind \`switchboard gateway\` (policy \`hash\`, ${gatewayWorkers} worker processes, two descriptors per client each): every client connects to the gateway, and the gateway's CPU counts with the nodes'.`,
           size: `${n.toLocaleString('en')} connections, 6 nodes, ${broadcasts} broadcasts`,
           metrics: [
             { key: 'rate', label: 'connections/s', unit: '/s', better: 'higher' },
@@ -91,7 +95,8 @@ async function runOnce(
   try {
     await sleep(1000);
     const before = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
-    const heapBefore = await Promise.all(sys.urls.slice(0, nodes).map(nodeHeap));
+    const gatewayBefore = sys.pids.slice(nodes).reduce((a, pid) => a + rssKiB(pid), 0);
+    const heapBefore = await Promise.all((sys.nodeUrls ?? []).map(nodeHeap));
     const perWorker: ClientSpec[][] = Array.from({ length: pool.size }, () => []);
     for (let i = 0; i < n; i++) perWorker[i % pool.size]!.push(spec(i, sys.urls[i % nodes]!, `scale${i}`));
     const meter = cpuMeter(ctx, sys);
@@ -104,13 +109,17 @@ async function runOnce(
     const after = sys.pids.slice(0, nodes).map((pid) => rssKiB(pid));
     const perNode = after.map((kib, i) => (kib - before[i]!) / Math.max(1, Math.round(c.ok / nodes)));
     note(`RSS per node after connecting (MiB): ${after.map((k) => Math.round(k / 1024)).join(', ')}`);
-    const heapAfter = await Promise.all(sys.urls.slice(0, nodes).map(nodeHeap));
+    if (sys.config.gateway) {
+      const gatewayAfter = sys.pids.slice(nodes).reduce((a, pid) => a + rssKiB(pid), 0);
+      note(`the gateway's processes: ${((gatewayAfter - gatewayBefore) / Math.max(1, c.ok)).toFixed(1)} KiB per connection (RSS, summed)`);
+    }
+    const heapAfter = await Promise.all((sys.nodeUrls ?? []).map(nodeHeap));
     const perConn = (key: keyof Heap) => heapAfter.reduce((a, h, i) => a + (h[key] - heapBefore[i]![key]), 0) / 1024 / Math.max(1, c.ok);
     note(
       `of which per connection: JS heap used ${perConn('used').toFixed(1)} KiB, heap reserved ${perConn('total').toFixed(1)} KiB, external ${perConn('external').toFixed(1)} KiB (the node's own metrics)`,
     );
 
-    const calls = await redisCalls(ctx);
+    const calls = await redisStats(ctx);
     const idle = cpuMeter(ctx, sys);
     await sleep(idleMs);
     const idleCpu = idle();
@@ -118,16 +127,9 @@ async function runOnce(
     note(
       `node memory per connection after the idle ${idleMs / 1000} s: mean ${(settled.reduce((a, b) => a + b, 0) / nodes).toFixed(1)} KiB, worst ${Math.max(...settled).toFixed(1)} KiB`,
     );
-    const perSecond = [...(await redisCalls(ctx))].map(
-      ([name, count]) => [name, (count - (calls.get(name) ?? 0)) / idleCpu.seconds] as const,
-    );
+    const idleRedis = redisDelta(calls, await redisStats(ctx));
     note(
-      `idle: nodes ${Math.round((100 * cpuSeconds(idleCpu.server)) / idleCpu.seconds)} %, Redis ${Math.round((100 * cpuSeconds(idleCpu.redis)) / idleCpu.seconds)} % of a core; Redis calls/s: ${perSecond
-        .filter(([, rate]) => rate >= 1)
-        .sort((a, b) => b[1] - a[1])
-        .slice(0, 6)
-        .map(([name, rate]) => `${name} ${Math.round(rate)}`)
-        .join(', ')}`,
+      `idle: ${sys.config.gateway ? 'nodes and gateway' : 'nodes'} ${Math.round((100 * cpuSeconds(idleCpu.server)) / idleCpu.seconds)} %, Redis ${Math.round((100 * cpuSeconds(idleCpu.redis)) / idleCpu.seconds)} % of a core; Redis calls/s: ${topCalls(idleRedis.calls, idleCpu.seconds)}; ${Math.round(idleRedis.total / idleCpu.seconds)} commands/s, ${(idleRedis.bytes / idleCpu.seconds / 1024).toFixed(0)} KiB/s in all`,
     );
 
     const publisher = await runnerClient(sys, spec(-1, sys.urls[0]!, 'scale-publisher', { admin: true }));
@@ -137,6 +139,7 @@ async function runOnce(
       const workers = perWorker.filter((s) => s.length > 0).length;
       await pool.all(() => ({ op: 'listen', fanout: true }), 10_000);
       const bcast = cpuMeter(ctx, sys);
+      const redisBefore = await redisStats(ctx);
       let timedOut = 0;
       for (let k = 0; k < broadcasts; k++) {
         const seq = 1_000_000 + k;
@@ -147,11 +150,18 @@ async function runOnce(
         await sleep(1000);
       }
       const bcastCpu = bcast();
+      const bcastRedis = redisDelta(redisBefore, await redisStats(ctx));
       const collected = await pool.all<CollectResult>(() => ({ op: 'collect' }), 30_000);
       const delivered = collected.reduce((a, r) => a + r.delivered, 0);
       const lat = summarise(merge(collected.map((r) => r.hist)));
       const drops = collected.reduce((a, r) => a + r.drops, 0);
       if (drops > 0) note(`${drops} clients were disconnected (${[...new Set(collected.flatMap((r) => r.dropSamples))].join('; ')})`);
+      // Per delivery, with the idle rate taken off (the second between broadcasts is idle time).
+      const busy = (cpu: number, idleSeconds: number) =>
+        ((cpu - (idleSeconds * bcastCpu.seconds) / idleCpu.seconds) * 1e6) / Math.max(1, delivered);
+      note(
+        `broadcast phase, CPU per delivery: ${sys.config.gateway ? 'nodes and gateway' : 'nodes'} ${busy(cpuSeconds(bcastCpu.server), cpuSeconds(idleCpu.server)).toFixed(1)} µs, Redis ${busy(cpuSeconds(bcastCpu.redis), cpuSeconds(idleCpu.redis)).toFixed(2)} µs, load generator ${((cpuSeconds(bcastCpu.generator) * 1e6) / Math.max(1, delivered)).toFixed(1)} µs; Redis over the phase: ${topCalls(bcastRedis.calls, bcastCpu.seconds)} calls/s`,
+      );
       if (timedOut > 0) note(`${timedOut} broadcasts had not reached everyone after ${BROADCAST_TIMEOUT_MS / 1000} s`);
       return {
         rate: c.ok / c.seconds,
@@ -189,28 +199,12 @@ interface Heap {
 }
 
 /** A node's V8 heap (used, reserved) and external memory in bytes, from its `/metrics`. */
-async function nodeHeap(wsUrl: string): Promise<Heap> {
-  const text = await (await fetch(`${wsUrl.replace(/^ws/, 'http')}/metrics`)).text();
+async function nodeHeap(httpUrl: string): Promise<Heap> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text();
   const gauge = (name: string) => Number(new RegExp(`^switchboard_process_${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return {
     used: gauge('nodejs_heap_size_used_bytes'),
     total: gauge('nodejs_heap_size_total_bytes'),
     external: gauge('nodejs_external_memory_bytes'),
   };
-}
-
-/** Redis's command counts (INFO commandstats) on the bench's private Redis: name → calls. */
-async function redisCalls(ctx: BenchContext): Promise<Map<string, number>> {
-  const url = ctx.env.redisUrl;
-  const out = new Map<string, number>();
-  if (!url) return out;
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const info = await redis.info('commandstats');
-    for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
-  } finally {
-    redis.disconnect();
-  }
-  return out;
 }

@@ -39,7 +39,7 @@ export const routing: Scenario = {
           name: 'routing',
           scenario: 'routing',
           title: `6. Routing strategies: CPU per delivered message on 1, 2, 3 nodes`,
-          what: `${users.toLocaleString('en')} users spread over the nodes (dealt in turn; with \`hash\`, each on the node that owns it by \`GET /v1/route\`, as the gateway's hash policy connects them); together they send ${rate.toLocaleString('en')} messages/s for ${durationMs / 1000} s, each to a random user. CPU = utime + stime of the node processes (and of redis-server) over the phase, divided by messages delivered. Redis commands (those a Lua script runs included, \`INFO commandstats\`) and bytes (in and out, \`INFO stats\`) per delivered message, with Redis's background over 2 idle seconds before the phase (presence renewals, the registry) taken off at its rate. Ratios are to Switchboard interest routing on the same number of nodes.`,
+          what: `${users.toLocaleString('en')} users spread over the nodes (dealt in turn; with \`hash\`, each on the node that owns it by \`GET /v1/route\`, as the gateway's hash policy connects them); together they send ${rate.toLocaleString('en')} messages/s for ${durationMs / 1000} s, each to a random user. CPU = utime + stime of the node processes (and of redis-server) over the phase, divided by messages delivered. Redis commands (those a Lua script runs included, \`INFO commandstats\`) and bytes (in and out, \`INFO stats\`) per delivered message, with Redis's background (presence renewals, the registry) over 5 idle seconds before the phase, one renewal period, taken off at its rate, command by command. Ratios are to Switchboard interest routing on the same number of nodes.`,
           size: `${users.toLocaleString('en')} users, ${rate.toLocaleString('en')} msg/s, ${durationMs / 1000} s`,
           metrics: [
             { key: 'nodesUsPerMsg', label: 'node CPU per message', unit: 'µs', better: 'lower' },
@@ -87,31 +87,34 @@ async function runOnce(
   // Warm-up at half the rate, long enough for the JIT to settle on the hot path.
   await send(rate / 2, quick ? 1000 : 2000);
   await sleep(500);
-  // Redis's own background (presence renewals, the registry): its commands over an idle spell.
+  // Redis's own background (presence renewals, the registry): its commands over an idle spell of
+  // one renewal period (a third of the 15 s lease), so that it holds each node's renewal once; the
+  // phase's counters are read when its 10 s of sending end, two periods.
   const idleFrom = await redisStats(ctx);
   const idleAt = nowUs();
-  await sleep(2000);
+  await sleep(RENEWAL_PERIOD_MS);
   const idle = redisDelta(idleFrom, await redisStats(ctx));
   const idleSeconds = (nowUs() - idleAt) / 1e6;
   await ctx.pool.all(() => ({ op: 'listen', fanout: false }), 10_000);
   const redisFrom = await redisStats(ctx);
   const meter = cpuMeter(ctx, sys);
+  const phaseAt = nowUs();
   const sent = await send(rate, durationMs);
+  const phase = redisDelta(redisFrom, await redisStats(ctx));
+  const phaseSeconds = (nowUs() - phaseAt) / 1e6;
   await sleep(1000);
   const cpu = meter();
-  const phase = redisDelta(redisFrom, await redisStats(ctx));
   const collected = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
   const delivered = collected.reduce((n, r) => n + r.delivered, 0);
   if (delivered < sent) note(`${sent - delivered} of ${sent} messages not delivered in one run`);
   const nodes = cpuSeconds(cpu.server);
   const total = nodes + cpuSeconds(cpu.redis);
-  const background = cpu.seconds / idleSeconds;
-  const perMessage = (phaseCount: number, idleCount: number) => Math.max(0, phaseCount - idleCount * background) / Math.max(1, delivered);
+  const background = phaseSeconds / idleSeconds;
   const commands = new Map([...phase.calls].map(([name, n]) => [name, Math.max(0, n - (idle.calls.get(name) ?? 0) * background)]));
-  note(`${sys.config.nodes} node(s): Redis commands per message: ${topCalls(commands, Math.max(1, delivered), 5, 2)}`);
+  note(`${sys.config.nodes} node(s): Redis commands per message: ${topCalls(commands, Math.max(1, delivered), 6, 2)}`);
   return {
-    redisCallsPerMsg: perMessage(phase.total, idle.total),
-    redisBytesPerMsg: perMessage(phase.bytes, idle.bytes),
+    redisCallsPerMsg: [...commands.values()].reduce((a, b) => a + b, 0) / Math.max(1, delivered),
+    redisBytesPerMsg: Math.max(0, phase.bytes - idle.bytes * background) / Math.max(1, delivered),
     nodesUsPerMsg: (nodes * 1e6) / Math.max(1, delivered),
     totalUsPerMsg: (total * 1e6) / Math.max(1, delivered),
     deliveredPerS: delivered / (durationMs / 1000),
@@ -148,6 +151,9 @@ async function owners(sys: RunningSystem, users: string[]): Promise<string[]> {
   await Promise.all(Array.from({ length: 20 }, lane));
   return out;
 }
+
+/** How often a node renews its presence leases with the default lease of 15 s. */
+const RENEWAL_PERIOD_MS = 5000;
 
 async function waitUntilAsync(check: () => Promise<boolean>, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;

@@ -58,8 +58,15 @@ export class Progress {
   private lastAt = Date.now();
   private lastPrinted = 0;
   private readonly tty = Boolean(process.stderr.isTTY);
+  /** A scenario's own pool (more workers than the bench's), counted while it runs. */
+  private own: WorkerPool | undefined;
 
   constructor(private readonly pool: WorkerPool) {}
+
+  /** Counts `pool` instead of the bench's own until called again with `undefined`. */
+  watch(pool: WorkerPool | undefined): void {
+    this.own = pool;
+  }
 
   start(): void {
     this.timer = setInterval(() => this.draw(), 1000);
@@ -73,7 +80,7 @@ export class Progress {
   }
 
   private draw(): void {
-    const t = this.pool.totals();
+    const t = (this.own ?? this.pool).totals();
     const now = Date.now();
     const rate = ((t.delivered - this.lastDelivered) * 1000) / Math.max(1, now - this.lastAt);
     this.lastDelivered = t.delivered;

@@ -91,6 +91,7 @@ async function runOnce(
   const need = Math.max(base.pool.size, Math.ceil(n / PER_WORKER));
   const pool = need > base.pool.size ? new WorkerPool(need) : base.pool;
   const ctx: BenchContext = { ...base, pool };
+  if (pool !== base.pool) ctx.progress.watch(pool);
   const nodes = sys.config.nodes;
   try {
     await sleep(1000);
@@ -185,6 +186,7 @@ async function runOnce(
       publisher.close();
     }
   } finally {
+    ctx.progress.watch(undefined);
     if (pool !== base.pool) {
       await pool.all(() => ({ op: 'close' }), 60_000).catch(() => undefined);
       pool.close();

@@ -240,6 +240,19 @@ describe('RedisPresenceStore', { skip: redisSkip }, () => {
     for (const key of keys.filter((k) => k.includes('{ch:'))) assert.ok((await admin.pttl(key)) > TTL, `${key} has a TTL past the lease`);
   });
 
+  it('renews a session in the very millisecond it was added or last renewed: stored, so not lost', async () => {
+    const { store } = await cluster(); // the fake clock does not move
+    const entry = { channel: 'group:ops', member: member('alice', 's1') };
+    await store.add(entry.channel, entry.member);
+    assert.deepEqual(await store.refresh([entry]), []);
+    assert.deepEqual(await store.refresh([entry]), []);
+    assert.deepEqual(
+      await store.refresh([{ channel: 'group:ops', member: member('bob', 's2') }]).then((l) => l.length),
+      1,
+      'never added: lost',
+    );
+  });
+
   it('renews the safety TTLs every quarter of their length, not on every refresh', async () => {
     const { store, clock, prefix } = await cluster();
     const admin = await redis.client();

@@ -82,13 +82,14 @@ return {left, redis.call('ZSCORE', KEYS[1], ARGV[3]) or ''}
 /**
  * Renews one stored session of `user` in the channel of `users`/`base`: 1, or 0 when it is no
  * longer stored. Two calls per session: `ZADD XX CH` renews only a stored session and says whether
- * it was (an expiry only grows, so a stored session always changes). The keys' safety TTLs are set
+ * it was, since an expiry only grows — but within the millisecond of the last add or renewal it
+ * is the same, so an answer of 0 is checked with `ZSCORE`. The keys' safety TTLs are set
  * only when `ttl` is not '0' (a node does that every quarter of the TTL, not on every renewal).
  */
 const RENEW = `
 local function renew(users, base, expiry, ttl, session, user)
   local ukey = base .. 'u:' .. user
-  if redis.call('ZADD', ukey, 'XX', 'CH', expiry, session) == 0 then return 0 end
+  if redis.call('ZADD', ukey, 'XX', 'CH', expiry, session) == 0 and not redis.call('ZSCORE', ukey, session) then return 0 end
   redis.call('ZADD', users, 'GT', expiry, user)
   if ttl ~= '0' then
     redis.call('PEXPIRE', ukey, ttl)

@@ -163,6 +163,7 @@ local now, prefix = ARGV[1], ARGV[2]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for _, channel in ipairs(due) do
+  -- channelTag() of redis/keys.ts, and ':'
   local base = prefix .. '{ch:' .. channel .. '}:'
   local gone = {}
   local first = reap_channel(base .. 'users', base, now, gone)

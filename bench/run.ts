@@ -10,7 +10,8 @@
  * Run `npm run bench -- --help` for every option.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Progress, type BenchContext, type BenchOptions } from './lib/kit.js';
@@ -36,6 +37,8 @@ const HELP = `Usage: npm run bench -- [options]      (or: switchboard bench [opt
   --no-batch            Switchboard clients without ?batch=1
   --sb-env KEY=VALUE    extra environment for Switchboard nodes (repeatable), e.g. SWITCHBOARD_HEARTBEAT_INTERVAL_MS=60000
   --cpu-prof            run Switchboard nodes with --cpu-prof; profiles go to bench/results/profiles/
+  --loop-trace          every server process (Switchboard nodes and the peers) records its event-loop stalls and GC
+                        pauses; the routing report says, per system, how long its servers could not run
   --redis-server <bin>  redis-server to start privately for clustered systems (default: redis-server on PATH)
   --nats-server <bin>   nats-server to start privately for switchboard-nats-N (default: /usr/sbin/nats-server or on PATH);
                         switchboard-rabbitmq-N use a vhost of their own on the RabbitMQ at 127.0.0.1:5672 (rabbitmqctl)
@@ -51,6 +54,7 @@ interface Cli extends BenchOptions {
   only: string[] | undefined;
   report: string | undefined;
   cpuProf: boolean;
+  loopTrace: boolean;
   redisServer: string;
   natsServer: string | undefined;
   sbEnv: Record<string, string>;
@@ -59,9 +63,10 @@ interface Cli extends BenchOptions {
 }
 
 function parse(argv: string[]): Cli {
-  const opts: Partial<Cli> & { batch: boolean; cpuProf: boolean; quick: boolean; sbEnv: Record<string, string> } = {
+  const opts: Partial<Cli> & { batch: boolean; cpuProf: boolean; loopTrace: boolean; quick: boolean; sbEnv: Record<string, string> } = {
     batch: true,
     cpuProf: false,
+    loopTrace: false,
     quick: false,
     sbEnv: {},
   };
@@ -109,6 +114,9 @@ function parse(argv: string[]): Cli {
         break;
       case '--cpu-prof':
         opts.cpuProf = true;
+        break;
+      case '--loop-trace':
+        opts.loopTrace = true;
         break;
       case '--sb-env': {
         const m = /^(SWITCHBOARD_[A-Z0-9_]+)=(.*)$/.exec(next() ?? '');
@@ -158,6 +166,7 @@ function parse(argv: string[]): Cli {
     window: opts.window ?? 4,
     report: opts.report,
     cpuProf: opts.cpuProf,
+    loopTrace: opts.loopTrace,
     redisServer: opts.redisServer ?? 'redis-server',
     natsServer: opts.natsServer,
     sbEnv: opts.sbEnv,
@@ -226,6 +235,7 @@ async function main(): Promise<number> {
     natsServer: cli.natsServer,
     switchboardEnv: cli.sbEnv,
     cpuProfDir: cli.cpuProf ? join(repo, 'bench/results/profiles') : undefined,
+    loopTraceDir: cli.loopTrace ? mkdtempSync(join(tmpdir(), 'switchboard-loop-trace-')) : undefined,
   });
   const pool = new WorkerPool(cli.workers);
   const progress = new Progress(pool);
@@ -238,6 +248,7 @@ async function main(): Promise<number> {
     progress.stop();
     pool.close();
     await env.stopAll();
+    if (env.loopTraceDir) rmSync(env.loopTraceDir, { recursive: true, force: true });
   };
   const abort = (why: string, code: number) => {
     process.stderr.write(`\nbench: ${why}; stopping every server it started\n`);

@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { HashRing } from '@switchboard/server';
 import type { ClientKind } from './protocol.js';
@@ -157,8 +158,29 @@ export class ServerEnv {
 
   constructor(
     private readonly repo: string,
-    private readonly opts: { cpuProfDir?: string; redisServer: string; natsServer?: string; switchboardEnv?: Record<string, string> },
+    private readonly opts: {
+      cpuProfDir?: string;
+      /** `--loop-trace`: every server process records its event-loop stalls and GC pauses here. */
+      loopTraceDir?: string;
+      redisServer: string;
+      natsServer?: string;
+      switchboardEnv?: Record<string, string>;
+    },
   ) {}
+
+  /** Where the server processes record their stalls (`--loop-trace`); undefined when not traced. */
+  get loopTraceDir(): string | undefined {
+    return this.opts.loopTraceDir;
+  }
+
+  /** Node flags and environment that make a server process record its stalls ({@link loopTraceDir}). */
+  private loopTrace(): { execArgv: string[]; env: NodeJS.ProcessEnv } {
+    const dir = this.opts.loopTraceDir;
+    if (!dir) return { execArgv: [], env: {} };
+    mkdirSync(dir, { recursive: true });
+    const preload = pathToFileURL(join(this.repo, 'bench/lib/loop-trace.mjs')).href;
+    return { execArgv: ['--import', preload], env: { BENCH_LOOP_TRACE_DIR: dir } };
+  }
 
   /** The private Redis (started on first use); undefined when redis-server is not installed. */
   get redisPid(): number | undefined {
@@ -541,7 +563,9 @@ export class ServerEnv {
           ...brokerEnv,
         });
       }
-      const execArgv: string[] = [];
+      const trace = this.loopTrace();
+      Object.assign(env, trace.env);
+      const execArgv: string[] = [...trace.execArgv];
       if (this.opts.cpuProfDir) {
         mkdirSync(this.opts.cpuProfDir, { recursive: true });
         execArgv.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);
@@ -554,9 +578,10 @@ export class ServerEnv {
       });
     }
     const peer = join(this.repo, 'bench/peers', config.family === 'raw' ? 'raw-ws.ts' : 'socketio.ts');
-    const args = ['--import', 'tsx', peer, '--port', '0', '--host', '127.0.0.1'];
+    const trace = this.loopTrace();
+    const args = [...trace.execArgv, '--import', 'tsx', peer, '--port', '0', '--host', '127.0.0.1'];
     if (config.redis) args.push('--redis', redisUrl!, '--key', `bench-${run}`);
-    return this.spawnServer(args, { ...process.env }, (line) => {
+    return this.spawnServer(args, { ...process.env, ...trace.env }, (line) => {
       const m = /^listening (\d+)$/.exec(line.trim());
       return m ? Number(m[1]) : undefined;
     });

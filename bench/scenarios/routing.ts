@@ -11,6 +11,7 @@ import { connectAll, cpuMeter, cpuSeconds, rounds, skippedNotes, spec, tabulate,
 import type { ClientSpec, CollectResult, SendResult } from '../lib/protocol.js';
 import { BENCH_API_KEY, socketioCluster, switchboardCluster, type RunningSystem, type SystemConfig } from '../lib/systems.js';
 import { redisDelta, redisStats, topCalls } from '../lib/redis-stats.js';
+import { describeStalls, readStalls } from '../lib/stalls.js';
 import { nowUs, sleep } from '../lib/util.js';
 
 export const routing: Scenario = {
@@ -45,6 +46,7 @@ export const routing: Scenario = {
             { key: 'nodesUsPerMsg', label: 'node CPU per message', unit: 'µs', better: 'lower' },
             { key: 'totalUsPerMsg', label: 'nodes + Redis CPU per message', unit: 'µs', better: 'lower' },
             { key: 'deliveredPerS', label: 'delivered/s', unit: 'msg/s', better: 'higher' },
+            { key: 'p50', label: 'latency p50', unit: 'ms', better: 'lower' },
             { key: 'p99', label: 'latency p99', unit: 'ms', better: 'lower' },
             { key: 'redisCallsPerMsg', label: 'Redis commands per message', unit: '', better: 'lower' },
             { key: 'redisBytesPerMsg', label: 'Redis bytes per message', unit: 'B', better: 'lower' },
@@ -99,7 +101,9 @@ async function runOnce(
   const redisFrom = await redisStats(ctx);
   const meter = cpuMeter(ctx, sys);
   const phaseAt = nowUs();
+  const phaseFromMs = Date.now();
   const sent = await send(rate, durationMs);
+  const phaseToMs = Date.now();
   const phase = redisDelta(redisFrom, await redisStats(ctx));
   const phaseSeconds = (nowUs() - phaseAt) / 1e6;
   await sleep(1000);
@@ -107,18 +111,23 @@ async function runOnce(
   const collected = await ctx.pool.all<CollectResult>(() => ({ op: 'collect' }), 10_000);
   const delivered = collected.reduce((n, r) => n + r.delivered, 0);
   if (delivered < sent) note(`${sent - delivered} of ${sent} messages not delivered in one run`);
+  const latency = summarise(merge(collected.map((r) => r.hist)));
   const nodes = cpuSeconds(cpu.server);
   const total = nodes + cpuSeconds(cpu.redis);
   const background = phaseSeconds / idleSeconds;
   const commands = new Map([...phase.calls].map(([name, n]) => [name, Math.max(0, n - (idle.calls.get(name) ?? 0) * background)]));
   note(`${sys.config.nodes} node(s): Redis commands per message: ${topCalls(commands, Math.max(1, delivered), 6, 2)}`);
+  const traceDir = ctx.env.loopTraceDir;
+  const stalls = traceDir ? readStalls(traceDir, sys.pids, phaseFromMs, phaseToMs) : undefined;
+  if (stalls) note(`${sys.config.nodes} node(s): ${describeStalls(stalls, (phaseToMs - phaseFromMs) / 1000)}`);
   return {
     redisCallsPerMsg: [...commands.values()].reduce((a, b) => a + b, 0) / Math.max(1, delivered),
     redisBytesPerMsg: Math.max(0, phase.bytes - idle.bytes * background) / Math.max(1, delivered),
     nodesUsPerMsg: (nodes * 1e6) / Math.max(1, delivered),
     totalUsPerMsg: (total * 1e6) / Math.max(1, delivered),
     deliveredPerS: delivered / (durationMs / 1000),
-    p99: summarise(merge(collected.map((r) => r.hist))).p99,
+    p50: latency.p50,
+    p99: latency.p99,
   };
 }
 

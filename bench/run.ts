@@ -36,6 +36,7 @@ const HELP = `Usage: npm run bench -- [options]      (or: switchboard bench [opt
   --workers <n>         load-generator processes (default 2)
   --no-batch            Switchboard clients without ?batch=1
   --sb-env KEY=VALUE    extra environment for Switchboard nodes (repeatable), e.g. SWITCHBOARD_HEARTBEAT_INTERVAL_MS=60000
+  --node-flags <flags>  Node and V8 flags for the Switchboard nodes, space-separated, e.g. "--max-semi-space-size=64"
   --cpu-prof            run Switchboard nodes with --cpu-prof; profiles go to bench/results/profiles/
   --loop-trace          every server process (Switchboard nodes and the peers) records its event-loop stalls and GC
                         pauses; the routing report says, per system, how long its servers could not run
@@ -55,6 +56,7 @@ interface Cli extends BenchOptions {
   report: string | undefined;
   cpuProf: boolean;
   loopTrace: boolean;
+  nodeFlags: string[];
   redisServer: string;
   natsServer: string | undefined;
   sbEnv: Record<string, string>;
@@ -118,6 +120,13 @@ function parse(argv: string[]): Cli {
       case '--loop-trace':
         opts.loopTrace = true;
         break;
+      case '--node-flags': {
+        const flags = (next() ?? '').split(' ').filter((f) => f !== '');
+        if (flags.length === 0 || flags.some((f) => !f.startsWith('--')))
+          throw new UsageError('--node-flags takes flags such as "--max-semi-space-size=64"');
+        opts.nodeFlags = flags;
+        break;
+      }
       case '--sb-env': {
         const m = /^(SWITCHBOARD_[A-Z0-9_]+)=(.*)$/.exec(next() ?? '');
         if (!m) throw new UsageError('--sb-env takes SWITCHBOARD_NAME=value');
@@ -167,6 +176,7 @@ function parse(argv: string[]): Cli {
     report: opts.report,
     cpuProf: opts.cpuProf,
     loopTrace: opts.loopTrace,
+    nodeFlags: opts.nodeFlags ?? [],
     redisServer: opts.redisServer ?? 'redis-server',
     natsServer: opts.natsServer,
     sbEnv: opts.sbEnv,
@@ -236,6 +246,7 @@ async function main(): Promise<number> {
     switchboardEnv: cli.sbEnv,
     cpuProfDir: cli.cpuProf ? join(repo, 'bench/results/profiles') : undefined,
     loopTraceDir: cli.loopTrace ? mkdtempSync(join(tmpdir(), 'switchboard-loop-trace-')) : undefined,
+    nodeFlags: cli.nodeFlags,
   });
   const pool = new WorkerPool(cli.workers);
   const progress = new Progress(pool);

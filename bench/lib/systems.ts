@@ -162,6 +162,8 @@ export class ServerEnv {
       cpuProfDir?: string;
       /** `--loop-trace`: every server process records its event-loop stalls and GC pauses here. */
       loopTraceDir?: string;
+      /** `--node-flags`: Node and V8 flags of every Switchboard node. */
+      nodeFlags?: string[];
       redisServer: string;
       natsServer?: string;
       switchboardEnv?: Record<string, string>;
@@ -565,7 +567,7 @@ export class ServerEnv {
       }
       const trace = this.loopTrace();
       Object.assign(env, trace.env);
-      const execArgv: string[] = [...trace.execArgv];
+      const execArgv: string[] = [...trace.execArgv, ...(this.opts.nodeFlags ?? [])];
       if (this.opts.cpuProfDir) {
         mkdirSync(this.opts.cpuProfDir, { recursive: true });
         execArgv.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);

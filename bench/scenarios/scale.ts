@@ -158,8 +158,9 @@ async function runOnce(
       const drops = collected.reduce((a, r) => a + r.drops, 0);
       if (drops > 0) note(`${drops} clients were disconnected (${[...new Set(collected.flatMap((r) => r.dropSamples))].join('; ')})`);
       // Per delivery, with the idle rate taken off (the second between broadcasts is idle time).
+      // Above the idle rate; Redis's share of a broadcast (one PUBLISH) is within the idle noise, never below 0.
       const busy = (cpu: number, idleSeconds: number) =>
-        ((cpu - (idleSeconds * bcastCpu.seconds) / idleCpu.seconds) * 1e6) / Math.max(1, delivered);
+        (Math.max(0, cpu - (idleSeconds * bcastCpu.seconds) / idleCpu.seconds) * 1e6) / Math.max(1, delivered);
       note(
         `broadcast phase, CPU per delivery: ${sys.config.gateway ? 'nodes and gateway' : 'nodes'} ${busy(cpuSeconds(bcastCpu.server), cpuSeconds(idleCpu.server)).toFixed(1)} µs, Redis ${busy(cpuSeconds(bcastCpu.redis), cpuSeconds(idleCpu.redis)).toFixed(2)} µs, load generator ${((cpuSeconds(bcastCpu.generator) * 1e6) / Math.max(1, delivered)).toFixed(1)} µs; Redis over the phase: ${topCalls(bcastRedis.calls, bcastCpu.seconds)} calls/s`,
       );

@@ -50,14 +50,13 @@ export function readStalls(dir: string, pids: readonly number[], fromMs: number,
     }
   }
   if (traced === 0) return undefined;
-  const n = traced;
   return {
-    processes: n,
-    stalls: sum.stalls / n,
-    stallMs: sum.stallMs / n,
+    processes: traced,
+    stalls: sum.stalls / traced,
+    stallMs: sum.stallMs / traced,
     longestMs: sum.longestMs,
-    gcPauses: sum.gcPauses / n,
-    gcMs: sum.gcMs / n,
+    gcPauses: sum.gcPauses / traced,
+    gcMs: sum.gcMs / traced,
   };
 }
 

@@ -157,8 +157,8 @@ async function runOnce(
       const lat = summarise(merge(collected.map((r) => r.hist)));
       const drops = collected.reduce((a, r) => a + r.drops, 0);
       if (drops > 0) note(`${drops} clients were disconnected (${[...new Set(collected.flatMap((r) => r.dropSamples))].join('; ')})`);
-      // Per delivery, with the idle rate taken off (the second between broadcasts is idle time).
-      // Above the idle rate; Redis's share of a broadcast (one PUBLISH) is within the idle noise, never below 0.
+      // Per delivery, with the idle rate taken off (the second between broadcasts is idle time); never
+      // below 0, as Redis's share of a broadcast (one PUBLISH) is within the idle noise.
       const busy = (cpu: number, idleSeconds: number) =>
         (Math.max(0, cpu - (idleSeconds * bcastCpu.seconds) / idleCpu.seconds) * 1e6) / Math.max(1, delivered);
       note(

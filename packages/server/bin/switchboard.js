@@ -8,8 +8,9 @@ import { setFlagsFromString } from 'node:v8';
 // V8's allocation-site pretenuring allocates the objects of a site straight in the old generation
 // once enough of them outlived a young collection. Under load the per-message objects (the Redis
 // client's commands above all, in flight for a round trip) get there, and from then on every one
-// of them is old garbage: major collections every few seconds. Off, point-to-point costs 10-18 %
-// less CPU per message (docs/benchmarks.md). `node --allocation-site-pretenuring` keeps it on.
+// of them is old garbage: major collections every few seconds. Off, point-to-point on one node
+// costs up to a fifth less CPU per message (docs/benchmarks.md).
+// `node --allocation-site-pretenuring` keeps it on.
 if (!process.execArgv.some((flag) => /^--(no-)?allocation[-_]site[-_]pretenuring$/.test(flag))) {
   setFlagsFromString('--no-allocation-site-pretenuring');
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { StreamPosition } from '@switchboard/protocol';
 import type { Broker, BrokerMessage } from './broker/broker.js';
 import type { NodeMetrics } from './metrics.js';
+import { SmallSet } from './small-collections.js';
 
 /** What the hub needs of a session. */
 export interface HubMember {
@@ -23,7 +24,8 @@ const TS_FIELD = Buffer.from('"ts":');
 const SETTLED: Promise<void> = Promise.resolve();
 
 interface ChannelEntry {
-  members: Set<HubMember>;
+  /** Most channels have one: a user's own channel, its one session. */
+  members: SmallSet<HubMember>;
   /** Serialises broker subscribe/unsubscribe for the channel. */
   op: Promise<void>;
   subscribed: boolean;
@@ -72,7 +74,7 @@ export class Hub {
   async add(channel: string, member: HubMember): Promise<void> {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { members: new Set(), op: SETTLED, subscribed: false, linger: undefined };
+      entry = { members: new SmallSet(), op: SETTLED, subscribed: false, linger: undefined };
       this.channels.set(channel, entry);
       this.metrics.localChannels.set(this.channels.size);
     } else if (entry.linger) {

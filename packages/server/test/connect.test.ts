@@ -241,6 +241,40 @@ describe('connection limits', () => {
       await Promise.all(clients.map((c) => c.close()));
     }
   });
+
+  it('gives back the place of an upgrade that ws refuses as malformed, so the limit still admits users', async () => {
+    const { port } = new URL(node.url);
+    // More malformed upgrades than maxConnections: each passes the node's own checks (path, limit),
+    // then ws answers 400 for the bad key without ever handing over a socket.
+    for (let i = 0; i < 5; i++) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = tcpConnect(Number(port), '127.0.0.1', () =>
+          socket.write(
+            'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bad\r\n\r\n',
+          ),
+        );
+        let text = '';
+        socket.on('data', (chunk) => (text += chunk.toString()));
+        socket.on('close', () => resolve(text.split('\r\n')[0] ?? ''));
+        socket.on('error', reject);
+      });
+      assert.equal(answer, 'HTTP/1.1 400 Bad Request');
+    }
+    const clients = await eventually(
+      async () => {
+        const opened: TestClient[] = [];
+        try {
+          for (const user of ['v1', 'v2', 'v3']) opened.push(await TestClient.connect(node, user));
+          return opened;
+        } catch (err) {
+          for (const c of opened) c.ws.terminate();
+          throw err;
+        }
+      },
+      { intervalMs: 50, timeoutMs: 3000, message: 'maxConnections sessions admitted after the malformed upgrades' },
+    );
+    await Promise.all(clients.map((c) => c.close()));
+  });
 });
 
 describe('handshake timeout', () => {

@@ -8,8 +8,8 @@ type CryptoKey = webcrypto.CryptoKey;
 /** The identity a valid token grants. */
 export interface Identity {
   user: string;
-  groups: string[];
-  channels: string[];
+  groups: readonly string[];
+  channels: readonly string[];
   admin: boolean;
   /** Token expiry, seconds since the epoch, when present. */
   exp: number | undefined;
@@ -109,8 +109,11 @@ export class TokenVerifier implements Verifier {
   }
 }
 
-function stringList(value: unknown, claim: string): string[] {
-  if (value === undefined) return [];
+/** The list of a claim the token does not have: one array for every identity. */
+const NONE: readonly string[] = Object.freeze([]);
+
+function stringList(value: unknown, claim: string): readonly string[] {
+  if (value === undefined) return NONE;
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string') || value.length > 1000) {
     throw new TokenError(`${claim} must be an array of strings`);
   }

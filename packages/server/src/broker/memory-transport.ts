@@ -1,3 +1,4 @@
+import { SmallSet } from '../small-collections.js';
 import { destinationKey, type Destination, type Transport, type TransportHandler } from './transport.js';
 
 /**
@@ -5,12 +6,13 @@ import { destinationKey, type Destination, type Transport, type TransportHandler
  * a cluster (the in-process cluster of the tests; the embedded default has one node on its own bus).
  */
 export class MemoryBus {
-  private readonly bindings = new Map<string, Set<MemoryTransport>>();
+  /** Destination → the transports bound to it (the embedded default: one). */
+  private readonly bindings = new Map<string, SmallSet<MemoryTransport>>();
 
   /** @internal */
   bind(key: string, transport: MemoryTransport): void {
     let set = this.bindings.get(key);
-    if (!set) this.bindings.set(key, (set = new Set()));
+    if (!set) this.bindings.set(key, (set = new SmallSet()));
     set.add(transport);
   }
 

@@ -10,6 +10,12 @@ const nextEpoch = uniqueIds();
 /** Most idempotency keys remembered at once; the oldest are forgotten first. */
 const MAX_IDEMPOTENCY_KEYS = 100_000;
 
+/**
+ * The entries of every stream nothing was kept in yet (a session's own channel, read for its
+ * position at connect): never written to, replaced by an array of the stream's own at the first.
+ */
+const NO_ENTRIES: Publication[] = Object.freeze([]) as unknown as Publication[];
+
 /** Options of {@link MemoryHistory}. */
 export interface MemoryHistoryOptions {
   /** Publications kept per channel. @default 200 */
@@ -29,7 +35,7 @@ export interface MemoryHistoryOptions {
 interface Stream {
   epoch: string;
   offset: number;
-  /** Kept publications, oldest first; `entries[i].offset === firstOffset + i`. */
+  /** Kept publications, oldest first; `entries[i].offset === firstOffset + i`. {@link NO_ENTRIES} until the first. */
   entries: Publication[];
   touchedAt: number;
   /** What this channel keeps (an inbox's or an ordinary channel's). */
@@ -72,6 +78,7 @@ export class MemoryHistory implements History {
     stream.touchedAt = this.now();
     const pub = publicationAt(channel, stream.epoch, stream.offset, input);
     if (stream.keep.size > 0) {
+      if (stream.entries === NO_ENTRIES) stream.entries = [];
       stream.entries.push(pub);
       if (stream.entries.length > stream.keep.size) stream.entries.shift();
     }
@@ -121,7 +128,7 @@ export class MemoryHistory implements History {
     let stream = this.streams.get(channel);
     if (!stream) {
       const keep = isUserChannel(channel) ? this.classes.inbox : this.classes.plain;
-      stream = { epoch: nextEpoch(), offset: 0, entries: [], touchedAt: this.now(), keep };
+      stream = { epoch: nextEpoch(), offset: 0, entries: NO_ENTRIES, touchedAt: this.now(), keep };
       this.streams.set(channel, stream);
     }
     return stream;

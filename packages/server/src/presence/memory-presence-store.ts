@@ -1,4 +1,5 @@
 import { userChannel, type PresenceUser } from '@switchboard/protocol';
+import { SmallMap } from '../small-collections.js';
 import type { PresenceEntry, PresenceLeave, PresenceMember, PresenceStore, UserSession } from './presence-store.js';
 
 const USER_PREFIX = 'user:';
@@ -19,8 +20,8 @@ function members(sessions: Sessions): Iterable<PresenceMember> {
 
 /** Presence in process memory. Several nodes in one process may share one instance. */
 export class MemoryPresenceStore implements PresenceStore {
-  /** channel → user → that user's sessions there */
-  private readonly channels = new Map<string, Map<string, Sessions>>();
+  /** channel → user → that user's sessions there (a user's own channel: one user) */
+  private readonly channels = new Map<string, SmallMap<string, Sessions>>();
   private closed = false;
 
   get ready(): boolean {
@@ -29,7 +30,7 @@ export class MemoryPresenceStore implements PresenceStore {
 
   async add(channel: string, member: PresenceMember): Promise<boolean> {
     let users = this.channels.get(channel);
-    if (!users) this.channels.set(channel, (users = new Map()));
+    if (!users) this.channels.set(channel, (users = new SmallMap()));
     const sessions = users.get(member.user);
     if (!sessions) {
       users.set(member.user, member);

@@ -44,8 +44,21 @@ export class Admission {
   /** Every upgraded socket, with a session or still being admitted. */
   private readonly sockets = new Set<WebSocket>();
   private upgrading = 0;
+  /** A socket's `close` listener (`this` is the socket): out of the set. */
+  private readonly forget: (this: WebSocket) => void;
+  /**
+   * A socket's `error` listener until its session listens (while the token is checked, or after a
+   * 4001/1008 close): a protocol violation is an 'error' event, and ws closes the socket itself,
+   * but unheard it would throw.
+   */
+  private readonly onEarlyError: (err: Error) => void;
 
   constructor(private readonly deps: AdmissionDeps) {
+    const { sockets } = this;
+    this.forget = function forget(this: WebSocket) {
+      sockets.delete(this);
+    };
+    this.onEarlyError = (err) => deps.log.debug({ err: err.message }, 'protocol error before the session: socket closed');
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -61,7 +74,7 @@ export class Admission {
 
   /** The HTTP server's `upgrade` handler. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    destroyOnError(socket);
+    socket.on('error', destroySocket);
     const { options, metrics, log, table } = this.deps;
     log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
     const check = checkUpgrade(req, {
@@ -84,25 +97,32 @@ export class Admission {
     const { token } = check;
     const batching = check.url.searchParams.get('batch') === '1';
     const resume = check.url.searchParams.get('resume');
+    // Counted against the connection limit until ws hands the socket over, or until it closes
+    // without that: ws drops a bad handshake (no key, a wrong version) and a client that left
+    // meanwhile without calling back, and such sockets must not hold places for good.
     this.upgrading++;
+    let counted = true;
+    const uncount = (): void => {
+      if (counted) this.upgrading--;
+      counted = false;
+    };
+    socket.once('close', uncount);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.upgrading--;
+      socket.off('close', uncount);
+      uncount();
+      // ws has the socket now and ends it on an error itself.
+      socket.off('error', destroySocket);
       this.track(ws);
       const held = holdFrames(ws);
       void this.admit(ws, token, batching, resume, held.frames, held.release).finally(held.release);
     });
   };
 
-  /**
-   * Keeps `ws` in the set until it closes. A method of its own, so that the listener's closure
-   * holds `ws` only — not the upgrade's URL (with the token) and the held frames of its caller.
-   */
+  /** Keeps `ws` in the set until it closes; the listeners are the same two functions for every socket. */
   private track(ws: WebSocket): void {
     this.sockets.add(ws);
-    ws.on('close', () => this.sockets.delete(ws));
-    // A protocol violation before the session listens (while the token is checked, or after a
-    // 4001/1008 close) is an 'error' event: ws closes the socket itself, but unheard it would throw.
-    ws.on('error', (err) => this.deps.log.debug({ err: err.message }, 'protocol error before the session: socket closed'));
+    ws.on('close', this.forget);
+    ws.on('error', this.onEarlyError);
   }
 
   /** Closes every upgraded socket at once (the node is stopping). */
@@ -141,7 +161,8 @@ export class Admission {
       metrics.closes.inc({ code: String(CloseCode.POLICY) });
       return ws.close(CloseCode.POLICY, `too many connections for this user (max ${options.maxConnectionsPerUser})`);
     }
-    // The session takes the held frames and listens from now on; nothing arrives in between.
+    // The session takes the held frames and listens from now on (errors too); nothing arrives in between.
+    ws.off('error', this.onEarlyError);
     const session = this.deps.createSession(ws, identity, batching, early);
     release();
     table.add(session);
@@ -167,9 +188,9 @@ export class Admission {
   }
 }
 
-/** A socket error ends the socket (in a scope of its own, so the listener keeps nothing else alive). */
-function destroyOnError(socket: Duplex): void {
-  socket.on('error', () => socket.destroy());
+/** Until ws has it, an error ends the socket (`this`); one function for every socket. */
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 /**

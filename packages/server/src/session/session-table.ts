@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { NodeMetrics } from '../metrics.js';
 import type { SessionRef } from '../node-context.js';
+import { SmallSet } from '../small-collections.js';
 import type { Session } from './session.js';
 
 /** Sessions pinged per event-loop turn by the heartbeat sweep. */
@@ -9,7 +10,8 @@ const HEARTBEAT_SLICE = 500;
 /** The node's open sessions, by user too, and the heartbeat that drops dead peers. */
 export class SessionTable implements Iterable<Session> {
   private readonly sessions = new Set<Session>();
-  private readonly byUser = new Map<string, Set<Session>>();
+  /** A user's sessions here: most users have one. */
+  private readonly byUser = new Map<string, SmallSet<Session>>();
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -42,7 +44,7 @@ export class SessionTable implements Iterable<Session> {
   add(session: Session): void {
     this.sessions.add(session);
     let mine = this.byUser.get(session.user);
-    if (!mine) this.byUser.set(session.user, (mine = new Set()));
+    if (!mine) this.byUser.set(session.user, (mine = new SmallSet()));
     mine.add(session);
     this.metrics.sessions.set(this.sessions.size);
   }

@@ -186,16 +186,14 @@ export class Hub {
     const entry = this.channels.get(channel);
     if (!entry || entry.members.size === 0) return;
     switch (message.kind) {
-      case 'message':
-        for (const member of entry.members) {
-          try {
-            member.deliver(channel, message);
-          } catch (err) {
-            this.memberFailed(err, channel);
-          }
-        }
+      case 'message': {
+        // Most channels (a user's own) have one member: no iterator for it.
+        const only = entry.members.only;
+        if (only) this.deliverTo(only, channel, message);
+        else for (const member of entry.members) this.deliverTo(member, channel, message);
         this.observeLag(message.frame);
         return;
+      }
       case 'presence': {
         const frame = Buffer.from(JSON.stringify({ type: 'presence', channel, event: message.event, user: message.user, ts: message.ts }));
         for (const member of entry.members) {
@@ -235,6 +233,14 @@ export class Hub {
       ts = ts * 10 + digit;
     }
     if (ts > 0) this.metrics.deliveryLag.observe(Math.max(0, Date.now() - ts) / 1000);
+  }
+
+  private deliverTo(member: HubMember, channel: string, message: Extract<BrokerMessage, { kind: 'message' }>): void {
+    try {
+      member.deliver(channel, message);
+    } catch (err) {
+      this.memberFailed(err, channel);
+    }
   }
 
   private memberFailed(err: unknown, channel: string): void {

@@ -23,6 +23,11 @@ export class SmallSet<T extends object> implements Iterable<T> {
     return this.many ? this.many.has(member) : this.one === member;
   }
 
+  /** The member, when there is exactly one: a hot path's way round the iterator. */
+  get only(): T | undefined {
+    return this.many ? undefined : this.one;
+  }
+
   add(member: T): this {
     if (this.many) this.many.add(member);
     else if (this.one === undefined || this.one === member) this.one = member;

@@ -24,6 +24,7 @@ describe('SmallSet', () => {
           } else assert.equal(small.delete(member), model.delete(member));
           assert.equal(small.size, model.size);
           assert.deepEqual([...small], [...model]);
+          assert.equal(small.only, model.size === 1 ? [...model][0] : undefined);
           for (const m of members) assert.equal(small.has(m), model.has(m));
         }
       }),

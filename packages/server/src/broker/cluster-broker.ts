@@ -34,7 +34,11 @@ export class ClusterBroker implements Broker {
   private handler: BrokerHandler | undefined;
   /** Channels this node receives. */
   private readonly channels = new Set<string>();
-  /** The binding each channel took of its own (none where a standing binding brings it). */
+  /**
+   * Hash routing: the binding each channel took of its own (none where a standing binding brings
+   * it), since a ring change changes what {@link Router.bindingFor} says. With the other routings
+   * it says the same every time, and a node's thousands of channels keep no copy.
+   */
   private readonly bound = new Map<string, Destination>();
   private started = false;
   private closed = false;
@@ -79,7 +83,7 @@ export class ClusterBroker implements Broker {
     if (!binding) return;
     try {
       await this.transport.bind(binding);
-      this.bound.set(channel, binding);
+      if (this.router.routing === 'hash') this.bound.set(channel, binding);
     } catch (err) {
       this.channels.delete(channel);
       throw err;
@@ -88,7 +92,7 @@ export class ClusterBroker implements Broker {
 
   async unsubscribe(channel: string): Promise<void> {
     if (!this.channels.delete(channel)) return;
-    const binding = this.bound.get(channel);
+    const binding = this.router.routing === 'hash' ? this.bound.get(channel) : this.router.bindingFor(channel);
     if (!binding) return;
     this.bound.delete(channel);
     await this.transport.unbind(binding);

@@ -34,6 +34,7 @@ export interface PresenceTrackerDeps {
  * users of nodes that died (exactly once cluster-wide, through the store).
  */
 export class PresenceTracker implements PresenceChanges {
+  /** Each session's presence changes still being applied (none for an idle session: its chain is dropped once done). */
   private readonly chains = new WeakMap<SessionRef, Promise<void>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private reapTimer: NodeJS.Timeout | undefined;
@@ -91,6 +92,7 @@ export class PresenceTracker implements PresenceChanges {
       } catch (err) {
         this.failed(err, `presence ${op} failed`);
       }
+      if (this.chains.get(session) === next) this.chains.delete(session);
     });
     this.chains.set(session, next);
     return next;

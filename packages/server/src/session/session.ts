@@ -96,7 +96,14 @@ export class Session implements HubMember, FrameTarget, StreamSink {
     this.user = identity.user;
     this.ownChannel = userChannel(identity.user);
     // Frames that arrive before `welcome` wait here until the session has started.
-    this.inbox = new Promise((resolve) => (this.markStarted = resolve));
+    const starting = new Promise<void>((resolve) => {
+      this.markStarted = () => {
+        resolve();
+        // No frame waits on it: an idle session keeps the shared settled promise, not its own.
+        if (this.inbox === starting) this.inbox = SETTLED;
+      };
+    });
+    this.inbox = starting;
     sessionOf.set(ws, this);
     ws.on('message', Session.onSocketMessage);
     ws.on('pong', Session.onSocketPong);

@@ -121,6 +121,22 @@ describe('token checks at the handshake', () => {
       await expectUnauthorized(hs, remember(`${header}.${payload}.`), 'bad signature');
     });
 
+    it('refuses a valid signature written another way (padding, junk a base64 decoder would skip)', async () => {
+      const real = await hsToken('alice');
+      for (const variant of [`${real}=`, `${real}==`, `${real}!`, `${real.slice(0, -1)}+${real.slice(-1)}`]) {
+        await expectUnauthorized(hs, remember(variant), 'bad signature');
+      }
+    });
+
+    it('refuses a rightly signed token whose header is not a plain HS256 one (crit, not an object)', async () => {
+      const payload = b64url({ sub: 'alice', exp: inOneHour() });
+      for (const header of [b64url({ alg: 'HS256', crit: ['exp'], exp: 1 }), Buffer.from('"HS256"').toString('base64url')]) {
+        const input = `${header}.${payload}`;
+        const signed = remember(`${input}.${createHmac('sha256', SECRET).update(input).digest('base64url')}`);
+        await expectUnauthorized(hs, signed, 'malformed token');
+      }
+    });
+
     it('refuses an unsigned alg:none token', async () => {
       const unsigned = remember(`${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({ sub: 'alice', exp: inOneHour() })}.`);
       await expectUnauthorized(hs, unsigned, 'algorithm not allowed');

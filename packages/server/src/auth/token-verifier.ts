@@ -1,9 +1,7 @@
-import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
-import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { createHmac, createPublicKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { errors as joseErrors, jwtVerify, UnsecuredJWT, type JWTClaimVerificationOptions, type JWTPayload } from 'jose';
 import { isValidId } from '@switchboard/protocol';
 import { readPem } from './pem.js';
-
-type CryptoKey = webcrypto.CryptoKey;
 
 /** The identity a valid token grants. */
 export interface Identity {
@@ -47,11 +45,12 @@ export interface Verifier {
 export class TokenVerifier implements Verifier {
   readonly algorithm: 'HS256' | 'RS256' | 'ES256';
   private readonly key: Uint8Array | KeyObject;
-  private readonly requireExp: boolean;
+  /** What jose checks of the claims: `sub`, and `exp` unless `requireExp` is off; 5 s of clock skew. */
+  private readonly claims: JWTClaimVerificationOptions;
 
   /** @throws Error when neither a secret nor a public key is given, or the key does not fit the algorithm. */
   constructor(options: TokenVerifierOptions) {
-    this.requireExp = options.requireExp ?? true;
+    this.claims = { requiredClaims: (options.requireExp ?? true) ? ['sub', 'exp'] : ['sub'], clockTolerance: 5 };
     if (options.jwtSecret !== undefined) {
       this.algorithm = 'HS256';
       this.key = new TextEncoder().encode(options.jwtSecret);
@@ -71,33 +70,18 @@ export class TokenVerifier implements Verifier {
     this.key = key;
   }
 
-  private imported: Promise<CryptoKey | KeyObject> | undefined;
-
-  /**
-   * The key as jose wants it, imported once: given raw bytes, jose would import an HMAC key again
-   * on every verification (a third of a connection storm's CPU).
-   */
-  private verificationKey(): Promise<CryptoKey | KeyObject> {
-    this.imported ??=
-      this.key instanceof Uint8Array
-        ? webcrypto.subtle.importKey('raw', this.key, { name: 'HMAC', hash: 'SHA-256' }, false, ['verify'])
-        : Promise.resolve(this.key);
-    return this.imported;
-  }
-
   /**
    * Checks signature, algorithm, `exp`/`nbf` and claims.
    * @throws TokenError with a short reason.
    */
   async verify(token: string): Promise<Identity> {
     let payload: JWTPayload;
+    const { claims } = this;
     try {
-      ({ payload } = await jwtVerify(token, await this.verificationKey(), {
-        algorithms: [this.algorithm],
-        requiredClaims: this.requireExp ? ['sub', 'exp'] : ['sub'],
-        clockTolerance: 5,
-      }));
+      if (this.key instanceof Uint8Array) payload = verifyHs256(token, this.key, claims);
+      else ({ payload } = await jwtVerify(token, this.key, { algorithms: [this.algorithm], ...claims }));
     } catch (err) {
+      if (err instanceof TokenError) throw err;
       throw new TokenError(reasonOf(err));
     }
     const user = payload.sub;
@@ -107,6 +91,38 @@ export class TokenVerifier implements Verifier {
     if (groups.some((g) => !isValidId(g))) throw new TokenError('groups holds an invalid group id');
     return { user, groups, channels, admin: payload.role === 'admin', exp: payload.exp };
   }
+}
+
+/** The protected header of an unsecured JWT, for jose's validation of a verified payload's claims. */
+const UNSECURED_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
+
+/**
+ * An HS256 JWT checked on the event loop, with the same outcomes as jose's `jwtVerify` pinned to
+ * HS256: WebCrypto's HMAC (all jose has) is an asynchronous job of about 50 µs of CPU a token, a
+ * sixth of a connection's CPU in a connection storm; `createHmac` takes about 5. The header must
+ * be a JSON object with `alg` HS256 and no `crit`; the signature is compared as its base64url
+ * text, in constant time (a decoder would let other strings pass for it). The claims of the
+ * verified payload (`exp`, `nbf`, the required ones, the clock tolerance) are then validated by
+ * jose itself, as those of an unsecured JWT.
+ * @throws TokenError for a malformed token, another algorithm or a bad signature; jose's claim errors.
+ */
+function verifyHs256(token: string, secret: Uint8Array, claims: JWTClaimVerificationOptions): JWTPayload {
+  const first = token.indexOf('.');
+  const second = token.indexOf('.', first + 1);
+  if (first <= 0 || second < 0 || token.indexOf('.', second + 1) >= 0) throw new TokenError('malformed token');
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(token.slice(0, first), 'base64url').toString('utf8'));
+  } catch {
+    throw new TokenError('malformed token');
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new TokenError('malformed token');
+  if ((header as { alg?: unknown }).alg !== 'HS256') throw new TokenError('algorithm not allowed');
+  if ('crit' in header) throw new TokenError('malformed token');
+  const expected = Buffer.from(createHmac('sha256', secret).update(token.slice(0, second)).digest('base64url'));
+  const given = Buffer.from(token.slice(second + 1));
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new TokenError('bad signature');
+  return UnsecuredJWT.decode(`${UNSECURED_HEADER}.${token.slice(first + 1, second)}.`, claims).payload;
 }
 
 /** The list of a claim the token does not have: one array for every identity. */

@@ -193,6 +193,23 @@ describe('connection limits', () => {
   before(async () => (node = await startNode({ maxConnections: 3, maxConnectionsPerUser: 2 })));
   after(() => node.stop());
 
+  /** Sessions for every one of `users`, tried again (all or none) until the node admits them all. */
+  function fillUp(users: string[], message: string, timeoutMs?: number): Promise<TestClient[]> {
+    return eventually(
+      async () => {
+        const opened: TestClient[] = [];
+        try {
+          for (const user of users) opened.push(await TestClient.connect(node, user));
+          return opened;
+        } catch (err) {
+          for (const c of opened) c.ws.terminate();
+          throw err;
+        }
+      },
+      { intervalMs: 50, message, ...(timeoutMs === undefined ? {} : { timeoutMs }) },
+    );
+  }
+
   it('closes a user session past maxConnectionsPerUser with 1008 and no welcome', async () => {
     const first = await TestClient.connect(node, 'alice');
     const second = await TestClient.connect(node, 'alice');
@@ -215,19 +232,7 @@ describe('connection limits', () => {
 
   it('answers upgrades with HTTP 503 once the node holds maxConnections sessions, and admits again after one leaves', async () => {
     // Earlier sessions may still be going away on the server side; wait until three fit.
-    const clients = await eventually(
-      async () => {
-        const opened: TestClient[] = [];
-        try {
-          for (const user of ['u1', 'u2', 'u3']) opened.push(await TestClient.connect(node, user));
-          return opened;
-        } catch (err) {
-          for (const c of opened) c.ws.terminate();
-          throw err;
-        }
-      },
-      { intervalMs: 50, message: 'three sessions to fit under maxConnections' },
-    );
+    const clients = await fillUp(['u1', 'u2', 'u3'], 'three sessions to fit under maxConnections');
     try {
       const refused = await refusedUpgrade(await wsUrlFor(node, 'u4'));
       assert.deepEqual(refused, { status: 503, body: { error: { code: 'unavailable', message: 'node at its connection limit' } } });
@@ -260,19 +265,7 @@ describe('connection limits', () => {
       });
       assert.equal(answer, 'HTTP/1.1 400 Bad Request');
     }
-    const clients = await eventually(
-      async () => {
-        const opened: TestClient[] = [];
-        try {
-          for (const user of ['v1', 'v2', 'v3']) opened.push(await TestClient.connect(node, user));
-          return opened;
-        } catch (err) {
-          for (const c of opened) c.ws.terminate();
-          throw err;
-        }
-      },
-      { intervalMs: 50, timeoutMs: 3000, message: 'maxConnections sessions admitted after the malformed upgrades' },
-    );
+    const clients = await fillUp(['v1', 'v2', 'v3'], 'maxConnections sessions admitted after the malformed upgrades', 3000);
     await Promise.all(clients.map((c) => c.close()));
   });
 });

@@ -27,7 +27,11 @@ export class MemoryBus {
   send(to: readonly Destination[], payload: Buffer): void {
     if (to.length === 1) {
       const set = this.bindings.get(destinationKey(to[0]!));
-      if (set) for (const transport of set) transport.receive(payload);
+      if (!set) return;
+      // The embedded default binds one transport: no iterator per publication for it.
+      const only = set.only;
+      if (only) only.receive(payload);
+      else for (const transport of set) transport.receive(payload);
       return;
     }
     const receivers = new Set<MemoryTransport>();

@@ -56,7 +56,7 @@ export class UpgradeProxy {
   handle(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
     const { log, metrics } = this.options;
-    log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
+    if (log.isLevelEnabled('debug')) log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
     // The same checks as a node's, from the same code (http/upgrade-checks.ts).
     const check = checkUpgrade(req, {
       wsPath: this.options.wsPath,

@@ -26,7 +26,7 @@ export function nodeRoutes(deps: NodeRoutesDeps): (req: IncomingMessage, res: Se
   return async (req, res) => {
     const url = requestUrl(req, res);
     if (!url) return;
-    deps.log.debug({ method: req.method, url: redactUrl(req.url) }, 'http request');
+    if (deps.log.isLevelEnabled('debug')) deps.log.debug({ method: req.method, url: redactUrl(req.url) }, 'http request');
     const path = url.pathname;
     if (await answerProbe(path, res, deps.probes)) return;
     if (path.startsWith('/v1/')) return deps.limits.serve(req, res, () => deps.api.handle(req, res, url));

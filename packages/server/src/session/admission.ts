@@ -76,7 +76,8 @@ export class Admission {
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', destroySocket);
     const { options, metrics, log, table } = this.deps;
-    log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
+    // Checked first: the redaction runs a regular expression over the URL, per upgrade.
+    if (log.isLevelEnabled('debug')) log.debug({ url: redactUrl(req.url), origin: req.headers.origin }, 'upgrade request');
     const check = checkUpgrade(req, {
       wsPath: options.wsPath,
       allowedOrigins: options.allowedOrigins,
